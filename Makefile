@@ -1,0 +1,54 @@
+# The two commands of the README. Each creates .venv on first use (python3 -m venv + pip),
+# so a fresh machine with Python 3.11 needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/config.yaml
+CORES ?= all
+# Debian/Ubuntu packages that give latexmk + pdflatex for paper/main.pdf.
+TEX_PACKAGES := texlive-latex-base texlive-latex-recommended latexmk
+
+.PHONY: reproduce test smoke paper report benchmark install tex clean
+
+reproduce: $(VENV)/.installed tex  ## run the whole workflow on $(CONFIG): results, figures, paper/main.pdf
+	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES)
+
+test: $(VENV)/.installed  ## run the test suite
+	$(BIN)/python -m pytest
+
+smoke: $(VENV)/.installed tex  ## the whole workflow at seconds scale
+	$(BIN)/snakemake --configfile config/smoke.yaml --cores $(CORES)
+
+report: $(VENV)/.installed  ## Snakemake's HTML report of the last run
+	$(BIN)/snakemake --configfile $(CONFIG) --report report.html
+
+benchmark: $(VENV)/.installed
+	$(BIN)/python benchmarks/gaussian.py
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# latexmk is a system program, not a Python package. Install it when we may (root or
+# password-less sudo on Debian/Ubuntu); otherwise stop before any work and say how.
+tex:
+	@if command -v latexmk >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing LaTeX: $(TEX_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES); \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		echo "installing LaTeX with sudo: $(TEX_PACKAGES)"; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES); \
+	else \
+		echo "latexmk not found: the paper needs LaTeX. Install it (Debian/Ubuntu: sudo apt-get install $(TEX_PACKAGES);"; \
+		echo "macOS: MacTeX or 'brew install --cask basictex' then 'sudo tlmgr install latexmk'), or build without the"; \
+		echo "paper: .venv/bin/snakemake --configfile $(CONFIG) --cores $(CORES) figures"; \
+		exit 1; \
+	fi
+
+clean:  ## remove generated results, figures and paper build files (keeps .venv)
+	rm -rf results logs paper/generated paper/build paper/main.pdf figures/*.pdf figures/*.png figures/*.provenance.json .snakemake report.html

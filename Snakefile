@@ -1,0 +1,24 @@
+# modelcollapse: the model-collapse experiments of Shumailov et al. (Nature 2024) as one DAG.
+# Run: `make reproduce` (or `snakemake --cores all`); one figure: `snakemake figures/gaussian_fit.pdf`.
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/gaussian.smk"
+include: "workflow/rules/paper.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),
+
+
+rule figures:
+    input:
+        figure_targets(),

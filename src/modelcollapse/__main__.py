@@ -1,0 +1,5 @@
+import sys
+
+from modelcollapse.cli import main
+
+sys.exit(main())

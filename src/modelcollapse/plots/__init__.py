@@ -1,0 +1,1 @@
+"""Figures: each module turns summary tables (never raw simulations) into PDF + PNG files."""
