@@ -46,7 +46,9 @@ def plot(rows: list[dict[str, str]], out_pdf: str) -> list:
                 for ax, (name, label, _) in zip(row, PANELS):
                     if name == "w2sq":
                         centre, se = d["w2sq"][1:], d["w2sq_se"][1:]
-                        lo, hi, theory = centre - 2 * se, centre + 2 * se, d["w2sq_theory"][1:]
+                        # Clip the band above zero: the y axis is logarithmic.
+                        lo = np.maximum(centre - 2 * se, centre / 10)
+                        hi, theory = centre + 2 * se, d["w2sq_theory"][1:]
                     else:
                         centre, lo, hi = (d[f"{name}_{q}"][1:] for q in ("q50", "q25", "q75"))
                         theory = d[f"{name}_q50_theory"][1:]

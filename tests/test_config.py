@@ -1,0 +1,101 @@
+"""Config validation: shipped configs pass; bad ones fail before any job, naming the key."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from modelcollapse.config import ConfigError, check_config, load_config
+
+SHIPPED = sorted((ROOT / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    load_config(path)
+
+
+def _smoke():
+    return yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+
+
+def _set(config, dotted, value):
+    *parents, leaf = dotted.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    if value is _DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return config
+
+
+_DELETE = object()
+
+# (key to change, bad value, the key the message must name, words the message must contain)
+BAD = [
+    ("seed", -1, "seed", "minimum"),
+    ("seed", "zero", "seed", "integer"),
+    ("platform", "cuda", "platform", "auto"),
+    ("gaussian.sample_sizes", [100, 1], "gaussian.sample_sizes[1]", "minimum"),
+    ("gaussian.sample_sizes", [], "gaussian.sample_sizes", "non-empty"),
+    ("gaussian.sample_sizes", 100, "gaussian.sample_sizes", "array"),
+    ("gaussian.generations", 0, "gaussian.generations", "minimum"),
+    ("gaussian.generations", 2.5, "gaussian.generations", "integer"),
+    ("gaussian.replicates", 1, "gaussian.replicates", "minimum"),
+    ("gaussian.estimators", ["unbiased", "median"], "gaussian.estimators[1]", "mle"),
+    ("gaussian.estimators", ["mle", "mle"], "gaussian.estimators", "unique"),
+    ("gaussian.table_generations", [5, 500], "gaussian.table_generations", "at most"),
+    ("gaussian.replicate", 10, "gaussian", "replicate"),  # a typo of a real key
+    ("gaussian.generations", _DELETE, "gaussian", "generations"),
+    ("paper.build_pdf", "yes", "paper.build_pdf", "boolean"),
+    ("extra_block", {}, "<top level>", "extra_block"),
+]
+
+
+@pytest.mark.parametrize("key,value,named,words", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
+def test_bad_config_error_names_key_and_expectation(key, value, named, words):
+    config = _set(_smoke(), key, value)
+    with pytest.raises(ConfigError) as err:
+        check_config(config)
+    message = str(err.value)
+    assert f"'{named}'" in message
+    assert words in message
+
+
+def test_load_config_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_set(_smoke(), "gaussian.generations", 0)))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: config key 'gaussian\.generations'"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_cli_check_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_set(_smoke(), "platform", "quantum")))
+    run = subprocess.run([sys.executable, "-m", "modelcollapse", "check-config", str(bad)],
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "config key 'platform'" in run.stderr
+    ok = subprocess.run([sys.executable, "-m", "modelcollapse", "check-config", str(ROOT / "config/smoke.yaml")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_snakemake_rejects_bad_config_before_any_job(workflow_copy):
+    config = _set(copy.deepcopy(_smoke()), "gaussian.sample_sizes", [20, 1])
+    (workflow_copy / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/bad.yaml", "--cores", "1"],
+                         cwd=workflow_copy, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "config key 'gaussian.sample_sizes[1]'" in run.stdout + run.stderr
+    assert not (workflow_copy / "results").exists()

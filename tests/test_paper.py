@@ -1,0 +1,67 @@
+"""Numbers into LaTeX: formatting, every number the text uses is generated, clear error without LaTeX."""
+
+import re
+
+import pytest
+
+from conftest import ROOT
+from modelcollapse import gaussian, paper
+from modelcollapse.tables import gaussian as gaussian_table
+
+
+@pytest.mark.parametrize("x,expected", [
+    (0.0, "0"), (1.0, "1.00"), (0.07004, "0.0700"), (123.456, "123"), (2.5e-5, r"2.50\times10^{-5}"),
+    (99999.0, r"1.00\times10^{5}"), (-0.5, "-0.500"), (float("nan"), r"\text{n/a}"),
+])
+def test_latex_number(x, expected):
+    assert paper.latex_number(x) == expected
+
+
+@pytest.mark.parametrize("x,se,expected", [
+    (0.0771, 0.0443, r"0.077\pm0.044"), (3.51, 1.83, r"3.5\pm1.8"), (0.99876, 0.0012, r"0.9988\pm0.0012"),
+    (2.5e-5, 3.1e-6, r"(2.50\pm0.31)\times10^{-5}"), (1.0, 0.0, "1.00"),
+])
+def test_latex_pm_rounds_to_the_standard_error(x, se, expected):
+    assert paper.latex_pm(x, se) == expected
+
+
+def test_macro_keys_are_checked():
+    assert paper.macro_lines({"b.x": "2", "a": "1"}).splitlines()[1:] == [r"\mcdef{a}{1}", r"\mcdef{b.x}{2}"]
+    with pytest.raises(ValueError, match="key"):
+        paper.macro_lines({"bad key": "1"})
+
+
+def _summary_rows(sizes=(10, 30), generations=6):
+    rows = []
+    for estimator in ("unbiased", "mle"):
+        for m in sizes:
+            sim = gaussian.simulate(0, sample_size=m, generations=generations, replicates=50, estimator=estimator)
+            stats = gaussian.summarize(sim.mean, sim.std, sample_size=m, estimator=estimator)
+            for g in range(generations + 1):
+                rows.append({"estimator": estimator, "sample_size": str(m)}
+                            | {k: str(v[g]) for k, v in stats.items()})
+    return rows
+
+
+def test_every_number_the_paper_uses_is_generated():
+    text = re.sub(r"(?<!\\)%.*", "", (ROOT / "paper" / "main.tex").read_text())  # drop comments
+    used = set(re.findall(r"\\mcnum\{([^}]+)\}", text))
+    generated = set(gaussian_table.numbers(_summary_rows(), replicates=50))
+    assert used, "main.tex should take its numbers from generated files"
+    assert used <= generated, f"used but never generated: {sorted(used - generated)}"
+
+
+def test_table_has_a_row_per_estimator_size_and_generation():
+    tex = gaussian_table.table_tex(_summary_rows(), [1, 6])
+    assert tex.count(r"\\") == 1 + 2 * 2 * 2  # header + rows
+    with pytest.raises(ValueError, match="not in the summary"):
+        gaussian_table.table_tex(_summary_rows(), [7])
+
+
+def test_missing_latexmk_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(paper.shutil, "which", lambda name: None)
+    tex = tmp_path / "main.tex"
+    tex.write_text(r"\documentclass{article}\begin{document}x\end{document}")
+    with pytest.raises(RuntimeError, match="apt-get install texlive-latex-base"):
+        paper.build_pdf(tex, tmp_path / "main.pdf")
+    assert not (tmp_path / "main.pdf").exists()
