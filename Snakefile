@@ -10,7 +10,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/gaussian.smk"
-include: "workflow/rules/paper.smk"
+include: "workflow/rules/paper.smk"  # last: it collects the others' outputs
 
 
 rule all:
@@ -21,4 +21,4 @@ rule all:
 
 rule figures:
     input:
-        figure_targets(),
+        FIGURES,

@@ -1,4 +1,6 @@
-# Shared set-up: validate the config before any job starts, and the target lists.
+# Shared set-up: validate the config before any job starts; the target lists that each
+# family's rules file extends (so adding a family touches no other rules file).
+import glob
 import json
 
 from modelcollapse.config import ConfigError, check_config
@@ -12,23 +14,13 @@ except ConfigError as err:
 # workflow needs no activated environment.
 PY = f'"{sys.executable}" -m modelcollapse'
 
-
-def gaussian_results():
-    g = config["gaussian"]
-    return expand("results/gaussian/{estimator}_M{m}.npz", estimator=g["estimators"], m=g["sample_sizes"])
-
-
-def figure_targets():
-    return ["figures/gaussian_fit.pdf"]
-
-
-def paper_inputs():
-    return ["paper/generated/gaussian_table.tex", "paper/generated/gaussian_numbers.tex",
-            "paper/generated/provenance.tex"]
+RESULTS = []  # summary tables a reader may want
+FIGURES = []  # figures/<name>.pdf (the PNG is written beside each)
+PAPER_INPUTS = ["paper/generated/provenance.tex"]  # generated .tex files that main.tex reads
 
 
 def all_targets():
-    targets = figure_targets() + paper_inputs() + ["results/gaussian/summary.csv"]
+    targets = RESULTS + FIGURES + PAPER_INPUTS
     if config["paper"]["build_pdf"]:
         targets.append("paper/main.pdf")
     return targets

@@ -1,5 +1,14 @@
 # 1-D Gaussian fit-and-sample chains: simulate each (estimator, M), summarize, plot, tabulate.
 
+RESULTS.append("results/gaussian/summary.csv")
+FIGURES.append("figures/gaussian_fit.pdf")
+PAPER_INPUTS.extend(["paper/generated/gaussian_table.tex", "paper/generated/gaussian_numbers.tex"])
+
+
+def gaussian_results():
+    g = config["gaussian"]
+    return expand("results/gaussian/{estimator}_M{m}.npz", estimator=g["estimators"], m=g["sample_sizes"])
+
 
 rule gaussian_simulate:
     output:

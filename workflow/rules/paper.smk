@@ -1,4 +1,5 @@
 # The paper: reproducibility appendix from the effective config, then latexmk.
+# Included last: its inputs are the lists every family's rules file extended.
 
 
 rule paper_provenance:
@@ -17,8 +18,9 @@ rule paper:
     input:
         tex="paper/main.tex",
         bib="paper/refs.bib",
-        generated=paper_inputs(),
-        figures=figure_targets(),
+        sections=sorted(glob.glob("paper/sections/*.tex")),
+        generated=PAPER_INPUTS,
+        figures=FIGURES,
     output:
         report("paper/main.pdf", caption="../report/paper.rst", category="Paper"),
     log:

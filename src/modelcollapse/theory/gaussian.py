@@ -31,6 +31,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
+__all__ = ["ESTIMATORS", "ddof_of", "log_s_moments", "expected_sigma2", "second_moment_sigma2", "c_factor",
+           "expected_sigma", "var_mean", "expected_log_sigma2", "var_log_sigma2", "median_sigma2",
+           "expected_w2_squared", "abs_mean_error_quantile", "abs_std_error_quantile"]
+
 ESTIMATORS = {"unbiased": 1, "mle": 0}
 
 

@@ -1,0 +1,44 @@
+"""CLI subcommands, one module per experiment family, each with `register(subparsers)`.
+
+A command function takes `(args, argv)`, checks its arguments before any computation, and
+raises ValueError / FileNotFoundError / RuntimeError with a message naming the argument;
+`modelcollapse.cli.main` turns those into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as a user would retype it, recorded in provenance."""
+    return "python -m modelcollapse " + " ".join(shlex.quote(str(a)) for a in argv)
+
+
+def check_output(path: str, suffix: str) -> None:
+    if Path(path).suffix != suffix:
+        raise ValueError(f"output {path} must end in {suffix}")
+
+
+def check_inputs(paths: Iterable[str]) -> None:
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"input file(s) not found: {', '.join(missing)}")
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def add_platform(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--platform", choices=["auto", "cpu", "gpu", "tpu"], default="auto",
+                        help="JAX backend (default: auto)")
