@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from modelcollapse import gaussian, metrics, theory
+from modelcollapse.regimes import Regime
 
 R = 20_000  # replicates for the statistical checks
 Z = 4.0  # tolerance in standard errors: a correct implementation fails one check in ~16,000
@@ -123,15 +124,15 @@ def test_fit_agrees_with_numpy():
 
 def test_jit_matches_eager_and_second_call_does_not_recompile():
     keys = gaussian.replicate_keys(0, 4)
-    kwargs = dict(sample_size=8, generations=6, ddof=1)
-    jitted = gaussian._simulate(keys, **kwargs)
+    kwargs = dict(m=8, generations=6, ddof=1, regime=Regime())
+    jitted = gaussian._simulate_points(keys, **kwargs)
     with jax.disable_jit():
-        eager = gaussian._simulate(keys, **kwargs)
+        eager = gaussian._simulate_points(keys, **kwargs)
     np.testing.assert_allclose(jitted[0], eager[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jitted[1], eager[1], rtol=1e-5)
-    size = gaussian._simulate._cache_size()
-    gaussian._simulate(gaussian.replicate_keys(1, 4), **kwargs)
-    assert gaussian._simulate._cache_size() == size
+    size = gaussian._simulate_points._cache_size()
+    gaussian._simulate_points(gaussian.replicate_keys(1, 4), **kwargs)
+    assert gaussian._simulate_points._cache_size() == size
 
 
 @pytest.mark.parametrize("kwargs,key", [

@@ -36,7 +36,7 @@ def _summary_rows(sizes=(10, 30), generations=6):
     for estimator in ("unbiased", "mle"):
         for m in sizes:
             sim = gaussian.simulate(0, sample_size=m, generations=generations, replicates=50, estimator=estimator)
-            stats = gaussian.summarize(sim.mean, sim.std, sample_size=m, estimator=estimator)
+            stats = gaussian.summarize(sim.mean, sim.std, sizes=[m] * generations, estimator=estimator)
             for g in range(generations + 1):
                 rows.append({"estimator": estimator, "sample_size": str(m)}
                             | {k: str(v[g]) for k, v in stats.items()})

@@ -69,8 +69,65 @@ def check_config(config: Mapping[str, Any]) -> None:
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_describe(best))
-    gaussian = config["gaussian"]
-    too_late = [g for g in gaussian["table_generations"] if g > gaussian["generations"]]
+    _check_gaussian(config["gaussian"])
+
+
+# A pool of stored points (accumulate_subsample) costs 4 bytes x replicates x M x generations.
+MAX_POOL_BYTES = 4 * 2**30
+
+
+def _regime(value, key: str):
+    from modelcollapse.regimes import Regime
+
+    if isinstance(value, dict) and value.get("name") == "mix" and "real_fraction" not in value:
+        raise ConfigError(f"config key '{key}': regime 'mix' needs real_fraction (share of real data, in [0, 1])")
+    try:
+        return Regime.from_config(value)
+    except ValueError as err:
+        raise ConfigError(f"config key '{key}': {err}") from None
+
+
+def _check_pool(regime, *, key: str, replicates: int, sample_size: int, generations: int) -> None:
+    need = 4 * replicates * sample_size * generations
+    if regime.name == "accumulate_subsample" and need > MAX_POOL_BYTES:
+        raise ConfigError(f"config key '{key}': accumulate_subsample stores every point, "
+                          f"{need / 2**30:.1f} GiB for replicates x M x generations; lower one of them "
+                          f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
+
+
+def _check_gaussian(g) -> None:
+    from modelcollapse import schedules
+
+    too_late = [n for n in g["table_generations"] if n > g["generations"]]
     if too_late:
         raise ConfigError(f"config key 'gaussian.table_generations': {too_late} exceed "
-                          f"gaussian.generations = {gaussian['generations']}; each must be at most that")
+                          f"gaussian.generations = {g['generations']}; each must be at most that")
+    regime = _regime(g["regime"], "gaussian.regime")
+    for m in g["sample_sizes"]:
+        _check_pool(regime, key="gaussian.regime", replicates=g["replicates"], sample_size=m,
+                    generations=g["generations"])
+    block = g["regimes"]
+    labels = []
+    for i, value in enumerate(block["compare"]):
+        key = f"gaussian.regimes.compare[{i}]"
+        r = _regime(value, key)
+        _check_pool(r, key=key, replicates=block["replicates"], sample_size=block["sample_size"],
+                    generations=block["generations"])
+        if r.label in labels:
+            raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
+        labels.append(r.label)
+    sched = g["schedules"]
+    for kind in sched["kinds"]:
+        try:
+            schedules.sample_sizes(kind, base=sched["base_sample_size"], generations=sched["generations"],
+                                   power=sched["power"])
+        except ValueError as err:
+            raise ConfigError(f"config key 'gaussian.schedules': {err}") from None
+    mv = g["multivariate"]
+    if mv["sample_size"] <= max(mv["dims"]):
+        raise ConfigError(f"config key 'gaussian.multivariate.sample_size': {mv['sample_size']} must exceed the "
+                          f"largest of gaussian.multivariate.dims ({max(mv['dims'])}) for a full-rank covariance")
+    bound = -1 / (max(mv["dims"]) - 1)
+    if mv["correlation"] <= bound:
+        raise ConfigError(f"config key 'gaussian.multivariate.correlation': {mv['correlation']} must exceed "
+                          f"-1/(d-1) = {bound:.3g} for Sigma_0 to be positive definite at d = {max(mv['dims'])}")

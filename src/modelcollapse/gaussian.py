@@ -1,8 +1,17 @@
-"""Recursive fit-and-sample of a 1-D Gaussian (Shumailov et al., the fit-and-sample figure).
+"""Recursive fit-and-sample of Gaussians (Shumailov et al., the fit-and-sample figure; Nature Thm 3.1).
 
-Generation 0 is N(0, 1). Generation i draws `sample_size` points from its fit; generation
-i+1 is the sample mean and standard deviation of those points alone. All replicate chains
+Generation 0 is the truth: N(0, 1), or N(0, Sigma_0) in `dim` dimensions. Generation i draws M_i
+points from its fit; generation i+1 is the sample mean and standard deviation (covariance) of
+its training set, which the data regime forms (`modelcollapse.regimes`; default `replace`: only
+generation i's points). The original data set is generation 0's draws. All replicate chains
 run at once: `jit(vmap(lax.scan(step)))`, replicates vmapped, generations scanned.
+
+Two exact samplers:
+- `points` draws the M points and fits them (what the paper did; needs a constant M);
+- `stats` draws the fit's sufficient statistics directly: the sample mean ~ N(mu, sigma^2/M)
+  and the centred sum of squares ~ sigma^2 chi2_{M-1} (in d dimensions the Bartlett
+  decomposition of the Wishart), independent. Same distribution, O(1) cost in M, so
+  schedules with M_i in the millions run as fast as M = 10.
 
 Keys: replicate r uses fold_in(key(seed), r) and generation g folds in g on top, so a chain's
 numbers do not depend on how many replicates run beside it or how they are batched.
@@ -19,34 +28,86 @@ import jax.numpy as jnp
 import numpy as np
 
 from modelcollapse import metrics, theory
+from modelcollapse.regimes import Regime, append, split_sizes, uniform_subset
+
+SAMPLERS = ("points", "stats")
+# Regimes the stats sampler runs exactly; the others subsample stored points, which need the points.
+STATS_REGIMES = ("replace", "accumulate", "mix-fresh")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GaussianConfig:
-    """One 1-D Gaussian chain setting (the `gaussian:` config block expands to several)."""
+    """One Gaussian chain setting (the `gaussian:` config block expands to several)."""
 
-    sample_size: int  # M: points drawn per generation
+    sample_size: int | tuple  # M, or per-generation sizes (M_0, ..., M_{G-1}) for a schedule
     generations: int  # G: refits after generation 0
     replicates: int  # R: independent chains, run in parallel with vmap
     estimator: str = "unbiased"  # 'unbiased' (ddof=1) or 'mle' (ddof=0, the official code)
+    regime: Regime = Regime()  # how each generation's training set is formed
+    dim: int = 1  # d; d > 1 fits a full covariance (replace regime only, as Theorem 3.1)
+    correlation: float = 0.5  # d > 1: Sigma_0 has unit variances and this correlation everywhere off-diagonal
+    sampler: str = "auto"  # 'points', 'stats', or 'auto' (points for a constant M, else stats)
 
     def __post_init__(self):
-        for name in ("sample_size", "generations", "replicates"):
+        for name in ("generations", "replicates", "dim"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-        if self.sample_size < 2:
-            raise ValueError(f"sample_size must be >= 2 (a standard deviation needs two points), got {self.sample_size}")
-        if self.generations < 1:
-            raise ValueError(f"generations must be >= 1, got {self.generations}")
-        if self.replicates < 1:
-            raise ValueError(f"replicates must be >= 1, got {self.replicates}")
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        sizes = np.atleast_1d(np.asarray(self.sample_size, dtype=np.float64))
+        if sizes.ndim != 1 or np.any(sizes != np.round(sizes)):
+            raise ValueError(f"sample_size must be an integer or a list of integers, got {self.sample_size!r}")
+        if sizes.size not in (1, self.generations):
+            raise ValueError(f"sample_size schedule has {sizes.size} entries; expected generations = {self.generations}")
+        if np.any(sizes < self.dim + 1):
+            raise ValueError(f"sample_size must be >= dim + 1 = {self.dim + 1} (a covariance needs that many "
+                             f"points), got min {sizes.min():g}")
         theory.ddof_of(self.estimator)
+        if not isinstance(self.regime, Regime):
+            raise ValueError(f"regime must be a modelcollapse.regimes.Regime, got {self.regime!r}")
+        if self.sampler not in SAMPLERS + ("auto",):
+            raise ValueError(f"sampler must be one of {list(SAMPLERS) + ['auto']}, got {self.sampler!r}")
+        if self.resolved_sampler == "points" and not self.constant_size:
+            raise ValueError("sampler 'points' needs a constant sample_size; use sampler 'stats' for a schedule")
+        tag = "mix-fresh" if self.regime.name == "mix" and self.regime.real_source == "fresh" else self.regime.name
+        if self.resolved_sampler == "stats" and tag not in STATS_REGIMES:
+            raise ValueError(f"regime {self.regime.label!r} subsamples stored points: it needs sampler 'points' "
+                             f"(and a constant sample_size)")
+        if self.dim > 1 and self.regime.name != "replace":
+            raise ValueError(f"dim > 1 supports regime 'replace' only, got {self.regime.label!r}")
+        if self.dim > 1 and not -1 / (self.dim - 1) < self.correlation < 1:
+            raise ValueError(f"correlation must be in (-1/(dim-1), 1) for a positive-definite Sigma_0, "
+                             f"got {self.correlation}")
+
+    @property
+    def constant_size(self) -> bool:
+        return np.ndim(self.sample_size) == 0 or len(set(np.asarray(self.sample_size).tolist())) == 1
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Per-generation sample sizes M_0..M_{G-1}, [G] float64."""
+        return np.broadcast_to(np.asarray(self.sample_size, np.float64), (self.generations,)).copy()
+
+    @property
+    def resolved_sampler(self) -> str:
+        if self.sampler != "auto":
+            return self.sampler
+        return "points" if self.constant_size else "stats"
+
+    def sigma0(self) -> np.ndarray:
+        """Sigma_0, [d, d]: unit variances, `correlation` off the diagonal."""
+        d = self.dim
+        return (1 - self.correlation) * np.eye(d) + self.correlation * np.ones((d, d))
 
 
 class GaussianChains(NamedTuple):
     mean: np.ndarray  # [replicates, generations + 1]; index 0 is the original mean 0
     std: np.ndarray  # [replicates, generations + 1]; index 0 is the original std 1
+
+
+class MultivariateChains(NamedTuple):
+    mean: np.ndarray  # [replicates, generations + 1, d]
+    cov: np.ndarray  # [replicates, generations + 1, d, d]
+    log_det: np.ndarray  # [replicates, generations + 1]: log det cov, exact even where cov underflows
 
 
 def fit(x: jax.Array, ddof: int) -> tuple[jax.Array, jax.Array]:
@@ -61,25 +122,163 @@ def sample(key: jax.Array, mean: jax.Array, std: jax.Array, n: int) -> jax.Array
     return mean + std * jax.random.normal(key, (n,))
 
 
-def _chain(key: jax.Array, *, sample_size: int, generations: int, ddof: int) -> tuple[jax.Array, jax.Array]:
-    def step(carry, generation):
-        mean, std = carry
-        # Fitting is affine-equivariant: fitting mean + std * z equals (mean + std * zbar, std * s_z).
-        # Fitting z keeps float32 exact once std << |mean|, where mean + std * z would round away z.
-        z = jax.random.normal(jax.random.fold_in(key, generation), (sample_size,))
-        z_mean, z_std = fit(z, ddof)
-        new = (mean + std * z_mean, std * z_std)
+# -- sufficient statistics (count, mean, centred sum of squares), combined with Chan et al.'s formula
+
+
+def _stats_of(x: jax.Array):
+    mean = jnp.mean(x)
+    return jnp.float32(x.shape[0]), mean, jnp.sum((x - mean) ** 2)
+
+
+def _scaled(stats, mean, std):
+    """Statistics of mean + std * z from those of z (fitting is affine-equivariant)."""
+    n, z_mean, z_m2 = stats
+    return n, mean + std * z_mean, std * std * z_m2
+
+
+def _combine(a, b):
+    (na, ma, sa), (nb, mb, sb) = a, b
+    n = na + nb
+    delta = mb - ma
+    w = jnp.where(n > 0, nb / jnp.maximum(n, 1.0), 0.0)
+    return n, ma + delta * w, sa + sb + delta * delta * na * w
+
+
+def _draw_stats(key: jax.Array, n: jax.Array):
+    """Statistics of n standard normal draws without drawing them: mean ~ N(0, 1/n), m2 ~ chi2_{n-1}."""
+    k_mean, k_m2 = jax.random.split(key)
+    m2 = 2.0 * jax.random.gamma(k_m2, jnp.maximum((n - 1.0) / 2.0, 1e-6))
+    return n, jax.random.normal(k_mean) / jnp.sqrt(jnp.maximum(n, 1.0)), jnp.where(n > 1, m2, 0.0)
+
+
+def _fit_stats(stats, ddof: int):
+    n, mean, m2 = stats
+    return mean, jnp.sqrt(m2 / (n - ddof))
+
+
+# -- 1-D chains
+# The random draws are the whole cost of a points chain (benchmarks/gaussian.py: 1.10x the
+# draw-only floor). JAX's default partitionable threefry spends one hash per 32-bit output;
+# the classic layout uses both words of each hash, halving the cost (2.05 s -> 1.14 s for
+# R=1000, G=2000, M=100). Each draw is one chain's, never sharded, so nothing is lost.
+
+
+def _points_chain(key, *, m: int, generations: int, regime: Regime, ddof: int):
+    """One 1-D chain drawing M points per generation, any regime. Returns (means, stds), each [G]."""
+    n_real, n_syn = split_sizes(regime, m)
+    capacity = m * generations if regime.name == "accumulate_subsample" else 0
+    keep_original = regime.name == "mix" and regime.real_source == "original"
+
+    def step(carry, g):
+        mean, std, pool, pool_size, pooled, original = carry
+        kg = jax.random.fold_in(key, g)
+        # Fit in z-space and map back (fitting is affine-equivariant): keeps float32 exact
+        # once std << |mean|, where mean + std * z would round z away.
+        with jax.threefry_partitionable(False):  # see the note above _points_chain
+            z = jax.random.normal(kg, (m,))
+        drawn = _scaled(_stats_of(z), mean, std)
+        if regime.name == "replace":
+            train = drawn
+        elif regime.name == "accumulate":
+            pooled = _combine(pooled, drawn)
+            train = pooled
+        elif regime.name == "accumulate_subsample":
+            pool, pool_size = append(pool, pool_size, mean + std * z)
+            train = _stats_of(pool[uniform_subset(jax.random.fold_in(kg, 2), pool_size, m)])
+        else:  # mix; generation 0 trains on the original data (its own draws from the truth)
+            if keep_original:
+                original = jnp.where(g == 0, z, original)
+            parts = []
+            if n_real:
+                k_real = jax.random.fold_in(kg, 1)
+                real = (original[uniform_subset(k_real, m, n_real)] if keep_original
+                        else jax.random.normal(k_real, (n_real,)))
+                parts.append(_stats_of(real))
+            if n_syn:
+                parts.append(_scaled(_stats_of(z[:n_syn]), mean, std))
+            mixed = parts[0] if len(parts) == 1 else _combine(*parts)
+            train = jax.tree.map(lambda a, b: jnp.where(g == 0, a, b), drawn, mixed)
+        new = _fit_stats(train, ddof)
+        return (*new, pool, pool_size, pooled, original), new
+
+    zero = jnp.float32(0.0)
+    start = (zero, jnp.float32(1.0), jnp.zeros(capacity, jnp.float32), jnp.int32(0), (zero, zero, zero),
+             jnp.zeros(m if keep_original else 0, jnp.float32))
+    return jax.lax.scan(step, start, jnp.arange(generations))[1]
+
+
+def _stats_chain(key, sizes, *, regime: Regime, ddof: int):
+    """One 1-D chain drawing sufficient statistics; sizes [G] float32 may vary. Returns (means, stds)."""
+
+    def step(carry, inputs):
+        mean, std, pooled = carry
+        g, m = inputs
+        kg = jax.random.fold_in(key, g)
+        drawn = _scaled(_draw_stats(kg, m), mean, std)
+        if regime.name == "replace":
+            train = drawn
+        elif regime.name == "accumulate":
+            pooled = _combine(pooled, drawn)
+            train = pooled
+        else:  # mix with fresh real data
+            n_real = jnp.floor(regime.real_fraction * m + 0.5)
+            real = _draw_stats(jax.random.fold_in(kg, 1), n_real)
+            synthetic = _scaled(_draw_stats(jax.random.fold_in(kg, 3), m - n_real), mean, std)
+            train = jax.tree.map(lambda a, b: jnp.where(g == 0, a, b), drawn, _combine(real, synthetic))
+        new = _fit_stats(train, ddof)
+        return (*new, pooled), new
+
+    zero = jnp.float32(0.0)
+    start = (zero, jnp.float32(1.0), (zero, zero, zero))
+    return jax.lax.scan(step, start, (jnp.arange(sizes.shape[0]), sizes))[1]
+
+
+# -- d-dimensional chains (replace regime)
+
+
+def _mv_chain(key, sizes, chol0, *, m: int | None, ddof: int):
+    """One chain in d dimensions; carries the Cholesky factor L of Sigma, so Sigma = L L^T stays
+    positive definite and log det Sigma is accumulated exactly. m=None: Bartlett (stats) sampler.
+    Returns (means [G, d], chols [G, d, d], log_dets [G])."""
+    d = chol0.shape[0]
+
+    def step(carry, inputs):
+        mean, chol, log_det = carry
+        g, size = inputs
+        kg = jax.random.fold_in(key, g)
+        if m is not None:
+            with jax.threefry_partitionable(False):  # see the note above _points_chain
+                z = jax.random.normal(kg, (m, d))
+            z_mean = z.mean(axis=0)
+            centred = z - z_mean
+            z_chol = jnp.linalg.cholesky(centred.T @ centred / (m - ddof))
+        else:
+            # Bartlett: (M-1) S = A A^T, A lower triangular, A_jj^2 ~ chi2_{M-1-j}, A_ij ~ N(0, 1) below.
+            k_mean, k_diag, k_low = jax.random.split(kg, 3)
+            z_mean = jax.random.normal(k_mean, (d,)) / jnp.sqrt(size)
+            diag = jnp.sqrt(2.0 * jax.random.gamma(k_diag, (size - 1.0 - jnp.arange(d)) / 2.0))
+            lower = jnp.tril(jax.random.normal(k_low, (d, d)), -1)
+            z_chol = (lower + jnp.diag(diag)) / jnp.sqrt(size - ddof)
+        new = (mean + chol @ z_mean, chol @ z_chol, log_det + 2.0 * jnp.sum(jnp.log(jnp.diag(z_chol))))
         return new, new
 
-    start = (jnp.float32(0.0), jnp.float32(1.0))
-    _, (means, stds) = jax.lax.scan(step, start, jnp.arange(generations))
-    return jnp.concatenate([start[0][None], means]), jnp.concatenate([start[1][None], stds])
+    start = (jnp.zeros(d, jnp.float32), chol0, 2.0 * jnp.sum(jnp.log(jnp.diag(chol0))))
+    return jax.lax.scan(step, start, (jnp.arange(sizes.shape[0]), sizes))[1]
 
 
-@partial(jax.jit, static_argnames=("sample_size", "generations", "ddof"))
-def _simulate(keys: jax.Array, *, sample_size: int, generations: int, ddof: int):
-    chain = partial(_chain, sample_size=sample_size, generations=generations, ddof=ddof)
-    return jax.vmap(chain)(keys)
+@partial(jax.jit, static_argnames=("m", "generations", "regime", "ddof"))
+def _simulate_points(keys, *, m, generations, regime, ddof):
+    return jax.vmap(partial(_points_chain, m=m, generations=generations, regime=regime, ddof=ddof))(keys)
+
+
+@partial(jax.jit, static_argnames=("regime", "ddof"))
+def _simulate_stats(keys, sizes, *, regime, ddof):
+    return jax.vmap(partial(_stats_chain, regime=regime, ddof=ddof), in_axes=(0, None))(keys, sizes)
+
+
+@partial(jax.jit, static_argnames=("m", "ddof"))
+def _simulate_mv(keys, sizes, chol0, *, m, ddof):
+    return jax.vmap(partial(_mv_chain, m=m, ddof=ddof), in_axes=(0, None, None))(keys, sizes, chol0)
 
 
 def replicate_keys(seed: int, replicates: int) -> jax.Array:
@@ -87,43 +286,98 @@ def replicate_keys(seed: int, replicates: int) -> jax.Array:
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(seed), jnp.arange(replicates))
 
 
-def simulate(seed: int, *, sample_size: int, generations: int, replicates: int,
-             estimator: str = "unbiased") -> GaussianChains:
-    """Run `replicates` independent fit-and-sample chains from N(0, 1).
+def _prepend(first, rest):
+    """Put generation 0 in front of the scanned generations along axis 1."""
+    first = jnp.broadcast_to(jnp.asarray(first, rest.dtype), (rest.shape[0], 1) + rest.shape[2:])
+    return np.asarray(jnp.concatenate([first, rest], axis=1))
 
-    Returns `GaussianChains(mean, std)`, numpy float32 arrays of shape [replicates, generations + 1].
+
+def simulate(seed: int, *, sample_size, generations: int, replicates: int, estimator: str = "unbiased",
+             regime: Regime | None = None, dim: int = 1, correlation: float = 0.5,
+             sampler: str = "auto") -> GaussianChains | MultivariateChains:
+    """Run `replicates` independent fit-and-sample chains from the truth.
+
+    sample_size: M, or a per-generation schedule [generations] (see `modelcollapse.schedules`).
+    dim == 1: returns `GaussianChains(mean, std)`, float32 [replicates, generations + 1].
+    dim > 1: returns `MultivariateChains(mean [R, G+1, d], cov [R, G+1, d, d], log_det [R, G+1])`,
+    starting from N(0, Sigma_0) with unit variances and `correlation` off the diagonal.
     """
     cfg = GaussianConfig(sample_size=sample_size, generations=generations, replicates=replicates,
-                         estimator=estimator)
-    means, stds = _simulate(replicate_keys(seed, cfg.replicates), sample_size=cfg.sample_size,
-                            generations=cfg.generations, ddof=theory.ddof_of(cfg.estimator))
-    return GaussianChains(np.asarray(means), np.asarray(stds))
+                         estimator=estimator, regime=regime or Regime(), dim=dim, correlation=correlation,
+                         sampler=sampler)
+    keys = replicate_keys(seed, cfg.replicates)
+    ddof = theory.ddof_of(cfg.estimator)
+    sizes = jnp.asarray(cfg.sizes, jnp.float32)
+    points = cfg.resolved_sampler == "points"
+    if cfg.dim > 1:
+        chol0 = jnp.asarray(np.linalg.cholesky(cfg.sigma0()), jnp.float32)
+        means, chols, log_dets = _simulate_mv(keys, sizes, chol0, m=int(cfg.sizes[0]) if points else None,
+                                              ddof=ddof)
+        chols = _prepend(chol0, chols)
+        return MultivariateChains(_prepend(jnp.zeros(cfg.dim), means), chols @ np.swapaxes(chols, -1, -2),
+                                  _prepend(np.linalg.slogdet(cfg.sigma0())[1], log_dets))
+    if points:
+        means, stds = _simulate_points(keys, m=int(cfg.sizes[0]), generations=cfg.generations,
+                                       regime=cfg.regime, ddof=ddof)
+    else:
+        means, stds = _simulate_stats(keys, sizes, regime=cfg.regime, ddof=ddof)
+    return GaussianChains(_prepend(0.0, means), _prepend(1.0, stds))
 
 
-def summarize(mean: np.ndarray, std: np.ndarray, *, sample_size: int, estimator: str) -> dict[str, np.ndarray]:
+def summarize(mean: np.ndarray, std: np.ndarray, *, sizes, estimator: str,
+              regime: Regime | None = None) -> dict[str, np.ndarray]:
     """Per-generation statistics across replicates, each beside its theory value; every array [G+1].
 
-    `var_mu` is E[mu_n^2] (= Var mu_n because E mu_n = 0); `*_se` are Monte-Carlo standard errors.
+    sizes: per-generation sample sizes [G]. `var_mu` is E[mu_n^2] (= Var mu_n because E mu_n = 0);
+    `*_se` are Monte-Carlo standard errors. Theory columns hold the replace-regime formulas and are
+    NaN for other regimes, which have no closed form here.
     """
     mean = np.asarray(mean, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
-    generations = mean.shape[1] - 1
-    sizes = np.full(generations, sample_size)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if sizes.shape != (mean.shape[1] - 1,):
+        raise ValueError(f"sizes must have one entry per generation ({mean.shape[1] - 1}), got shape {sizes.shape}")
+    has_theory = (regime or Regime()).name == "replace"
+
+    def th(values):
+        return values if has_theory else np.full(mean.shape[1], np.nan)
+
     abs_mu, abs_sigma = np.abs(mean), np.abs(std - 1.0)
     sigma2 = std**2
-    w2sq = mean**2 + (std - 1.0) ** 2
-    out = {"generation": np.arange(generations + 1)}
+    out = {"generation": np.arange(mean.shape[1])}
     for name, values in (("abs_mu_err", abs_mu), ("abs_sigma_err", abs_sigma)):
         q25, q50, q75 = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
         out |= {f"{name}_q25": q25, f"{name}_q50": q50, f"{name}_q75": q75}
-    out["abs_mu_err_q50_theory"] = theory.abs_mean_error_quantile(sizes, estimator, 0.5)
-    out["abs_sigma_err_q50_theory"] = theory.abs_std_error_quantile(sizes, estimator, 0.5)
+    out["abs_mu_err_q50_theory"] = th(theory.abs_mean_error_quantile(sizes, estimator, 0.5))
+    out["abs_sigma_err_q50_theory"] = th(theory.abs_std_error_quantile(sizes, estimator, 0.5))
     out["var_mu"], out["var_mu_se"] = metrics.mean_and_se(mean**2)
-    out["var_mu_theory"] = theory.var_mean(sizes, estimator)
+    out["var_mu_theory"] = th(theory.var_mean(sizes, estimator))
     out["median_sigma2"], out["median_sigma2_se"] = metrics.median_and_se(sigma2)
-    out["median_sigma2_theory"] = theory.median_sigma2(sizes, estimator)
+    out["median_sigma2_theory"] = th(theory.median_sigma2(sizes, estimator))
     out["mean_sigma2"], out["mean_sigma2_se"] = metrics.mean_and_se(sigma2)
-    out["mean_sigma2_theory"] = theory.expected_sigma2(sizes, estimator)
-    out["w2sq"], out["w2sq_se"] = metrics.mean_and_se(w2sq)
-    out["w2sq_theory"] = theory.expected_w2_squared(sizes, estimator)
+    out["mean_sigma2_theory"] = th(theory.expected_sigma2(sizes, estimator))
+    out["w2sq"], out["w2sq_se"] = metrics.mean_and_se(mean**2 + (std - 1.0) ** 2)
+    out["w2sq_theory"] = th(theory.expected_w2_squared(sizes, estimator))
+    return out
+
+
+def summarize_multivariate(mean: np.ndarray, log_det: np.ndarray, trace: np.ndarray, *, sizes,
+                           estimator: str, sigma0: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-generation statistics of d-dimensional chains beside Theorem 3.1's theory; each [G+1].
+
+    mean [R, G+1, d], log_det and trace [R, G+1], sigma0 [d, d]. `mean_sq_dist` is ||mu_n - mu_0||^2.
+    """
+    sizes = np.asarray(sizes, np.float64)
+    dim = sigma0.shape[0]
+    log_det0, trace0 = np.linalg.slogdet(sigma0)[1], np.trace(sigma0)
+    out = {"generation": np.arange(mean.shape[1])}
+    out["log_det"], out["log_det_se"] = metrics.mean_and_se(log_det)
+    out["log_det_q25"], out["log_det_q50"], out["log_det_q75"] = np.quantile(log_det, [0.25, 0.5, 0.75], axis=0)
+    out["log_det_theory"] = theory.expected_log_det(sizes, estimator, dim, log_det0)
+    out["log_det_sd_theory"] = np.sqrt(theory.var_log_det(sizes, estimator, dim))
+    out["mean_sq_dist"], out["mean_sq_dist_se"] = metrics.mean_and_se(np.sum(np.asarray(mean, np.float64) ** 2, -1))
+    out["mean_sq_dist_theory"] = theory.expected_mean_sq_dist(sizes, estimator, trace0)
+    out["trace_q50"], out["trace_q50_se"] = metrics.median_and_se(trace)
+    out["trace"], out["trace_se"] = metrics.mean_and_se(trace)
+    out["trace_theory"] = theory.expected_trace(sizes, estimator, trace0)
     return out

@@ -10,6 +10,7 @@ seed give byte-identical files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import csv
 import hashlib
 import io
@@ -60,6 +61,8 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def _json_default(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
     if isinstance(obj, (np.integer, np.floating)):
         return obj.item()
     if isinstance(obj, np.ndarray):

@@ -1,6 +1,7 @@
 # Shared set-up: validate the config before any job starts; the target lists that each
 # family's rules file extends (so adding a family touches no other rules file).
 import glob
+import re
 import json
 
 from modelcollapse.config import ConfigError, check_config

@@ -80,3 +80,168 @@ rule gaussian_table:
     shell:
         "{PY} gaussian table --summary {input} --generations {params.generations}"
         " --replicates {params.replicates} --table {output.table} --numbers {output.numbers} > {log} 2>&1"
+
+
+# -- data-regime comparison ----------------------------------------------------------------------
+
+from modelcollapse.regimes import Regime
+
+REGIMES = {Regime.from_config(r).label: Regime.from_config(r) for r in config["gaussian"]["regimes"]["compare"]}
+RESULTS.append("results/gaussian/regimes/summary.csv")
+FIGURES.append("figures/gaussian_regimes.pdf")
+PAPER_INPUTS.extend(["paper/generated/gaussian_regimes_numbers.tex", "paper/generated/gaussian_regimes_table.tex"])
+
+
+def regime_args(wildcards):
+    r = REGIMES[wildcards.label]
+    args = f"--regime {r.name}"
+    if r.name == "mix":
+        args += f" --real-fraction {r.real_fraction} --real-source {r.real_source}"
+    return args
+
+
+rule gaussian_regime_simulate:
+    output:
+        "results/gaussian/regimes/{label}.npz",
+    log:
+        "logs/gaussian/regimes/{label}.log",
+    benchmark:
+        "results/timings/gaussian_regime_{label}.tsv"
+    wildcard_constraints:
+        label="|".join(re.escape(label) for label in REGIMES),
+    params:
+        regime=regime_args,
+        block=config["gaussian"]["regimes"],
+        seed=config["seed"],
+        platform=config["platform"],
+    threads: 1
+    shell:
+        "{PY} gaussian simulate --seed {params.seed} --sample-size {params.block[sample_size]}"
+        " --generations {params.block[generations]} --replicates {params.block[replicates]}"
+        " --estimator {params.block[estimator]} {params.regime} --platform {params.platform}"
+        " --out {output} > {log} 2>&1"
+
+
+# -- sample-size schedules ------------------------------------------------------------------------
+
+RESULTS.append("results/gaussian/schedules/summary.csv")
+FIGURES.append("figures/gaussian_schedules.pdf")
+PAPER_INPUTS.append("paper/generated/gaussian_schedules_numbers.tex")
+
+
+rule gaussian_schedule_simulate:
+    output:
+        "results/gaussian/schedules/{kind}.npz",
+    log:
+        "logs/gaussian/schedules/{kind}.log",
+    benchmark:
+        "results/timings/gaussian_schedule_{kind}.tsv"
+    wildcard_constraints:
+        kind="constant|linear|superlinear",
+    params:
+        block=config["gaussian"]["schedules"],
+        seed=config["seed"],
+        platform=config["platform"],
+    threads: 1
+    shell:
+        "{PY} gaussian simulate --seed {params.seed} --sample-size {params.block[base_sample_size]}"
+        " --schedule {wildcards.kind} --power {params.block[power]} --sampler stats"
+        " --generations {params.block[generations]} --replicates {params.block[replicates]}"
+        " --platform {params.platform} --out {output} > {log} 2>&1"
+
+
+# -- d-dimensional Gaussian -----------------------------------------------------------------------
+
+RESULTS.append("results/gaussian/multivariate/summary.csv")
+FIGURES.append("figures/gaussian_multivariate.pdf")
+PAPER_INPUTS.append("paper/generated/gaussian_multivariate_numbers.tex")
+
+
+rule gaussian_multivariate_simulate:
+    output:
+        "results/gaussian/multivariate/d{dim}.npz",
+    log:
+        "logs/gaussian/multivariate/d{dim}.log",
+    benchmark:
+        "results/timings/gaussian_multivariate_d{dim}.tsv"
+    wildcard_constraints:
+        dim=r"\d+",
+    params:
+        block=config["gaussian"]["multivariate"],
+        seed=config["seed"],
+        platform=config["platform"],
+    threads: 1
+    shell:
+        "{PY} gaussian simulate --seed {params.seed} --dim {wildcards.dim}"
+        " --sample-size {params.block[sample_size]} --correlation {params.block[correlation]}"
+        " --generations {params.block[generations]} --replicates {params.block[replicates]}"
+        " --platform {params.platform} --out {output} > {log} 2>&1"
+
+
+# -- summaries, figures and numbers of the three sub-experiments ----------------------------------
+
+SUB_EXPERIMENTS = {
+    "regimes": expand("results/gaussian/regimes/{label}.npz", label=list(REGIMES)),
+    "schedules": expand("results/gaussian/schedules/{kind}.npz", kind=config["gaussian"]["schedules"]["kinds"]),
+    "multivariate": expand("results/gaussian/multivariate/d{dim}.npz",
+                           dim=config["gaussian"]["multivariate"]["dims"]),
+}
+
+
+rule gaussian_sub_summarize:
+    input:
+        lambda wildcards: SUB_EXPERIMENTS[wildcards.sub],
+    output:
+        "results/gaussian/{sub}/summary.csv",
+    log:
+        "logs/gaussian/{sub}/summarize.log",
+    benchmark:
+        "results/timings/gaussian_{sub}_summarize.tsv"
+    wildcard_constraints:
+        sub="regimes|schedules|multivariate",
+    threads: 1
+    shell:
+        "{PY} gaussian summarize --out {output} {input} > {log} 2>&1"
+
+
+rule gaussian_sub_figure:
+    input:
+        "results/gaussian/{sub}/summary.csv",
+    output:
+        pdf=report("figures/gaussian_{sub}.pdf", caption="../report/gaussian_{sub}.rst", category="Gaussian"),
+        png="figures/gaussian_{sub}.png",
+    log:
+        "logs/gaussian/{sub}/figure.log",
+    wildcard_constraints:
+        sub="regimes|schedules|multivariate",
+    threads: 1
+    shell:
+        "{PY} gaussian figure --kind {wildcards.sub} --summary {input} --out {output.pdf} > {log} 2>&1"
+
+
+rule gaussian_regimes_numbers:
+    input:
+        "results/gaussian/regimes/summary.csv",
+    output:
+        numbers="paper/generated/gaussian_regimes_numbers.tex",
+        table="paper/generated/gaussian_regimes_table.tex",
+    log:
+        "logs/gaussian/regimes/numbers.log",
+    threads: 1
+    shell:
+        "{PY} gaussian numbers --kind regimes --summary {input} --out {output.numbers}"
+        " --table {output.table} > {log} 2>&1"
+
+
+rule gaussian_sub_numbers:
+    input:
+        "results/gaussian/{sub}/summary.csv",
+    output:
+        "paper/generated/gaussian_{sub}_numbers.tex",
+    log:
+        "logs/gaussian/{sub}/numbers.log",
+    wildcard_constraints:
+        sub="schedules|multivariate",
+    threads: 1
+    shell:
+        "{PY} gaussian numbers --kind {wildcards.sub} --summary {input} --out {output} > {log} 2>&1"

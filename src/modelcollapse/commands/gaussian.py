@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from modelcollapse import io
 from modelcollapse.commands import add_platform, check_inputs, check_output, command_line, nonnegative_int
 
 
-def simulate(args, argv):
-    from modelcollapse import gaussian, runtime, theory
+def _config(args):
+    """GaussianConfig from the command line; raises ValueError naming the bad argument."""
+    from modelcollapse import gaussian, schedules
+    from modelcollapse.regimes import Regime
 
-    cfg = gaussian.GaussianConfig(sample_size=args.sample_size, generations=args.generations,
-                                  replicates=args.replicates, estimator=args.estimator)
+    regime = Regime(name=args.regime, real_fraction=args.real_fraction if args.regime == "mix" else 0.0,
+                    real_source=args.real_source if args.regime == "mix" else "original")
+    sizes = args.sample_size
+    if args.schedule != "constant":
+        sizes = tuple(schedules.sample_sizes(args.schedule, base=args.sample_size, generations=args.generations,
+                                             power=args.power).tolist())
+    return gaussian.GaussianConfig(sample_size=sizes, generations=args.generations, replicates=args.replicates,
+                                   estimator=args.estimator, regime=regime, dim=args.dim,
+                                   correlation=args.correlation, sampler=args.sampler)
+
+
+def simulate(args, argv):
+    from modelcollapse import gaussian, runtime
+
+    cfg = _config(args)
     check_output(args.out, ".npz")
     runtime.configure(args.platform)
-    chains = gaussian.simulate(args.seed, sample_size=cfg.sample_size, generations=cfg.generations,
-                               replicates=cfg.replicates, estimator=cfg.estimator)
-    io.save_npz(args.out, {"mean": chains.mean, "std": chains.std, "sample_size": cfg.sample_size,
-                           "ddof": theory.ddof_of(cfg.estimator), "estimator": cfg.estimator})
+    chains = gaussian.simulate(args.seed, **{f: getattr(cfg, f) for f in (
+        "sample_size", "generations", "replicates", "estimator", "regime", "dim", "correlation", "sampler")})
+    meta = {"sizes": cfg.sizes, "estimator": cfg.estimator, "regime": cfg.regime.name,
+            "real_fraction": cfg.regime.real_fraction, "real_source": cfg.regime.real_source,
+            "schedule": args.schedule, "dim": cfg.dim}
+    if cfg.dim == 1:
+        arrays = {"mean": chains.mean, "std": chains.std}
+    else:  # the full [R, G+1, d, d] trajectory is large; keep what the theory speaks about
+        arrays = {"mean": chains.mean, "log_det": chains.log_det, "cov0": cfg.sigma0(),
+                  "trace": np.trace(chains.cov, axis1=-2, axis2=-1), "cov_final": chains.cov[:, -1]}
+    io.save_npz(args.out, arrays | meta)
     io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=args.seed,
                                                 config=vars(cfg) | {"platform": args.platform}))
 
@@ -26,18 +50,35 @@ def summarize(args, argv):
 
     check_output(args.out, ".csv")
     check_inputs(args.inputs)
+    from modelcollapse.regimes import Regime
+
     rows = []
     for path in args.inputs:
         data = io.load_npz(path)
-        estimator, m = str(data["estimator"]), int(data["sample_size"])
-        stats = gaussian.summarize(data["mean"], data["std"], sample_size=m, estimator=estimator)
+        regime = Regime(name=str(data["regime"]), real_fraction=float(data["real_fraction"]),
+                        real_source=str(data["real_source"]))
+        estimator, sizes, dim = str(data["estimator"]), data["sizes"], int(data["dim"])
+        if dim == 1:
+            stats = gaussian.summarize(data["mean"], data["std"], sizes=sizes, estimator=estimator, regime=regime)
+        else:
+            stats = gaussian.summarize_multivariate(data["mean"], data["log_det"], data["trace"], sizes=sizes,
+                                                    estimator=estimator, sigma0=data["cov0"])
+        keys = {"estimator": estimator, "sample_size": int(sizes[0]), "regime": regime.label,
+                "schedule": str(data["schedule"]), "dim": dim}
         for g in range(len(stats["generation"])):
-            rows.append({"estimator": estimator, "sample_size": m}
-                        | {k: (int(v[g]) if k == "generation" else float(v[g])) for k, v in stats.items()})
-    rows.sort(key=lambda r: (r["estimator"], r["sample_size"], r["generation"]))
+            rows.append(keys | {k: (int(v[g]) if k == "generation" else float(v[g])) for k, v in stats.items()})
+    if len({r["dim"] == 1 for r in rows}) > 1:
+        raise ValueError("summarize one-dimensional and multivariate results separately (their columns differ)")
+    rows.sort(key=lambda r: tuple(r[k] for k in ("dim", "regime", "schedule", "estimator", "sample_size",
+                                                  "generation")))
     io.write_csv(args.out, rows)
     io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=None, config={},
                                                 inputs=args.inputs))
+
+
+FIGURES = {"main": "plot", "regimes": "plot_regimes", "schedules": "plot_schedules",
+           "multivariate": "plot_multivariate"}
+NUMBERS = {"regimes": "regimes_numbers", "schedules": "schedules_numbers", "multivariate": "multivariate_numbers"}
 
 
 def figure(args, argv):
@@ -45,7 +86,8 @@ def figure(args, argv):
 
     check_output(args.out, ".pdf")
     check_inputs([args.summary])
-    for path in plot.plot(io.read_csv(args.summary), args.out):
+    draw = getattr(plot, FIGURES[args.kind])
+    for path in draw(io.read_csv(args.summary), args.out):
         io.write_provenance(path, io.provenance(command=command_line(argv), seed=None, config={},
                                                 inputs=[args.summary]))
 
@@ -66,15 +108,45 @@ def table(args, argv):
                                                 inputs=[args.summary]))
 
 
+def numbers(args, argv):
+    from modelcollapse.paper import macro_lines
+    from modelcollapse.tables import gaussian as tables
+
+    check_output(args.out, ".tex")
+    if args.table:
+        check_output(args.table, ".tex")
+        if args.kind != "regimes":
+            raise ValueError(f"--table is available for --kind regimes only, not {args.kind!r}")
+    check_inputs([args.summary])
+    rows = io.read_csv(args.summary)
+    io.write_text(args.out, macro_lines(getattr(tables, NUMBERS[args.kind])(rows)))
+    written = [args.out]
+    if args.table:
+        io.write_text(args.table, tables.regimes_table(rows))
+        written.append(args.table)
+    for path in written:
+        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None, config={},
+                                                inputs=[args.summary]))
+
+
 def register(subparsers) -> None:
     steps = subparsers.add_parser("gaussian", help="1-D Gaussian fit-and-sample chains").add_subparsers(
         dest="step", required=True)
-    p = steps.add_parser("simulate", help="run R chains for one (M, estimator); writes .npz")
+    p = steps.add_parser("simulate", help="run R chains for one setting; writes .npz")
     p.add_argument("--seed", type=nonnegative_int, required=True)
-    p.add_argument("--sample-size", type=nonnegative_int, required=True, help="M, points per generation")
+    p.add_argument("--sample-size", type=nonnegative_int, required=True,
+                   help="M, points per generation (M_0 of a schedule)")
+    p.add_argument("--schedule", choices=["constant", "linear", "superlinear"], default="constant")
+    p.add_argument("--power", type=float, default=2.0, help="p of the superlinear schedule M_0 (1+i)^p")
     p.add_argument("--generations", type=nonnegative_int, required=True)
     p.add_argument("--replicates", type=nonnegative_int, required=True)
     p.add_argument("--estimator", choices=["unbiased", "mle"], default="unbiased")
+    p.add_argument("--regime", choices=["replace", "accumulate", "accumulate_subsample", "mix"], default="replace")
+    p.add_argument("--real-fraction", type=float, default=0.0, help="mix: share of real data per generation")
+    p.add_argument("--real-source", choices=["original", "fresh"], default="original", help="mix: real data source")
+    p.add_argument("--dim", type=nonnegative_int, default=1, help="d; > 1 fits a full covariance")
+    p.add_argument("--correlation", type=float, default=0.5, help="d > 1: off-diagonal of Sigma_0")
+    p.add_argument("--sampler", choices=["auto", "points", "stats"], default="auto")
     add_platform(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=simulate)
@@ -84,8 +156,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=summarize)
     p = steps.add_parser("figure", help="the fit-and-sample figure from the summary CSV")
     p.add_argument("--summary", required=True)
+    p.add_argument("--kind", choices=sorted(FIGURES), default="main")
     p.add_argument("--out", required=True, help="PDF path; the PNG is written beside it")
     p.set_defaults(func=figure)
+    p = steps.add_parser("numbers", help="paper numbers (and the regimes table) of a sub-experiment")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--kind", choices=sorted(NUMBERS), required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--table", help="regimes only: also write the comparison table here")
+    p.set_defaults(func=numbers)
     p = steps.add_parser("table", help="the paper's table and numbers from the summary CSV")
     p.add_argument("--summary", required=True)
     p.add_argument("--generations", type=nonnegative_int, nargs="+", required=True)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import matplotlib.pyplot as plt
 import numpy as np
 
-from modelcollapse.plots.style import RC, colors, save
+from modelcollapse.plots.style import RC, colors, grouped, save
 
 PANELS = (
     ("abs_mu_err", r"$|\hat\mu_n - \mu|$", "median, IQR band"),
@@ -16,21 +14,9 @@ PANELS = (
 )
 
 
-def _columns(rows: list[dict[str, str]]) -> dict[tuple[str, int], dict[str, np.ndarray]]:
-    grouped = defaultdict(list)
-    for row in rows:
-        grouped[(row["estimator"], int(row["sample_size"]))].append(row)
-    out = {}
-    for key, group in grouped.items():
-        group.sort(key=lambda r: int(r["generation"]))
-        out[key] = {name: np.array([float(r[name]) for r in group]) for name in group[0]
-                    if name not in ("estimator", "sample_size")}
-    return out
-
-
 def plot(rows: list[dict[str, str]], out_pdf: str) -> list:
-    """rows: the tidy summary CSV of `gaussian summarize`. One row of panels per estimator."""
-    data = _columns(rows)
+    """The main figure; rows: the tidy summary CSV of `gaussian summarize`. One row of panels per estimator."""
+    data = {k: v for k, v in grouped(rows, ("estimator", "sample_size")).items()}
     estimators = sorted({e for e, _ in data}, key=lambda e: (e != "unbiased", e))
     sizes = sorted({m for _, m in data})
     palette = dict(zip(sizes, colors(len(sizes))))
@@ -64,5 +50,80 @@ def plot(rows: list[dict[str, str]], out_pdf: str) -> list:
             ax.set_xlabel("generation $n$")
         axes[0, 0].plot([], [], color="k", lw=0.8, ls="--", label="theory")
         axes[0, 0].legend(frameon=False, loc="upper left")
+        fig.tight_layout()
+        return save(fig, out_pdf)
+
+
+def plot_regimes(rows: list[dict[str, str]], out_pdf: str) -> list:
+    """E[W2^2] to the original and the median fitted sigma, one line per data regime."""
+    data = grouped(rows, ("regime",))
+    order = sorted(data, key=lambda k: ("replace", "accumulate", "accumulate_subsample").index(k[0])
+                   if k[0] in ("replace", "accumulate", "accumulate_subsample") else 3)
+    palette = dict(zip(order, colors(len(order))))
+    with plt.rc_context(RC):
+        fig, (ax_w, ax_s) = plt.subplots(1, 2, figsize=(7.2, 2.6))
+        for key in order:
+            d = data[key]
+            g = d["generation"][1:]
+            centre, se = d["w2sq"][1:], d["w2sq_se"][1:]
+            ax_w.plot(g, centre, color=palette[key], lw=1.2, label=key[0])
+            ax_w.fill_between(g, np.maximum(centre - 2 * se, centre / 10), centre + 2 * se,
+                              color=palette[key], alpha=0.2, lw=0)
+            if np.isfinite(d["w2sq_theory"][1:]).all():
+                ax_w.plot(g, d["w2sq_theory"][1:], color="k", lw=0.8, ls="--")
+            ax_s.plot(g, np.sqrt(d["median_sigma2"][1:]), color=palette[key], lw=1.2)
+        ax_w.set(xscale="log", yscale="log", xlabel="generation $n$", ylabel=r"$\mathbb{E}[W_2^2]$",
+                 title=r"distance to the original (mean $\pm$ 2 s.e.)")
+        ax_s.set(xscale="log", xlabel="generation $n$", ylabel=r"median $\hat\sigma_n$",
+                 title="fitted standard deviation")
+        ax_w.plot([], [], color="k", lw=0.8, ls="--", label="theory (replace)")
+        ax_w.legend(frameon=False, fontsize=7)
+        fig.tight_layout()
+        return save(fig, out_pdf)
+
+
+def plot_schedules(rows: list[dict[str, str]], out_pdf: str) -> list:
+    """E[W2^2] under constant, linear and superlinear sample-size schedules, theory dashed."""
+    data = grouped(rows, ("schedule",))
+    order = [k for k in (("constant",), ("linear",), ("superlinear",)) if k in data]
+    palette = dict(zip(order, colors(len(order))))
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(3.6, 2.6))
+        for key in order:
+            d = data[key]
+            g, centre, se = d["generation"][1:], d["w2sq"][1:], d["w2sq_se"][1:]
+            ax.plot(g, centre, color=palette[key], lw=1.2, label=key[0])
+            ax.fill_between(g, np.maximum(centre - 2 * se, centre / 10), centre + 2 * se, color=palette[key],
+                            alpha=0.2, lw=0)
+            ax.plot(g, d["w2sq_theory"][1:], color="k", lw=0.8, ls="--")
+        ax.plot([], [], color="k", lw=0.8, ls="--", label="theory")
+        ax.set(xscale="log", yscale="log", xlabel="generation $n$", ylabel=r"$\mathbb{E}[W_2^2]$")
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        return save(fig, out_pdf)
+
+
+def plot_multivariate(rows: list[dict[str, str]], out_pdf: str) -> list:
+    """Theorem 3.1: log det Sigma_n drifts to -infinity while E||mu_n - mu_0||^2 grows; per dimension."""
+    data = grouped(rows, ("dim",))
+    dims = sorted(data)
+    palette = dict(zip(dims, colors(len(dims))))
+    with plt.rc_context(RC):
+        fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(7.2, 2.6))
+        for key in dims:
+            d = data[key]
+            g = d["generation"]
+            ax_l.plot(g, d["log_det_q50"], color=palette[key], lw=1.2, label=f"d = {key[0]}")
+            ax_l.fill_between(g, d["log_det_q25"], d["log_det_q75"], color=palette[key], alpha=0.2, lw=0)
+            ax_l.plot(g, d["log_det_theory"], color="k", lw=0.8, ls="--")
+            centre, se = d["mean_sq_dist"][1:], d["mean_sq_dist_se"][1:]
+            ax_m.plot(g[1:], centre, color=palette[key], lw=1.2)
+            ax_m.fill_between(g[1:], np.maximum(centre - 2 * se, centre / 10), centre + 2 * se,
+                              color=palette[key], alpha=0.2, lw=0)
+            ax_m.plot(g[1:], d["mean_sq_dist_theory"][1:], color="k", lw=0.8, ls="--")
+        ax_l.set(xlabel="generation $n$", ylabel=r"$\log\det\Sigma_n$", title="median, IQR; dashed: E (theory)")
+        ax_m.set(xscale="log", yscale="log", xlabel="generation $n$", ylabel=r"$\mathbb{E}\|\mu_n-\mu_0\|^2$",
+                 title=r"mean $\pm$ 2 s.e.; dashed: theory")
+        ax_l.legend(frameon=False)
         fig.tight_layout()
         return save(fig, out_pdf)

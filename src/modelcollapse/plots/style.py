@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -41,3 +43,28 @@ def save(fig, out_pdf: str | Path) -> list[Path]:
         written.append(path)
     plt.close(fig)
     return written
+
+
+def grouped(rows: list[dict[str, str]], by: tuple[str, ...]) -> dict[tuple, dict[str, np.ndarray]]:
+    """Tidy CSV rows -> {key tuple: {numeric column: array over generations}}, sorted by generation."""
+    groups: dict[tuple, list] = {}
+    for row in rows:
+        groups.setdefault(tuple(_parse(row[k]) for k in by), []).append(row)
+    out = {}
+    for key, group in groups.items():
+        group.sort(key=lambda r: int(r["generation"]))
+        numeric = [name for name, v in group[0].items() if name not in by and _is_number(v)]
+        out[key] = {name: np.array([float(r[name]) for r in group]) for name in numeric}
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _parse(text: str):
+    return int(text) if text.lstrip("-").isdigit() else text

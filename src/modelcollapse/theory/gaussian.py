@@ -33,7 +33,8 @@ from scipy import special, stats
 
 __all__ = ["ESTIMATORS", "ddof_of", "log_s_moments", "expected_sigma2", "second_moment_sigma2", "c_factor",
            "expected_sigma", "var_mean", "expected_log_sigma2", "var_log_sigma2", "median_sigma2",
-           "expected_w2_squared", "abs_mean_error_quantile", "abs_std_error_quantile"]
+           "expected_w2_squared", "abs_mean_error_quantile", "abs_std_error_quantile", "expected_log_det",
+           "var_log_det", "expected_mean_sq_dist", "expected_trace", "schedule_w2_squared"]
 
 ESTIMATORS = {"unbiased": 1, "mle": 0}
 
@@ -163,3 +164,48 @@ def abs_std_error_quantile(sample_sizes, estimator: str, q: float, iters: int = 
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     out[live] = (lo + hi) / 2
     return out
+
+
+# -- d-dimensional Gaussian (Nature 2024, Theorem 3.1) -------------------------------------------
+# With the unbiased sample covariance, (M-1) S_i ~ Wishart_d(M-1, I) in whitened coordinates, and
+# Sigma_{i+1} = L_i S_i L_i^T. By the Bartlett decomposition det((M-1) S) = prod_{j<d} chi2_{M-1-j},
+# independent, so log det Sigma_n is a random walk with
+#   E[log det S]   = sum_{j<d} digamma((M-1-j)/2) + d log 2 - d log(M - ddof)
+#   Var[log det S] = sum_{j<d} trigamma((M-1-j)/2)
+# (Muirhead 1982, Thm 3.2.14). E[Sigma_i] = Sigma_0 prod E[S] (unbiased: Sigma_0), so
+#   E||mu_n - mu_0||^2 = tr(Sigma_0) sum_{i<n} E-factor_i / M_i  (unbiased: tr(Sigma_0) sum 1/M_i),
+# i.e. tr(Sigma_0) times the 1-D `var_mean`.
+
+
+def _log_det_moments(sample_sizes, estimator: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    m, ddof = _sizes(sample_sizes), ddof_of(estimator)
+    if np.any(m < dim + 1):
+        raise ValueError(f"sample_sizes must be >= dim + 1 = {dim + 1} for a full-rank covariance")
+    half = (m[:, None] - 1 - np.arange(dim)[None, :]) / 2  # [G, d]
+    mean = special.digamma(half).sum(axis=1) + dim * np.log(2.0) - dim * np.log(m - ddof)
+    return mean, special.polygamma(1, half).sum(axis=1)
+
+
+def expected_log_det(sample_sizes, estimator: str, dim: int, log_det0: float = 0.0) -> np.ndarray:
+    """E[log det Sigma_n] = log det Sigma_0 + sum_{i<n} E[log det S_i] (exact), [G+1]."""
+    return log_det0 + _cum(_log_det_moments(sample_sizes, estimator, dim)[0], np.cumsum)
+
+
+def var_log_det(sample_sizes, estimator: str, dim: int) -> np.ndarray:
+    """Var[log det Sigma_n] = sum_{i<n} sum_j trigamma((M_i-1-j)/2) (exact), [G+1]."""
+    return _cum(_log_det_moments(sample_sizes, estimator, dim)[1], np.cumsum)
+
+
+def expected_mean_sq_dist(sample_sizes, estimator: str, trace0: float) -> np.ndarray:
+    """E||mu_n - mu_0||^2 = tr(Sigma_0) * sum_{i<n} E[tr Sigma_i]/(tr(Sigma_0) M_i), [G+1] (exact)."""
+    return trace0 * var_mean(sample_sizes, estimator)
+
+
+def expected_trace(sample_sizes, estimator: str, trace0: float) -> np.ndarray:
+    """E[tr Sigma_n] = tr(Sigma_0) prod E[S_i] (unbiased: constant), [G+1] (exact)."""
+    return trace0 * expected_sigma2(sample_sizes, estimator)
+
+
+def schedule_w2_squared(sample_sizes) -> np.ndarray:
+    """E[W2^2] under a schedule, unbiased estimator: sum_{i<n} 1/M_i + 2 (1 - prod_{i<n} c(M_i)), [G+1]."""
+    return expected_w2_squared(sample_sizes, "unbiased")
