@@ -54,6 +54,16 @@ BAD = [
     ("gaussian.generations", _DELETE, "gaussian", "generations"),
     ("paper.build_pdf", "yes", "paper.build_pdf", "boolean"),
     ("extra_block", {}, "<top level>", "extra_block"),
+    ("gaussian.regime", "resample", "gaussian.regime", "replace"),
+    ("gaussian.regime", {"name": "mix"}, "gaussian.regime", "needs real_fraction"),
+    ("gaussian.regime", {"name": "mix", "real_fraction": 1.5}, "gaussian.regime.real_fraction", "maximum"),
+    ("gaussian.regime", {"name": "accumulate", "real_fraction": 0.5}, "gaussian.regime", "only to 'mix'"),
+    ("gaussian.regimes.compare", ["replace", "replace"], "gaussian.regimes.compare[1]", "twice"),
+    ("gaussian.regimes.replicates", 10**7, "gaussian.regimes.compare[2]", "GiB"),
+    ("gaussian.schedules.power", 1.0, "gaussian.schedules.power", "must exceed 1"),
+    ("gaussian.schedules.kinds", ["cubic"], "gaussian.schedules.kinds[0]", "superlinear"),
+    ("gaussian.multivariate.sample_size", 3, "gaussian.multivariate.sample_size", "must exceed"),
+    ("gaussian.multivariate.correlation", -0.6, "gaussian.multivariate.correlation", "positive definite"),
 ]
 
 

@@ -96,6 +96,8 @@ def uniform_subset(key: jax.Array, n: jax.Array | int, k: int) -> jax.Array:
     Floyd's algorithm: k draws and O(k^2) comparisons, independent of n, so `n` may be a traced
     value (a pool that grows inside `lax.scan`). Requires k <= n. The order is not random.
     """
+    if k == 0:
+        return jnp.zeros(0, jnp.int32)
     n = jnp.asarray(n, jnp.int32)
     chosen = jnp.full((k,), -1, jnp.int32)
     uniforms = jax.random.uniform(key, (k,))

@@ -49,8 +49,9 @@ def plot(rows: list[dict[str, str]], out_pdf: str) -> list:
         for ax in axes[-1]:
             ax.set_xlabel("generation $n$")
         axes[0, 0].plot([], [], color="k", lw=0.8, ls="--", label="theory")
-        axes[0, 0].legend(frameon=False, loc="upper left")
-        fig.tight_layout()
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
         return save(fig, out_pdf)
 
 
