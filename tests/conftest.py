@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a workflow run needs from the repository (the package itself is installed in .venv).
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "paper/main.tex", "paper/refs.bib", "paper/sections")
+WORKFLOW_FILES = ("Snakefile", "workflow", "profiles", "config", "paper/main.tex", "paper/refs.bib",
+                  "paper/sections")
 
 
 def copy_workflow(dest: Path) -> Path:
