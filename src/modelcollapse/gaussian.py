@@ -166,44 +166,49 @@ def _fit_stats(stats, ddof: int):
 def _points_chain(key, *, m: int, generations: int, regime: Regime, ddof: int):
     """One 1-D chain drawing M points per generation, any regime. Returns (means, stds), each [G]."""
     n_real, n_syn = split_sizes(regime, m)
-    capacity = m * generations if regime.name == "accumulate_subsample" else 0
     keep_original = regime.name == "mix" and regime.real_source == "original"
 
     def step(carry, g):
-        mean, std, pool, pool_size, pooled, original = carry
+        # The carry holds only what the regime needs: replace carries (mean, std) alone.
+        carry = dict(carry)
+        mean, std = carry["mean"], carry["std"]
         kg = jax.random.fold_in(key, g)
-        # Fit in z-space and map back (fitting is affine-equivariant): keeps float32 exact
-        # once std << |mean|, where mean + std * z would round z away.
         with jax.threefry_partitionable(False):  # see the note above _points_chain
             z = jax.random.normal(kg, (m,))
         drawn = _scaled(_stats_of(z), mean, std)
         if regime.name == "replace":
             train = drawn
         elif regime.name == "accumulate":
-            pooled = _combine(pooled, drawn)
-            train = pooled
+            train = carry["pooled"] = _combine(carry["pooled"], drawn)
         elif regime.name == "accumulate_subsample":
-            pool, pool_size = append(pool, pool_size, mean + std * z)
-            train = _stats_of(pool[uniform_subset(jax.random.fold_in(kg, 2), pool_size, m)])
+            pool, size = append(carry["pool"], carry["pool_size"], mean + std * z)
+            carry["pool"], carry["pool_size"] = pool, size
+            train = _stats_of(pool[uniform_subset(jax.random.fold_in(kg, 2), size, m)])
         else:  # mix; generation 0 trains on the original data (its own draws from the truth)
-            if keep_original:
-                original = jnp.where(g == 0, z, original)
             parts = []
             if n_real:
                 k_real = jax.random.fold_in(kg, 1)
-                real = (original[uniform_subset(k_real, m, n_real)] if keep_original
-                        else jax.random.normal(k_real, (n_real,)))
+                if keep_original:
+                    original = carry["original"] = jnp.where(g == 0, z, carry["original"])
+                    real = original[uniform_subset(k_real, m, n_real)]
+                else:
+                    real = jax.random.normal(k_real, (n_real,))
                 parts.append(_stats_of(real))
             if n_syn:
                 parts.append(_scaled(_stats_of(z[:n_syn]), mean, std))
             mixed = parts[0] if len(parts) == 1 else _combine(*parts)
             train = jax.tree.map(lambda a, b: jnp.where(g == 0, a, b), drawn, mixed)
-        new = _fit_stats(train, ddof)
-        return (*new, pool, pool_size, pooled, original), new
+        carry["mean"], carry["std"] = _fit_stats(train, ddof)
+        return carry, (carry["mean"], carry["std"])
 
     zero = jnp.float32(0.0)
-    start = (zero, jnp.float32(1.0), jnp.zeros(capacity, jnp.float32), jnp.int32(0), (zero, zero, zero),
-             jnp.zeros(m if keep_original else 0, jnp.float32))
+    start = {"mean": zero, "std": jnp.float32(1.0)}
+    if regime.name == "accumulate":
+        start["pooled"] = (zero, zero, zero)
+    if regime.name == "accumulate_subsample":
+        start["pool"], start["pool_size"] = jnp.zeros(m * generations, jnp.float32), jnp.int32(0)
+    if keep_original and n_real:
+        start["original"] = jnp.zeros(m, jnp.float32)
     return jax.lax.scan(step, start, jnp.arange(generations))[1]
 
 
