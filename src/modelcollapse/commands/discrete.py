@@ -1,0 +1,190 @@
+"""`modelcollapse discrete simulate|summarize|absorption|figure|table`: resampling a discrete distribution."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from modelcollapse import io
+from modelcollapse.commands import add_platform, check_inputs, check_output, command_line, nonnegative_int
+
+# Keys every chain summary row starts with, in the sort order of the CSV.
+ROW_KEYS = ("regime", "num_symbols", "exponent", "sample_size", "replicates")
+
+
+def _config(args):
+    """DiscreteConfig from the command line; raises ValueError naming the bad argument."""
+    from modelcollapse import discrete
+    from modelcollapse.regimes import Regime
+
+    mix = args.regime == "mix"
+    if not mix and args.real_fraction != 0.0:
+        raise ValueError(f"--real-fraction applies only to --regime mix, not {args.regime!r}")
+    regime = Regime(name=args.regime, real_fraction=args.real_fraction if mix else 0.0,
+                    real_source=args.real_source if mix else "original")
+    return discrete.DiscreteConfig(sample_size=args.sample_size, generations=args.generations,
+                                   replicates=args.replicates, num_symbols=args.num_symbols,
+                                   exponent=args.exponent, regime=regime)
+
+
+def simulate(args, argv):
+    from modelcollapse import discrete, runtime
+
+    cfg = _config(args)
+    check_output(args.out, ".npz")
+    runtime.configure(args.platform)
+    q = cfg.probs
+    result = discrete.simulate_metrics(args.seed, probs=q, sample_size=cfg.sample_size,
+                                       generations=cfg.generations, replicates=cfg.replicates, regime=cfg.regime)
+    meta = {"probs": q, "sample_size": cfg.sample_size, "generations": cfg.generations,
+            "num_symbols": cfg.num_symbols, "exponent": float(cfg.exponent), "regime": cfg.regime.name,
+            "real_fraction": cfg.regime.real_fraction, "real_source": cfg.regime.real_source}
+    arrays = result._asdict()
+    if args.keep == "final":  # an absorption run needs only where each chain ended
+        arrays = {name: arrays[name] for name in ("final", "first_zero")}
+    io.save_npz(args.out, arrays | meta)
+    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=args.seed,
+                                                config=dataclasses.asdict(cfg) | {"platform": args.platform}))
+
+
+def _regime_of(data):
+    from modelcollapse.regimes import Regime
+
+    return Regime(name=str(data["regime"]), real_fraction=float(data["real_fraction"]),
+                  real_source=str(data["real_source"]))
+
+
+def _cell(name: str, value):
+    return int(value) if name in ("generation", "rank", "symbol") else float(value)
+
+
+def summarize(args, argv):
+    from modelcollapse import discrete
+
+    check_output(args.out, ".csv")
+    if args.ranks_out:
+        check_output(args.ranks_out, ".csv")
+        if not args.rank_generations:
+            raise ValueError("--ranks-out needs --rank-generations")
+    check_inputs(args.inputs)
+    loaded = [(path, io.load_npz(path)) for path in args.inputs]
+    for path, data in loaded:
+        if "survivors" not in data:
+            raise ValueError(f"{path} holds no per-generation metrics (simulated with --keep final)")
+        too_late = [g for g in args.rank_generations or [] if g > int(data["generations"])]
+        if too_late:
+            raise ValueError(f"--rank-generations {too_late} exceed the {int(data['generations'])} "
+                             f"generations of {path}")
+    rows, rank_rows = [], []
+    for path, data in loaded:
+        regime, m, q = _regime_of(data), int(data["sample_size"]), data["probs"]
+        keys = {"regime": regime.label, "num_symbols": int(data["num_symbols"]), "exponent": float(data["exponent"]),
+                "sample_size": m, "replicates": int(data["survivors"].shape[0])}
+        stats = discrete.summarize(data, probs=q, sample_size=m, regime=regime)
+        for g in range(len(stats["generation"])):
+            rows.append(keys | {k: _cell(k, v[g]) for k, v in stats.items()})
+        if args.ranks_out:
+            ranks = discrete.summarize_ranks(data["first_zero"], probs=q, sample_size=m, at=args.rank_generations,
+                                             regime=regime)
+            for i in range(len(ranks["rank"])):
+                rank_rows.append(keys | {k: _cell(k, v[i]) for k, v in ranks.items()})
+    rows.sort(key=lambda r: tuple(r[k] for k in ROW_KEYS + ("generation",)))
+    io.write_csv(args.out, rows)
+    written = [args.out]
+    if args.ranks_out:
+        rank_rows.sort(key=lambda r: tuple(r[k] for k in ROW_KEYS + ("generation", "rank")))
+        io.write_csv(args.ranks_out, rank_rows)
+        written.append(args.ranks_out)
+    for path in written:
+        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None,
+                                                config={"rank_generations": args.rank_generations},
+                                                inputs=args.inputs))
+
+
+def absorption(args, argv):
+    from modelcollapse import discrete
+
+    check_output(args.out, ".csv")
+    check_inputs([args.input])
+    data = io.load_npz(args.input)
+    if _regime_of(data).name != "replace":
+        raise ValueError(f"{args.input}: the absorption summary needs regime 'replace', got {str(data['regime'])!r}")
+    m, g = int(data["sample_size"]), int(data["generations"])
+    stats = discrete.summarize_absorption(data["final"], probs=data["probs"], sample_size=m, generations=g)
+    keys = {"num_symbols": int(data["num_symbols"]), "exponent": float(data["exponent"]), "sample_size": m,
+            "generations": g, "replicates": int(data["final"].shape[0])}
+    rows = [keys | {k: _cell(k, v[i]) for k, v in stats.items()} for i in range(len(stats["symbol"]))]
+    io.write_csv(args.out, rows)
+    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=None, config={},
+                                                inputs=[args.input]))
+
+
+def figure(args, argv):
+    from modelcollapse.plots import discrete as plot
+
+    check_output(args.out, ".pdf")
+    check_inputs([args.summary, args.ranks])
+    for path in plot.plot(io.read_csv(args.summary), io.read_csv(args.ranks), args.out):
+        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None, config={},
+                                                inputs=[args.summary, args.ranks]))
+
+
+def table(args, argv):
+    from modelcollapse.paper import macro_lines
+    from modelcollapse.tables import discrete as tables
+
+    for path in (args.table, args.absorption_table, args.numbers):
+        check_output(path, ".tex")
+    check_inputs([args.summary, args.absorption])
+    rows, absorbed = io.read_csv(args.summary), io.read_csv(args.absorption)
+    io.write_text(args.table, tables.table_tex(rows, args.generations))
+    io.write_text(args.absorption_table, tables.absorption_table_tex(absorbed))
+    io.write_text(args.numbers, macro_lines(tables.numbers(rows, absorbed)))
+    for path in (args.table, args.absorption_table, args.numbers):
+        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None,
+                                                config={"generations": args.generations},
+                                                inputs=[args.summary, args.absorption]))
+
+
+def register(subparsers) -> None:
+    steps = subparsers.add_parser("discrete", help="resampling a discrete (Zipf) distribution: Wright-Fisher "
+                                                   "chains").add_subparsers(dest="step", required=True)
+    p = steps.add_parser("simulate", help="run R chains for one M; writes per-generation metrics as .npz")
+    p.add_argument("--seed", type=nonnegative_int, required=True)
+    p.add_argument("--sample-size", type=nonnegative_int, required=True, help="M, symbols drawn per generation")
+    p.add_argument("--generations", type=nonnegative_int, required=True)
+    p.add_argument("--replicates", type=nonnegative_int, required=True)
+    p.add_argument("--num-symbols", type=nonnegative_int, default=1000, help="K, alphabet size (default 1000)")
+    p.add_argument("--exponent", type=float, default=1.1, help="Zipf exponent of q_k ~ k^-exponent (default 1.1)")
+    p.add_argument("--regime", choices=["replace", "accumulate", "accumulate_subsample", "mix"], default="replace")
+    p.add_argument("--real-fraction", type=float, default=0.0, help="mix: share of real data per generation")
+    p.add_argument("--real-source", choices=["original", "fresh"], default="original", help="mix: real data source")
+    p.add_argument("--keep", choices=["metrics", "final"], default="metrics",
+                   help="metrics: per-generation metrics [R, G+1] and the final p; final: only the final p and "
+                        "first_zero (enough for `discrete absorption`, much smaller)")
+    add_platform(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=simulate)
+    p = steps.add_parser("summarize", help="per-generation statistics and exact theory of several .npz; writes CSV")
+    p.add_argument("--out", required=True)
+    p.add_argument("--ranks-out", help="also write P(symbol lost) by rank at --rank-generations to this CSV")
+    p.add_argument("--rank-generations", type=nonnegative_int, nargs="+")
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=summarize)
+    p = steps.add_parser("absorption", help="which symbol each chain of one .npz fixed on, against theory; "
+                                            "writes CSV")
+    p.add_argument("--out", required=True)
+    p.add_argument("input")
+    p.set_defaults(func=absorption)
+    p = steps.add_parser("figure", help="the surviving-symbols figure from the summary CSVs")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--ranks", required=True, help="the --ranks-out CSV of summarize")
+    p.add_argument("--out", required=True, help="PDF path; the PNG is written beside it")
+    p.set_defaults(func=figure)
+    p = steps.add_parser("table", help="the paper's tables and numbers from the summary CSVs")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--absorption", required=True, help="the CSV of `discrete absorption`")
+    p.add_argument("--generations", type=nonnegative_int, nargs="+", required=True)
+    p.add_argument("--table", required=True)
+    p.add_argument("--absorption-table", required=True)
+    p.add_argument("--numbers", required=True)
+    p.set_defaults(func=table)

@@ -1,0 +1,409 @@
+"""Recursive resampling of a discrete distribution (Shumailov et al., Nature 2024, Methods,
+"Discrete distributions with exact approximation"; the neutral Wright-Fisher model).
+
+Generation 0 is the truth q over K symbols (default: Zipf, q_k proportional to k^-exponent).
+Generation g draws M symbols from its distribution p_g; the data regime
+(`modelcollapse.regimes`) forms generation g+1's training set from those draws, and
+p_{g+1} = training counts / training-set size (the maximum-likelihood fit). Generation 0's M
+draws are the original data set, so generation 1 fits the original data: the chain starts at
+the truth exactly as the Gaussian chain does. In the default `replace` regime this is
+p_{g+1} = Multinomial(M, p_g) / M.
+
+Regimes, carried as counts (exact: a regime only ever takes uniform subsets or unions of
+exchangeable points, so the counts are sufficient):
+- `replace`: the M draws.
+- `accumulate`: pooled counts, the original data plus every generation's draws so far;
+  p = pooled / (M (g+1)).
+- `accumulate_subsample`: the same pool, then a uniform M-subset of it without replacement
+  (`regimes.subsample_counts`: Floyd's algorithm, O(M^2) comparisons per generation, so keep
+  M to a few hundred for this regime).
+- `mix`: generation 0 trains on the original data; later generations on
+  n_real = round(real_fraction M) real points plus the first M - n_real of that generation's
+  draws. Real points are a uniform n_real-subset of the original data set's counts
+  (`real_source: original`, via `subsample_counts`) or n_real fresh draws from q (`fresh`).
+
+Sampling. Every training set is a multiset of integer counts, and Multinomial(n, c / sum c) is
+n uniform draws from that multiset: each draw is a 64-bit uniform index into [0, sum c) mapped
+to its symbol, then the symbols are counted. This is exact (the index's bias is below
+sum(c) / 2^64) and measured fastest (benchmarks/discrete.py; per chain and generation at K =
+1000, 2-core CPU): 15 us at M = 1000 and 150 us at M = 10,000, against 1,000-1,500 us for
+`jax.random.multinomial` (a scan of K sequential float binomials, each running both the
+inversion and the BTRS rejection loop until the slowest lane finishes) and 400-650 us for a
+vectorised binary tree of binomials. The cost is O(M) per generation, O(1) per draw: a
+training set of constant size M is indexed through an owner table (symbol of each of the M
+points); the growing `accumulate` pool through a binary search of its cumulative counts. q itself
+is sampled as integer weights round(q 2^30) (total exactly 2^30), so a probability is off by at
+most 2^-31 (relative 1e-5 for q_k = 1e-4).
+
+`simulate` returns whole trajectories ([R, G+1, K]: for small runs and tests);
+`simulate_metrics` computes the per-generation metrics inside the scan and keeps only those and
+the final distribution, which is what the experiment needs at K = 1000, G = 1000.
+
+Keys: replicate r uses fold_in(key(seed), r) and generation g folds in g on top (purposes within
+a generation fold in 1: real data, 2: subsample), so a chain's numbers do not depend on how many
+replicates run beside it or how they are batched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from modelcollapse.gaussian import replicate_keys
+from modelcollapse.regimes import Regime, split_sizes, subsample_counts
+from modelcollapse.theory import discrete as theory
+
+__all__ = ["DiscreteConfig", "DiscreteChains", "DiscreteMetrics", "zipf", "rare_mask", "uniform_index",
+           "draw_symbols", "count_symbols", "simulate", "simulate_metrics", "replicate_keys", "summarize",
+           "summarize_ranks", "summarize_absorption"]
+
+WEIGHT_BITS = 30  # q is sampled as integer weights summing to 2^30 (see the module docstring)
+RARE_FRACTION = 0.5  # "rare" symbols: the half of the alphabet with the smallest q
+
+
+def zipf(num_symbols: int, exponent: float) -> np.ndarray:
+    """q_k proportional to k^-exponent for k = 1..K, float64 [K] (exponent 0: uniform)."""
+    k = np.arange(1, num_symbols + 1, dtype=np.float64)
+    q = k ** -float(exponent)
+    return q / q.sum()
+
+
+rare_mask = theory.rare_mask
+
+
+def _int_arg(name: str, value, minimum: int) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_run(probs, sample_size, generations, replicates, regime) -> np.ndarray:
+    """Validate a run before any work; returns q as float64 [K]. ValueError names the argument."""
+    q = theory.check_probs(probs)
+    positive = q[q > 0]
+    if positive.min() < 2.0 ** -WEIGHT_BITS:
+        raise ValueError(f"probs entries must be 0 or at least 2^-{WEIGHT_BITS} (they are sampled as "
+                         f"integer weights), got {positive.min():.3g}")
+    m = _int_arg("sample_size", sample_size, 1)
+    g = _int_arg("generations", generations, 1)
+    _int_arg("replicates", replicates, 1)
+    if not isinstance(regime, Regime):
+        raise ValueError(f"regime must be a modelcollapse.regimes.Regime, got {regime!r}")
+    if regime.name == "accumulate" and m * (g + 1) >= 2**31:
+        raise ValueError(f"sample_size x (generations + 1) = {m * (g + 1)} must stay below 2^31 for the "
+                         f"int32 counts of the accumulate pool")
+    if regime.name == "accumulate_subsample" and m * (g + 1) >= 2**24:
+        # uniform_subset picks positions with float32 uniforms: exact only while the pool stays < 2^24.
+        raise ValueError(f"sample_size x (generations + 1) = {m * (g + 1)} must stay below 2^24 for "
+                         f"regime accumulate_subsample")
+    return q
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DiscreteConfig:
+    """One discrete chain setting (the `discrete:` config block expands to one per M)."""
+
+    sample_size: int  # M: symbols drawn per generation (and the size of every training set but accumulate's)
+    generations: int  # G: refits after generation 0 (the truth q)
+    replicates: int  # R: independent chains, run in parallel with vmap
+    num_symbols: int = 1000  # K: alphabet size of the Zipf truth
+    exponent: float = 1.1  # q_k proportional to k^-exponent; 0 is uniform, larger is heavier-headed
+    regime: Regime = Regime()  # how each generation's training set is formed
+
+    def __post_init__(self):
+        _int_arg("num_symbols", self.num_symbols, 2)
+        if (not isinstance(self.exponent, (int, float, np.floating)) or isinstance(self.exponent, bool)
+                or not math.isfinite(self.exponent) or not 0 <= self.exponent <= 10):
+            raise ValueError(f"exponent must be a number in [0, 10], got {self.exponent!r}")
+        q_min = zipf(self.num_symbols, self.exponent)[-1]
+        if q_min < 2.0 ** -WEIGHT_BITS:
+            raise ValueError(f"num_symbols = {self.num_symbols} with exponent = {self.exponent} gives the rarest "
+                             f"symbol probability {q_min:.3g} < 2^-{WEIGHT_BITS}; use fewer symbols or a "
+                             f"smaller exponent")
+        _check_run(self.probs, self.sample_size, self.generations, self.replicates, self.regime)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """The truth q, float64 [K]."""
+        return zipf(self.num_symbols, self.exponent)
+
+
+class DiscreteChains(NamedTuple):
+    probs: np.ndarray  # float32 [R, G+1, K]: p_n; index 0 is q (the truth) for every replicate
+    counts: np.ndarray  # int32 [R, G, K]: counts[:, n-1] is generation n's training set; p_n = counts / sum
+
+
+class DiscreteMetrics(NamedTuple):
+    survivors: np.ndarray  # int32 [R, G+1]: symbols with p_n(k) > 0
+    rare_mass: np.ndarray  # float32 [R, G+1]: sum of q_k over the rare half with p_n(k) > 0
+    surviving_mass: np.ndarray  # float32 [R, G+1]: sum of q_k over all symbols with p_n(k) > 0
+    homozygosity: np.ndarray  # float32 [R, G+1]: sum_k p_n(k)^2
+    first_zero: np.ndarray  # int32 [R, K]: first generation n with p_n(k) = 0; G+1 if never
+    final: np.ndarray  # float32 [R, K]: p_G
+
+
+# -- exact multinomial draws from integer counts
+
+
+def _mulhi(a: jax.Array, b: jax.Array) -> jax.Array:
+    """High 32 bits of the 64-bit product of uint32 a and b, from 16-bit limbs (no uint64 without x64)."""
+    a_lo, a_hi, b_lo, b_hi = a & 0xFFFF, a >> 16, b & 0xFFFF, b >> 16
+    hl, lh = a_hi * b_lo, a_lo * b_hi
+    cross = ((a_lo * b_lo) >> 16) + (hl & 0xFFFF) + (lh & 0xFFFF)
+    return a_hi * b_hi + (hl >> 16) + (lh >> 16) + (cross >> 16)
+
+
+def uniform_index(key: jax.Array, total: jax.Array | int, n: int) -> jax.Array:
+    """n uniform integers in [0, total), total < 2^31; int32 [n].
+
+    floor(X total / 2^64) for a uniform 64-bit X = (hi, lo): each value has floor or ceil of
+    2^64 / total preimages, a relative bias below total / 2^64 (jax.random.randint's modulo
+    reduction costs twice as much here and is biased by up to total / 2^32 for total > 2^16).
+    """
+    t = jnp.asarray(total).astype(jnp.uint32)
+    with jax.threefry_partitionable(False):  # classic threefry: half the hashing (see gaussian.py)
+        bits = jax.random.bits(key, (2, n), jnp.uint32)
+    hi, lo = bits[0], bits[1]
+    low = hi * t  # low 32 bits of hi * t (wraps)
+    carry = (low + _mulhi(lo, t)) < low
+    return (_mulhi(hi, t) + carry.astype(jnp.uint32)).astype(jnp.int32)
+
+
+def draw_symbols(key: jax.Array, counts: jax.Array, n: int, *, total: int | None = None) -> jax.Array:
+    """n draws with replacement from the multiset with `counts` [K] int32; symbols int32 [n].
+
+    total: the static sum of `counts` when it is known (indexes an owner table, O(1) per draw);
+    None: a traced sum (binary search of the cumulative counts, O(log K) per draw).
+    """
+    if total is not None:
+        owner = jnp.repeat(jnp.arange(counts.shape[0], dtype=jnp.int32), counts, total_repeat_length=total)
+        return owner[uniform_index(key, total, n)]
+    cum = jnp.cumsum(counts)
+    return jnp.searchsorted(cum, uniform_index(key, cum[-1], n), side="right", method="scan").astype(jnp.int32)
+
+
+def count_symbols(symbols: jax.Array, num_symbols: int) -> jax.Array:
+    """Counts of each symbol, int32 [K]."""
+    return jnp.bincount(symbols, length=num_symbols).astype(jnp.int32)
+
+
+def integer_weights(probs) -> np.ndarray:
+    """round(q 2^30) by largest remainders so the total is exactly 2^30; positive q stay >= 1. int32 [K]."""
+    q = np.asarray(probs, np.float64)
+    scaled = q * 2.0**WEIGHT_BITS
+    w = np.floor(scaled).astype(np.int64)
+    short = 2**WEIGHT_BITS - int(w.sum())
+    w[np.argsort(w - scaled, kind="stable")[:short]] += 1  # largest fractional parts first
+    w[(q > 0) & (w == 0)] = 1
+    return w.astype(np.int32)
+
+
+# -- the chain
+
+
+def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Regime, trajectory: bool):
+    """One chain. weights: integer q [K]; q32, rare_q32: q and q on the rare half, float32 [K].
+
+    trajectory: return the training counts [G, K]; else (survivors, rare_mass, surviving_mass,
+    homozygosity) each [G] for generations 1..G, first_zero [K] and the final p [K].
+    """
+    num_symbols = weights.shape[0]
+    n_real, n_syn = split_sizes(regime, m)
+    accumulate = regime.name in ("accumulate", "accumulate_subsample")
+    # The original data set: generation 0's M draws from q (searching q's 2^30 integer weights).
+    original = count_symbols(draw_symbols(jax.random.fold_in(key, 0), weights, m), num_symbols)
+
+    def fit(counts):
+        return counts.astype(jnp.float32) / jnp.sum(counts).astype(jnp.float32)
+
+    def metrics(counts, first_zero, n):
+        alive = counts > 0
+        p = fit(counts)
+        first_zero = jnp.where((first_zero > generations) & ~alive, n, first_zero)
+        on = alive.astype(jnp.float32)
+        row = (jnp.sum(alive, dtype=jnp.int32), jnp.dot(on, rare_q32), jnp.dot(on, q32), jnp.sum(p * p))
+        return row, first_zero
+
+    def step(carry, g):
+        # carry: the training counts of generation g (its fit is counts / sum), and what the regime keeps.
+        carry = dict(carry)
+        kg = jax.random.fold_in(key, g)
+        if regime.name == "accumulate":  # the pool's size grows: binary search of its cumulative counts
+            symbols = draw_symbols(kg, carry["train"], m)
+        else:
+            symbols = draw_symbols(kg, carry["train"], m, total=m)
+        drawn = count_symbols(symbols, num_symbols)
+        if regime.name == "replace":
+            train = drawn
+        elif accumulate:
+            pool = carry["pool"] = carry["pool"] + drawn
+            train = pool if regime.name == "accumulate" else subsample_counts(jax.random.fold_in(kg, 2), pool, m)
+        else:  # mix (g >= 1: generation 0 is handled before the scan)
+            parts = []
+            if n_real:
+                k_real = jax.random.fold_in(kg, 1)
+                if regime.real_source == "original":
+                    parts.append(subsample_counts(k_real, carry["original"], n_real))
+                else:
+                    parts.append(count_symbols(draw_symbols(k_real, weights, n_real), num_symbols))
+            if n_syn:
+                parts.append(count_symbols(symbols[:n_syn], num_symbols))
+            train = sum(parts[1:], parts[0])
+        carry["train"] = train
+        if trajectory:
+            return carry, train
+        row, carry["first_zero"] = metrics(train, carry["first_zero"], g + 1)
+        return carry, row
+
+    # Generation 1 trains on the original data in every regime (accumulate_subsample's M-subset of
+    # an M-point pool is the pool itself).
+    start = {"train": original}
+    if accumulate:
+        start["pool"] = original
+    if regime.name == "mix" and regime.real_source == "original" and n_real:
+        start["original"] = original
+    if trajectory:
+        _, rest = jax.lax.scan(step, start, jnp.arange(1, generations))
+        return jnp.concatenate([original[None], rest], axis=0)
+    first_zero0 = jnp.where(weights > 0, generations + 1, 0).astype(jnp.int32)
+    row1, start["first_zero"] = metrics(original, first_zero0, 1)
+    carry, rows = jax.lax.scan(step, start, jnp.arange(1, generations))
+    rows = tuple(jnp.concatenate([a[None], b]) for a, b in zip(row1, rows))
+    return rows, carry["first_zero"], fit(carry["train"])
+
+
+@partial(jax.jit, static_argnames=("m", "generations", "regime", "trajectory"))
+def _simulate(keys, weights, q32, rare_q32, *, m, generations, regime, trajectory):
+    chain = partial(_chain, m=m, generations=generations, regime=regime, trajectory=trajectory)
+    return jax.vmap(chain, in_axes=(0, None, None, None))(keys, weights, q32, rare_q32)
+
+
+def _inputs(probs, fraction: float = RARE_FRACTION):
+    q = theory.check_probs(probs)
+    return (jnp.asarray(integer_weights(q)), jnp.asarray(q, jnp.float32),
+            jnp.asarray(q * rare_mask(q, fraction), jnp.float32))
+
+
+def simulate(seed: int, *, probs, sample_size: int, generations: int, replicates: int,
+             regime: Regime | None = None) -> DiscreteChains:
+    """Run `replicates` resampling chains from q = `probs` [K] and keep every generation.
+
+    Returns DiscreteChains(probs float32 [R, G+1, K] with index 0 = q, counts int32 [R, G, K] with
+    counts[:, n-1] = generation n's training set). Memory is 8 R G K bytes: for small runs; use
+    `simulate_metrics` at scale. Same seed, same chains as `simulate_metrics`.
+    """
+    regime = regime or Regime()
+    q = _check_run(probs, sample_size, generations, replicates, regime)
+    counts = _simulate(replicate_keys(seed, replicates), *_inputs(q), m=int(sample_size),
+                       generations=int(generations), regime=regime, trajectory=True)
+    fitted = counts.astype(jnp.float32) / jnp.sum(counts, axis=-1, keepdims=True).astype(jnp.float32)
+    first = jnp.broadcast_to(jnp.asarray(q, jnp.float32), (replicates, 1, q.size))
+    return DiscreteChains(np.asarray(jnp.concatenate([first, fitted], axis=1)), np.asarray(counts))
+
+
+def simulate_metrics(seed: int, *, probs, sample_size: int, generations: int, replicates: int,
+                     regime: Regime | None = None, rare_fraction: float = RARE_FRACTION) -> DiscreteMetrics:
+    """Run `replicates` chains keeping per-generation metrics only (see DiscreteMetrics; [R, G+1] arrays
+    have generation 0 = q: K' symbols with q_k > 0, the full rare mass, mass 1, sum q^2)."""
+    regime = regime or Regime()
+    q = _check_run(probs, sample_size, generations, replicates, regime)
+    weights, q32, rare_q32 = _inputs(q, rare_fraction)
+    (surv, rare, mass, hom), first_zero, final = _simulate(
+        replicate_keys(seed, replicates), weights, q32, rare_q32, m=int(sample_size),
+        generations=int(generations), regime=regime, trajectory=False)
+    alive0 = q > 0
+    start = (np.sum(alive0), np.float32(rare_q32.sum()), np.float32(q32[alive0].sum()), np.float32(np.sum(q32 ** 2)))
+    rows = [np.concatenate([np.full((replicates, 1), s, np.asarray(a).dtype), np.asarray(a)], axis=1)
+            for s, a in zip(start, (surv, rare, mass, hom))]
+    return DiscreteMetrics(*rows, np.asarray(first_zero), np.asarray(final))
+
+
+# -- summaries across replicates (numpy)
+
+
+def summarize(metrics: dict[str, np.ndarray], *, probs, sample_size: int, regime: Regime | None = None,
+              rare_fraction: float = RARE_FRACTION) -> dict[str, np.ndarray]:
+    """Per-generation statistics across replicates beside the exact theory; every array [G+1].
+
+    metrics: survivors, rare_mass, surviving_mass, homozygosity [R, G+1] (a DiscreteMetrics as a
+    dict). Masses are reported as shares of their generation-0 value (`rare_share`: of the rare
+    half's original mass; `common_share`: of the other half's). `*_se` are Monte-Carlo standard
+    errors of the means; theory columns are the replace-regime expectations and NaN otherwise (and
+    for M > theory.MAX_EXACT_SAMPLE_SIZE).
+    """
+    from modelcollapse import metrics as mc
+
+    q = theory.check_probs(probs)
+    rare = rare_mask(q, rare_fraction)
+    rare0, common0 = q[rare].sum(), q[~rare].sum()
+    survivors = np.asarray(metrics["survivors"], np.float64)
+    g = survivors.shape[1] - 1
+    series = {"survivors": survivors,
+              "rare_share": np.asarray(metrics["rare_mass"], np.float64) / rare0,
+              "common_share": (np.asarray(metrics["surviving_mass"], np.float64)
+                               - np.asarray(metrics["rare_mass"], np.float64)) / common0,
+              "heterozygosity": 1.0 - np.asarray(metrics["homozygosity"], np.float64)}
+    if (regime or Regime()).name == "replace":
+        th = theory.survival_theory(q, sample_size=sample_size, generations=g, fraction=rare_fraction)
+        theory_of = {"survivors": th["survivors"], "rare_share": th["rare_mass"] / rare0,
+                     "common_share": (th["surviving_mass"] - th["rare_mass"]) / common0,
+                     "heterozygosity": 1.0 - th["homozygosity"]}
+    else:
+        theory_of = {name: np.full(g + 1, np.nan) for name in series}
+    out = {"generation": np.arange(g + 1)}
+    for name, values in series.items():
+        q25, q50, q75 = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
+        out |= {f"{name}_q25": q25, f"{name}_q50": q50, f"{name}_q75": q75}
+        out[name], out[f"{name}_se"] = mc.mean_and_se(values)
+        out[f"{name}_theory"] = theory_of[name]
+    return out
+
+
+def summarize_ranks(first_zero: np.ndarray, *, probs, sample_size: int, at, regime: Regime | None = None
+                    ) -> dict[str, np.ndarray]:
+    """P(symbol k was lost by generation n) per symbol and generation n in `at`; arrays [len(at) K].
+
+    first_zero [R, K]. Columns: generation, rank (1 = most probable), q, lost, lost_se (binomial), and
+    lost_theory (replace regime; NaN otherwise), in generation-major order.
+    """
+    q = theory.check_probs(probs)
+    at = np.asarray(at, np.int64)
+    first_zero = np.asarray(first_zero)
+    lost = (first_zero[:, None, :] <= at[None, :, None]).mean(axis=0)  # [len(at), K]
+    r = first_zero.shape[0]
+    if (regime or Regime()).name == "replace":
+        g = int(at.max())
+        lost_theory = 1.0 - theory.survival_theory(q, sample_size=sample_size, generations=g, at=at)["alive"]
+    else:
+        lost_theory = np.full(lost.shape, np.nan)
+    order = np.argsort(-q, kind="stable")
+    rank = np.empty(q.size, np.int64)
+    rank[order] = np.arange(1, q.size + 1)
+    return {"generation": np.repeat(at, q.size), "rank": np.tile(rank, at.size), "q": np.tile(q, at.size),
+            "lost": lost.ravel(), "lost_se": np.sqrt(lost * (1 - lost) / r).ravel(),
+            "lost_theory": lost_theory.ravel()}
+
+
+def summarize_absorption(final: np.ndarray, *, probs, sample_size: int, generations: int) -> dict[str, np.ndarray]:
+    """Which symbol each chain fixed on, per symbol; arrays [K].
+
+    final [R, K]: p_G. `wins`: share of chains fixed on symbol k at generation G (binomial `wins_se`);
+    `wins_theory`: P(k fixed by G), exact; `wins_limit`: q_k, its limit as G grows. `fixed`: share of
+    chains absorbed (one symbol left), with `fixed_theory` = sum_k P(k fixed by G); repeated per row.
+    """
+    q = theory.check_probs(probs)
+    final = np.asarray(final, np.float64)
+    r = final.shape[0]
+    won = final >= 1.0 - 1e-6  # [R, K]: the chain is fixed on k
+    wins = won.mean(axis=0)
+    fixed_theory = theory.fixation_probabilities(q, sample_size=sample_size, generations=generations,
+                                                 at=[generations])[0]
+    return {"symbol": np.arange(1, q.size + 1), "q": q, "wins": wins, "wins_se": np.sqrt(wins * (1 - wins) / r),
+            "wins_theory": fixed_theory, "wins_limit": theory.win_probabilities(q),
+            "fixed": np.full(q.size, won.any(axis=1).mean()), "fixed_theory": np.full(q.size, fixed_theory.sum())}

@@ -1,0 +1,150 @@
+# Discrete resampling (Wright-Fisher) chains from a Zipf distribution: simulate each M and one
+# absorption run, summarize against the exact theory, plot, tabulate.
+
+RESULTS.extend(["results/discrete/summary.csv", "results/discrete/ranks.csv", "results/discrete/absorption.csv"])
+FIGURES.append("figures/discrete.pdf")
+PAPER_INPUTS.extend(["paper/generated/discrete_table.tex", "paper/generated/discrete_absorption.tex",
+                     "paper/generated/discrete_numbers.tex"])
+
+
+def discrete_regime_args():
+    """The `discrete.regime` config value (a name or a mapping) as CLI flags."""
+    regime = config["discrete"]["regime"]
+    block = {"name": regime} if isinstance(regime, str) else regime
+    args = f"--regime {block['name']}"
+    if block["name"] == "mix":
+        args += f" --real-fraction {block.get('real_fraction', 0.0)} --real-source {block.get('real_source', 'original')}"
+    return args
+
+
+def discrete_regime_label():
+    from modelcollapse.regimes import Regime
+
+    return Regime.from_config(config["discrete"]["regime"]).label
+
+
+def discrete_results():
+    return expand("results/discrete/{regime}_M{m}.npz", regime=discrete_regime_label(),
+                  m=config["discrete"]["sample_sizes"])
+
+
+rule discrete_simulate:
+    output:
+        npz="results/discrete/{regime}_M{m}.npz",
+        provenance="results/discrete/{regime}_M{m}.npz.provenance.json",
+    log:
+        "logs/discrete/simulate_{regime}_M{m}.log",
+    benchmark:
+        "results/timings/discrete_simulate_{regime}_M{m}.tsv"
+    wildcard_constraints:
+        regime=r"[A-Za-z0-9_.\-]+",
+        m=r"\d+",
+    params:
+        seed=config["seed"],
+        platform=config["platform"],
+        generations=config["discrete"]["generations"],
+        replicates=config["discrete"]["replicates"],
+        num_symbols=config["discrete"]["num_symbols"],
+        exponent=config["discrete"]["exponent"],
+        regime=discrete_regime_args(),
+    threads: 1
+    shell:
+        "{PY} discrete simulate --seed {params.seed} --sample-size {wildcards.m}"
+        " --generations {params.generations} --replicates {params.replicates}"
+        " --num-symbols {params.num_symbols} --exponent {params.exponent} {params.regime}"
+        " --platform {params.platform} --out {output.npz} > {log} 2>&1"
+
+
+rule discrete_absorption_simulate:
+    output:
+        npz="results/discrete/absorption.npz",
+        provenance="results/discrete/absorption.npz.provenance.json",
+    log:
+        "logs/discrete/simulate_absorption.log",
+    benchmark:
+        "results/timings/discrete_simulate_absorption.tsv"
+    params:
+        seed=config["seed"],
+        platform=config["platform"],
+        exponent=config["discrete"]["exponent"],
+        num_symbols=config["discrete"]["absorption"]["num_symbols"],
+        sample_size=config["discrete"]["absorption"]["sample_size"],
+        generations=config["discrete"]["absorption"]["generations"],
+        replicates=config["discrete"]["absorption"]["replicates"],
+    threads: 1
+    shell:
+        "{PY} discrete simulate --seed {params.seed} --sample-size {params.sample_size}"
+        " --generations {params.generations} --replicates {params.replicates}"
+        " --num-symbols {params.num_symbols} --exponent {params.exponent} --keep final"
+        " --platform {params.platform} --out {output.npz} > {log} 2>&1"
+
+
+rule discrete_summarize:
+    input:
+        discrete_results(),
+    output:
+        csv="results/discrete/summary.csv",
+        ranks="results/discrete/ranks.csv",
+        provenance="results/discrete/summary.csv.provenance.json",
+    log:
+        "logs/discrete/summarize.log",
+    benchmark:
+        "results/timings/discrete_summarize.tsv"
+    params:
+        generations=" ".join(str(g) for g in config["discrete"]["table_generations"]),
+    threads: 1
+    shell:
+        "{PY} discrete summarize --ranks-out {output.ranks} --rank-generations {params.generations}"
+        " --out {output.csv} {input} > {log} 2>&1"
+
+
+rule discrete_absorption:
+    input:
+        "results/discrete/absorption.npz",
+    output:
+        csv="results/discrete/absorption.csv",
+        provenance="results/discrete/absorption.csv.provenance.json",
+    log:
+        "logs/discrete/absorption.log",
+    benchmark:
+        "results/timings/discrete_absorption.tsv"
+    threads: 1
+    shell:
+        "{PY} discrete absorption --out {output.csv} {input} > {log} 2>&1"
+
+
+rule discrete_figure:
+    input:
+        summary="results/discrete/summary.csv",
+        ranks="results/discrete/ranks.csv",
+    output:
+        pdf=report("figures/discrete.pdf", caption="../report/discrete.rst", category="Discrete"),
+        png="figures/discrete.png",
+    log:
+        "logs/discrete/figure.log",
+    benchmark:
+        "results/timings/discrete_figure.tsv"
+    threads: 1
+    shell:
+        "{PY} discrete figure --summary {input.summary} --ranks {input.ranks} --out {output.pdf} > {log} 2>&1"
+
+
+rule discrete_table:
+    input:
+        summary="results/discrete/summary.csv",
+        absorption="results/discrete/absorption.csv",
+    output:
+        table="paper/generated/discrete_table.tex",
+        absorption="paper/generated/discrete_absorption.tex",
+        numbers="paper/generated/discrete_numbers.tex",
+    log:
+        "logs/discrete/table.log",
+    benchmark:
+        "results/timings/discrete_table.tsv"
+    params:
+        generations=" ".join(str(g) for g in config["discrete"]["table_generations"]),
+    threads: 1
+    shell:
+        "{PY} discrete table --summary {input.summary} --absorption {input.absorption}"
+        " --generations {params.generations} --table {output.table}"
+        " --absorption-table {output.absorption} --numbers {output.numbers} > {log} 2>&1"
