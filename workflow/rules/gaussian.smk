@@ -208,7 +208,7 @@ rule gaussian_sub_figure:
     input:
         "results/gaussian/{sub}/summary.csv",
     output:
-        pdf=report("figures/gaussian_{sub}.pdf", caption="../report/gaussian_{sub}.rst", category="Gaussian"),
+        pdf=report("figures/gaussian_{sub}.pdf", caption="../report/gaussian_sub.rst", category="Gaussian"),
         png="figures/gaussian_{sub}.png",
     log:
         "logs/gaussian/{sub}/figure.log",
