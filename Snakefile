@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/gaussian.smk"
+include: "workflow/rules/discrete.smk"
 include: "workflow/rules/paper.smk"  # last: it collects the others' outputs
 
 

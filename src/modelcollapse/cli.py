@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Modules under modelcollapse.commands, in the order `--help` lists them.
-FAMILIES = ("paper", "gaussian")
+FAMILIES = ("paper", "gaussian", "discrete")
 EXIT_USAGE = 2
 
 

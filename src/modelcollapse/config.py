@@ -70,6 +70,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_describe(best))
     _check_gaussian(config["gaussian"])
+    _check_discrete(config["discrete"])
 
 
 # A pool of stored points (accumulate_subsample) costs 4 bytes x replicates x M x generations.
@@ -131,3 +132,25 @@ def _check_gaussian(g) -> None:
     if mv["correlation"] <= bound:
         raise ConfigError(f"config key 'gaussian.multivariate.correlation': {mv['correlation']} must exceed "
                           f"-1/(d-1) = {bound:.3g} for Sigma_0 to be positive definite at d = {max(mv['dims'])}")
+
+
+def _check_discrete(d) -> None:
+    import numpy as np
+
+    too_late = [n for n in d["table_generations"] if n > d["generations"]]
+    if too_late:
+        raise ConfigError(f"config key 'discrete.table_generations': {too_late} exceed "
+                          f"discrete.generations = {d['generations']}; each must be at most that")
+    regime = _regime(d["regime"], "discrete.regime")
+    pool = max(d["sample_sizes"]) * (d["generations"] + 1)
+    limit = 2**31 if regime.name in ("accumulate", "accumulate_subsample") else None  # int32 pool indices
+    if limit and pool >= limit:
+        raise ConfigError(f"config key 'discrete.regime': {regime.name} pools M x (generations + 1) = {pool} "
+                          f"points, which must stay below {limit}; lower discrete.sample_sizes or generations")
+    for key, k in (("discrete.num_symbols", d["num_symbols"]),
+                   ("discrete.absorption.num_symbols", d["absorption"]["num_symbols"])):
+        weights = np.arange(1, k + 1, dtype=np.float64) ** -float(d["exponent"])
+        if weights[-1] / weights.sum() < 2.0**-30:
+            raise ConfigError(f"config key '{key}': with exponent {d['exponent']} the rarest of {k} symbols has "
+                              f"probability {weights[-1] / weights.sum():.3g} < 2^-30 (the sampler's resolution); "
+                              f"use fewer symbols or a smaller discrete.exponent")

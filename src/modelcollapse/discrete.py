@@ -17,23 +17,28 @@ exchangeable points, so the counts are sufficient):
 - `accumulate_subsample`: the same pool, then a uniform M-subset of it without replacement
   (`regimes.subsample_counts`: Floyd's algorithm, O(M^2) comparisons per generation, so keep
   M to a few hundred for this regime).
-- `mix`: generation 0 trains on the original data; later generations on
-  n_real = round(real_fraction M) real points plus the first M - n_real of that generation's
-  draws. Real points are a uniform n_real-subset of the original data set's counts
+- `mix`: generation 1 fits the original data; later generations fit
+  n_real = round(real_fraction M) real points plus the first M - n_real of the previous
+  generation's draws. Real points are a uniform n_real-subset of the original data set's counts
   (`real_source: original`, via `subsample_counts`) or n_real fresh draws from q (`fresh`).
 
 Sampling. Every training set is a multiset of integer counts, and Multinomial(n, c / sum c) is
 n uniform draws from that multiset: each draw is a 64-bit uniform index into [0, sum c) mapped
 to its symbol, then the symbols are counted. This is exact (the index's bias is below
-sum(c) / 2^64) and measured fastest (benchmarks/discrete.py; per chain and generation at K =
-1000, 2-core CPU): 15 us at M = 1000 and 150 us at M = 10,000, against 1,000-1,500 us for
-`jax.random.multinomial` (a scan of K sequential float binomials, each running both the
-inversion and the BTRS rejection loop until the slowest lane finishes) and 400-650 us for a
-vectorised binary tree of binomials. The cost is O(M) per generation, O(1) per draw: a
-training set of constant size M is indexed through an owner table (symbol of each of the M
-points); the growing `accumulate` pool through a binary search of its cumulative counts. q itself
-is sampled as integer weights round(q 2^30) (total exactly 2^30), so a probability is off by at
-most 2^-31 (relative 1e-5 for q_k = 1e-4).
+sum(c) / 2^64) and was the fastest exact JAX sampler measured (benchmarks/discrete.py, K = 1000,
+2-core CPU, microseconds per chain and generation at M = 100 / 1000 / 10,000): 8 / 19 / 94,
+against 10 / 41 / 295 for jax.random.randint + binary search, 296 / 434 / 353 for a vectorised
+binary tree of jax.random.binomial, and 511 / 681 / 1240 for jax.random.multinomial (a scan of K
+sequential float binomials, each running both its inversion and its BTRS rejection loop until
+the slowest lane finishes). The cost is O(M) per generation, half of it the random bits: a
+training set of constant size M is indexed through an owner table (the symbol of each of its M
+points); the growing `accumulate` pool through a binary search of its cumulative counts. (On
+the CPU NumPy's rng.multinomial is still 1.6-3x faster: its conditional binomials stop at the
+last surviving symbol. The binomial tree's cost does not grow with M, so it would overtake the
+owner table near M = 40,000 at K = 1000, but jax.random.binomial runs its rejection tests in
+float32 arithmetic, so it is not used here.) q itself is sampled as integer weights
+round(q 2^30) (total exactly 2^30), so a probability is off by at most 2^-31 (relative 1e-5 for
+q_k = 1e-4).
 
 `simulate` returns whole trajectories ([R, G+1, K]: for small runs and tests);
 `simulate_metrics` computes the per-generation metrics inside the scan and keeps only those and
@@ -55,13 +60,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modelcollapse.gaussian import replicate_keys
 from modelcollapse.regimes import Regime, split_sizes, subsample_counts
 from modelcollapse.theory import discrete as theory
 
 __all__ = ["DiscreteConfig", "DiscreteChains", "DiscreteMetrics", "zipf", "rare_mask", "uniform_index",
-           "draw_symbols", "count_symbols", "simulate", "simulate_metrics", "replicate_keys", "summarize",
-           "summarize_ranks", "summarize_absorption"]
+           "draw_symbols", "count_symbols", "integer_weights", "simulate", "simulate_metrics", "replicate_keys",
+           "summarize", "summarize_ranks", "summarize_absorption"]
 
 WEIGHT_BITS = 30  # q is sampled as integer weights summing to 2^30 (see the module docstring)
 RARE_FRACTION = 0.5  # "rare" symbols: the half of the alphabet with the smallest q
@@ -75,6 +79,11 @@ def zipf(num_symbols: int, exponent: float) -> np.ndarray:
 
 
 rare_mask = theory.rare_mask
+
+
+def replicate_keys(seed: int, replicates: int) -> jax.Array:
+    """One key per replicate chain, fold_in(key(seed), r); [replicates] typed keys (as gaussian.py)."""
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(seed), jnp.arange(replicates))
 
 
 def _int_arg(name: str, value, minimum: int) -> int:
@@ -99,7 +108,7 @@ def _check_run(probs, sample_size, generations, replicates, regime) -> np.ndarra
         raise ValueError(f"sample_size x (generations + 1) = {m * (g + 1)} must stay below 2^31 for the "
                          f"int32 counts of the accumulate pool")
     if regime.name == "accumulate_subsample" and m * (g + 1) >= 2**24:
-        # uniform_subset picks positions with float32 uniforms: exact only while the pool stays < 2^24.
+        # regimes.uniform_subset picks positions with float32 uniforms, which cannot address a pool past 2^24.
         raise ValueError(f"sample_size x (generations + 1) = {m * (g + 1)} must stay below 2^24 for "
                          f"regime accumulate_subsample")
     return q
@@ -194,13 +203,15 @@ def count_symbols(symbols: jax.Array, num_symbols: int) -> jax.Array:
 
 
 def integer_weights(probs) -> np.ndarray:
-    """round(q 2^30) by largest remainders so the total is exactly 2^30; positive q stay >= 1. int32 [K]."""
+    """round(q 2^30) by largest remainders, so the total is exactly 2^30; int32 [K].
+
+    Every positive q_k >= 2^-30 (checked by simulate) keeps a weight >= 1, so no symbol is lost to rounding.
+    """
     q = np.asarray(probs, np.float64)
     scaled = q * 2.0**WEIGHT_BITS
     w = np.floor(scaled).astype(np.int64)
     short = 2**WEIGHT_BITS - int(w.sum())
     w[np.argsort(w - scaled, kind="stable")[:short]] += 1  # largest fractional parts first
-    w[(q > 0) & (w == 0)] = 1
     return w.astype(np.int32)
 
 

@@ -99,13 +99,14 @@ def uniform_subset(key: jax.Array, n: jax.Array | int, k: int) -> jax.Array:
     if k == 0:
         return jnp.zeros(0, jnp.int32)
     n = jnp.asarray(n, jnp.int32)
+    upper = n - k + jnp.arange(k, dtype=jnp.int32)  # step j draws from [0, upper_j]
+    # Integer draws (randint's bias is at most n / 2^32), not float32 uniforms scaled by n,
+    # whose 24-bit mantissa would bias positions in pools of millions.
+    draws = jax.random.randint(key, (k,), 0, upper + 1, dtype=jnp.int32)
     chosen = jnp.full((k,), -1, jnp.int32)
-    uniforms = jax.random.uniform(key, (k,))
 
     def body(j, chosen):
-        upper = n - k + j  # candidate range [0, upper]
-        t = jnp.minimum((uniforms[j] * (upper + 1).astype(jnp.float32)).astype(jnp.int32), upper)
-        return chosen.at[j].set(jnp.where(jnp.any(chosen == t), upper, t))
+        return chosen.at[j].set(jnp.where(jnp.any(chosen == draws[j]), upper[j], draws[j]))
 
     return jax.lax.fori_loop(0, k, body, chosen)
 

@@ -13,7 +13,8 @@ def discrete_regime_args():
     block = {"name": regime} if isinstance(regime, str) else regime
     args = f"--regime {block['name']}"
     if block["name"] == "mix":
-        args += f" --real-fraction {block.get('real_fraction', 0.0)} --real-source {block.get('real_source', 'original')}"
+        args += f" --real-fraction {block.get('real_fraction', 0.0)}"
+        args += f" --real-source {block.get('real_source', 'original')}"
     return args
 
 

@@ -60,7 +60,8 @@ def plot(rows: list[dict[str, str]], rank_rows: list[dict[str, str]], out_pdf: s
         ax_s.set(xscale="log", yscale="log", ylabel="symbols with $p_n(k)>0$", ylim=(0.8, 1.3 * k),
                  title=f"surviving symbols (of K = {k})\nmedian, IQR")
         ax_m.set(xscale="log", yscale="log", ylabel="share of the half's original mass",
-                 title="original mass still present, mean $\\pm$2 s.e.\nsolid: rarest half of symbols; dotted: the rest")
+                 title="original mass still present, mean $\\pm$2 s.e.\n"
+                       "solid: rarest half of symbols; dotted: the rest")
         ax_h.set(xscale="log", ylim=(0, 1), ylabel=r"$1-\sum_k p_n(k)^2$",
                  title="heterozygosity (two draws differ)\nmedian, IQR")
         gens = sorted(ranks)
@@ -76,7 +77,8 @@ def plot(rows: list[dict[str, str]], rank_rows: list[dict[str, str]], out_pdf: s
         ax_r.legend(frameon=False, fontsize=7, loc="lower left")
         for ax in (ax_s, ax_m, ax_h):
             ax.set_xlabel("generation $n$")
-        ax_s.plot([], [], label="theory (exact E)", **THEORY)
+        if any(np.isfinite(d["survivors_theory"][1:]).all() for d in data.values()):
+            ax_s.plot([], [], label="theory (exact E)", **THEORY)
         ax_s.legend(frameon=False, fontsize=7, loc="lower left")
         if regime != "replace":
             fig.suptitle(f"regime: {regime}", fontsize=9)

@@ -91,7 +91,7 @@ def numbers(rows: list[dict[str, str]], absorbed: list[dict[str, str]]) -> dict[
             for name in ("survivors", "rare_share", "common_share", "heterozygosity"):
                 out[f"{prefix}.{name}"] = _pm(r, name)
                 out[f"{prefix}.{name}_theory"] = latex_number(float(r[name + "_theory"]))
-            out[f"{prefix}.survivors_median"] = latex_number(float(r["survivors_q50"]))
+            out[f"{prefix}.survivors_median"] = f"{float(r['survivors_q50']):g}"  # a count (or a half)
     a = sorted(absorbed, key=lambda r: int(r["symbol"]))
     wins, se = np.array([float(r["wins"]) for r in a]), np.array([float(r["wins_se"]) for r in a])
     theory = np.array([float(r["wins_theory"]) for r in a])
@@ -99,8 +99,8 @@ def numbers(rows: list[dict[str, str]], absorbed: list[dict[str, str]]) -> dict[
     fixed, reps = float(a[0]["fixed"]), int(a[0]["replicates"])
     out |= {"discrete.absorption.K": a[0]["num_symbols"], "discrete.absorption.M": a[0]["sample_size"],
             "discrete.absorption.G": a[0]["generations"], "discrete.absorption.replicates": str(reps),
-            "discrete.absorption.fixed_percent": latex_number(100 * fixed),
-            "discrete.absorption.fixed_theory_percent": latex_number(100 * float(a[0]["fixed_theory"])),
+            "discrete.absorption.fixed_percent": latex_number(round(100 * fixed, 4)),
+            "discrete.absorption.fixed_theory_percent": latex_number(round(100 * float(a[0]["fixed_theory"]), 4)),
             "discrete.absorption.max_z": latex_number(float(z.max())),
             "discrete.absorption.q1": latex_number(float(a[0]["q"])),
             "discrete.absorption.wins1": _pm(a[0], "wins")}

@@ -1,7 +1,8 @@
 """Exact theory for recursive resampling of a discrete distribution (the paper's Markov chain).
 
-Setting (Shumailov et al., Nature 631 (2024) 755, Methods "Discrete distributions with exact
-approximation", and arXiv 2305.17493 sec. 4.1): generation 0 is a distribution q over K symbols;
+Setting (Shumailov et al., arXiv 2305.17493 sec. 4.1, "Discrete distributions with exact
+approximation"; Nature 631 (2024) 755, the discrete Markov-chain argument of its theoretical
+intuition): generation 0 is a distribution q over K symbols;
 generation n+1 is the empirical distribution of M draws from generation n,
 
     p_{n+1} = Multinomial(M, p_n) / M,     p_0 = q,
@@ -13,7 +14,7 @@ computed from q and M alone, never from a simulation (replace regime).
 
 - Homozygosity H_n = sum_k p_n(k)^2 (the probability that two draws agree). Given p_n, a count
   c ~ Binomial(M, p) has E[c^2] = M p (1 - p) + M^2 p^2, so E[H_{n+1} | p_n] = H_n + (1 - H_n)/M,
-  and by iterating (Ewens 2004, eq. 3.4, "the decay of heterozygosity"):
+  and by iterating (the decay of heterozygosity; Ewens 2004, ch. 3):
 
       E[H_n] = 1 - (1 - 1/M)^n (1 - H_0).
 
@@ -29,14 +30,14 @@ computed from q and M alone, never from a simulation (replace regime).
   over symbols (surviving symbols, surviving original mass of the rare symbols) are linear, so
   they need only the vectors sum_k w_k Binomial(M, q_k)(.), not the joint law of the symbols.
 - Absorption. Each p_n(k) is a bounded martingale (E[p_{n+1} | p_n] = p_n) and every chain is
-  eventually absorbed in a single symbol, so symbol k wins with probability q_k (Ewens 2004,
-  sec. 3.2; the fixation probability of a neutral allele equals its initial frequency).
+  eventually absorbed in a single symbol, so symbol k wins with probability q_k (the fixation
+  probability of a neutral allele is its initial frequency; Ewens 2004, ch. 3).
 
 Numerics. P is stored banded: row c keeps the columns within 12 standard deviations + 30 of its
 mean c, where the binomial tail is below 1e-19 (Bernstein's inequality), so each step loses less
 than that much mass and the result is exact to double precision; the band keeps the cost near
 O(M^1.5) per generation instead of O(M^2). Up to `MAX_EXACT_SAMPLE_SIZE` this takes seconds
-(M = 10,000 and 1,000 generations: about 10 s on a 2-core CPU). Beyond it the functions return
+(M = 10,000 and 1,000 generations: about 13 s on a 2-core CPU). Beyond it the functions return
 NaN and the figure shows no theory line for that M (no diffusion approximation: it is poor
 exactly for the rare symbols, whose counts are O(1), that this experiment is about).
 
@@ -50,8 +51,8 @@ from scipy import sparse, stats
 
 __all__ = ["MAX_EXACT_SAMPLE_SIZE", "check_probs", "rare_mask", "expected_homozygosity", "transition_matrix",
            "initial_count_matrix", "absorption_vectors", "loss_probabilities", "fixation_probabilities",
-           "expected_surviving_weight", "survival_theory", "expected_survivors", "expected_rare_mass", "expected_surviving_mass",
-           "win_probabilities"]
+           "expected_surviving_weight", "survival_theory", "expected_survivors", "expected_rare_mass",
+           "expected_surviving_mass", "win_probabilities"]
 
 # Largest M for which the exact loss recursion runs (the band has ~ M^1.5 entries: 10^7 at M = 10^4).
 MAX_EXACT_SAMPLE_SIZE = 20_000
