@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/gaussian.smk"
 include: "workflow/rules/discrete.smk"
+include: "workflow/rules/gmm.smk"
 include: "workflow/rules/paper.smk"  # last: it collects the others' outputs
 
 

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Modules under modelcollapse.commands, in the order `--help` lists them.
-FAMILIES = ("paper", "gaussian", "discrete")
+FAMILIES = ("paper", "gaussian", "discrete", "gmm")
 EXIT_USAGE = 2
 
 

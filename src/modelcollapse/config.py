@@ -71,6 +71,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ConfigError(_describe(best))
     _check_gaussian(config["gaussian"])
     _check_discrete(config["discrete"])
+    _check_gmm(config["gmm"])
 
 
 # A pool of stored points (accumulate_subsample) costs 4 bytes x replicates x M x generations.
@@ -154,3 +155,21 @@ def _check_discrete(d) -> None:
             raise ConfigError(f"config key '{key}': with exponent {d['exponent']} the rarest of {k} symbols has "
                               f"probability {weights[-1] / weights.sum():.3g} < 2^-30 (the sampler's resolution); "
                               f"use fewer symbols or a smaller discrete.exponent")
+
+
+def _check_gmm(g) -> None:
+    if g["sample_size"] < g["n_components"]:
+        raise ConfigError(f"config key 'gmm.sample_size': {g['sample_size']} must be at least gmm.n_components = "
+                          f"{g['n_components']} (EM needs a point per component)")
+    if not any(s <= g["generations"] for s in g["snapshots"]):
+        raise ConfigError(f"config key 'gmm.snapshots': none of {g['snapshots']} is at most gmm.generations = "
+                          f"{g['generations']}; the figure and the table need at least one")
+    regime = _regime(g["regime"], "gmm.regime")
+    if regime.name in ("accumulate", "accumulate_subsample"):
+        # float32 2-D points, N (G + 1) per chain; accumulate also keeps a [d, pool] training view.
+        copies = 2 if regime.name == "accumulate" else 1
+        need = copies * 4 * 2 * g["replicates"] * g["sample_size"] * (g["generations"] + 1)
+        if need > MAX_POOL_BYTES:
+            raise ConfigError(f"config key 'gmm.regime': {regime.name} stores every point, {need / 2**30:.1f} GiB "
+                              f"for replicates x sample_size x generations; lower one of them "
+                              f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")

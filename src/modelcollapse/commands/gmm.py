@@ -1,0 +1,180 @@
+"""`modelcollapse gmm simulate|summarize|figure|table`: Gaussian-mixture EM chains."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modelcollapse import io
+from modelcollapse.commands import add_platform, check_inputs, check_output, command_line, nonnegative_int
+
+# Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
+# (tests/test_gmm.py checks they match).
+DATASETS = ("blob", "two_blobs")
+INITS = ("kmeans++", "random")
+ENGINES = ("async", "lockstep")
+SNAPSHOTS = (0, 50, 100, 150, 200, 350, 2000)
+
+
+def _config(args):
+    """GMMConfig from the command line; raises ValueError naming the bad argument."""
+    from modelcollapse import gmm
+    from modelcollapse.regimes import Regime
+
+    regime = Regime(name=args.regime, real_fraction=args.real_fraction if args.regime == "mix" else 0.0,
+                    real_source=args.real_source if args.regime == "mix" else "original")
+    return gmm.GMMConfig(sample_size=args.sample_size, generations=args.generations, replicates=args.replicates,
+                         n_components=args.n_components, data=args.data, regime=regime, tol=args.tol,
+                         max_iter=args.max_iter, reg_covar=args.reg_covar, init=args.init,
+                         snapshots=tuple(args.snapshots))
+
+
+def simulate(args, argv):
+    from modelcollapse import gmm, runtime
+
+    cfg = _config(args)
+    check_output(args.out, ".npz")
+    if not 1 <= args.slots <= cfg.replicates and args.slots != 0:
+        raise ValueError(f"--slots must be 0 (automatic) or in [1, replicates = {cfg.replicates}], got {args.slots}")
+    runtime.configure(args.platform)
+    chains = gmm.simulate(args.seed, **{f.name: getattr(cfg, f.name) for f in cfg.__dataclass_fields__.values()},
+                          engine=args.engine, slots=args.slots or None)
+    true = gmm.truth(cfg.data)
+    snap = chains.snapshot_generations
+    meta = {"data": cfg.data, "regime": cfg.regime.name, "regime_label": cfg.regime.label,
+            "real_fraction": cfg.regime.real_fraction, "real_source": cfg.regime.real_source,
+            "sample_size": cfg.sample_size, "n_components": cfg.n_components, "tol": cfg.tol,
+            "max_iter": cfg.max_iter, "reg_covar": cfg.reg_covar, "init": cfg.init,
+            "truth_weights": true.weights, "truth_means": true.means, "truth_covs": true.covs,
+            # replicate 0's fits at the snapshot generations, beside its points (the figure reads only these)
+            "snapshot_weights": chains.weights[0, snap], "snapshot_means": chains.means[0, snap],
+            "snapshot_covs": chains.covs[0, snap]}
+    io.save_npz(args.out, chains._asdict() | meta)
+    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=args.seed,
+                                                config=vars(cfg) | {"engine": args.engine,
+                                                                    "platform": args.platform}))
+
+
+def summarize(args, argv):
+    import argparse
+
+    from modelcollapse import gmm
+
+    check_output(args.out, ".csv")
+    check_inputs(args.inputs)
+    rows = []
+    for path in args.inputs:
+        data = io.load_npz(path)
+        chains = argparse.Namespace(**{name: data[name] for name in gmm.GMMChains._fields})
+        stats = gmm.summarize(chains, data=str(data["data"]), sample_size=int(data["sample_size"]),
+                              max_iter=int(data["max_iter"]))
+        keys = {"data": str(data["data"]), "regime": str(data["regime_label"]),
+                "sample_size": int(data["sample_size"]), "n_components": int(data["n_components"]),
+                "replicates": int(data["weights"].shape[0]), "modes": int(data["truth_weights"].shape[0]),
+                "tol": float(data["tol"]), "max_iter": int(data["max_iter"]), "reg_covar": float(data["reg_covar"]),
+                "init": str(data["init"])}
+        for g in range(len(stats["generation"])):
+            rows.append(keys | {k: (int(v[g]) if k == "generation" else float(v[g])) for k, v in stats.items()})
+    families = {tuple(r[k] for k in ("data", "regime")) for r in rows}
+    if len(families) * len({r["generation"] for r in rows}) != len(rows):
+        raise ValueError("inputs must be distinct (data, regime) families with the same generations")
+    rows.sort(key=lambda r: (r["data"], r["regime"], r["generation"]))
+    io.write_csv(args.out, rows)
+    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=None, config={},
+                                                inputs=args.inputs))
+
+
+def figure(args, argv):
+    from modelcollapse.plots import gmm as plot
+
+    check_output(args.out, ".pdf")
+    if args.kind == "distance":
+        if not args.summary or args.results:
+            raise ValueError("--kind distance reads --summary (the CSV of `gmm summarize`), not --results")
+        inputs = [args.summary]
+        check_inputs(inputs)
+        written = plot.plot_distance(io.read_csv(args.summary), args.out)
+    else:
+        if not args.results or args.summary:
+            raise ValueError("--kind snapshots reads --results (the .npz files of `gmm simulate`), not --summary")
+        inputs = args.results
+        check_inputs(inputs)
+        written = plot.plot_snapshots([_snapshots(path) for path in inputs], args.out)
+    for path in written:
+        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None, config={}, inputs=inputs))
+
+
+def _snapshots(path) -> dict[str, np.ndarray]:
+    """Only the arrays the snapshot grid draws (np.load reads an .npz member on access)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in ("data", "regime_label", "snapshot_generations", "snapshot_points",
+                                              "snapshot_weights", "snapshot_means", "snapshot_covs")}
+
+
+def table(args, argv):
+    from modelcollapse.paper import macro_lines
+    from modelcollapse.tables import gmm as tables
+
+    check_output(args.table, ".tex")
+    check_output(args.numbers, ".tex")
+    check_inputs([args.summary])
+    rows = io.read_csv(args.summary)
+    table_text = tables.table_tex(rows, args.generations)  # checks the generations before writing anything
+    numbers = macro_lines(tables.numbers(rows, replicates=args.replicates, generations=args.generations))
+    io.write_text(args.table, table_text)
+    io.write_text(args.numbers, numbers)
+    for path in (args.table, args.numbers):
+        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None,
+                                                config={"generations": args.generations},
+                                                inputs=[args.summary]))
+
+
+def _float(text: str) -> float:
+    import argparse
+
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def register(subparsers) -> None:
+    steps = subparsers.add_parser("gmm", help="Gaussian-mixture EM fit-and-sample chains").add_subparsers(
+        dest="step", required=True)
+    p = steps.add_parser("simulate", help="run R chains for one data set and regime; writes .npz")
+    p.add_argument("--seed", type=nonnegative_int, required=True)
+    p.add_argument("--data", choices=DATASETS, default="blob", help="true distribution (default: blob, the paper's)")
+    p.add_argument("--sample-size", type=nonnegative_int, required=True, help="N, points per generation")
+    p.add_argument("--generations", type=nonnegative_int, required=True, help="refits after generation 0")
+    p.add_argument("--replicates", type=nonnegative_int, required=True)
+    p.add_argument("--n-components", type=nonnegative_int, default=2, help="K, mixture components (default 2)")
+    p.add_argument("--regime", choices=["replace", "accumulate", "accumulate_subsample", "mix"], default="replace")
+    p.add_argument("--real-fraction", type=_float, default=0.0, help="mix: share of real data per generation")
+    p.add_argument("--real-source", choices=["original", "fresh"], default="original", help="mix: real data source")
+    p.add_argument("--tol", type=_float, default=1e-5, help="EM stops when the mean log-likelihood changes less")
+    p.add_argument("--max-iter", type=nonnegative_int, default=2000, help="EM iteration cap per fit")
+    p.add_argument("--reg-covar", type=_float, default=1e-6, help="covariance floor added to each diagonal")
+    p.add_argument("--init", choices=INITS, default="kmeans++")
+    p.add_argument("--snapshots", type=nonnegative_int, nargs="+", default=list(SNAPSHOTS),
+                   help="generations whose draws of replicate 0 are stored for the figure")
+    p.add_argument("--engine", choices=ENGINES, default="async")
+    p.add_argument("--slots", type=nonnegative_int, default=0, help="async engine slots (0: automatic)")
+    add_platform(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=simulate)
+    p = steps.add_parser("summarize", help="per-generation statistics of several .npz; writes CSV")
+    p.add_argument("--out", required=True)
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=summarize)
+    p = steps.add_parser("figure", help="the L2-distance figure (from the CSV) or the snapshot grid (from .npz)")
+    p.add_argument("--kind", choices=["distance", "snapshots"], required=True)
+    p.add_argument("--summary", help="distance: the summary CSV")
+    p.add_argument("--results", nargs="+", help="snapshots: simulate outputs, one row of panels each")
+    p.add_argument("--out", required=True, help="PDF path; the PNG is written beside it")
+    p.set_defaults(func=figure)
+    p = steps.add_parser("table", help="the paper's table and numbers from the summary CSV")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--generations", type=nonnegative_int, nargs="+", required=True)
+    p.add_argument("--replicates", type=nonnegative_int, required=True)
+    p.add_argument("--table", required=True)
+    p.add_argument("--numbers", required=True)
+    p.set_defaults(func=table)

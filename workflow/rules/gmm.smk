@@ -1,0 +1,116 @@
+# Gaussian mixtures fitted by EM (the paper's GMM figure): simulate each data set, summarize,
+# plot (one chain's snapshot grid; the L2 distance to GMM_0 across chains), tabulate.
+
+from modelcollapse.regimes import Regime
+
+RESULTS.append("results/gmm/summary.csv")
+FIGURES.extend(["figures/gmm_snapshots.pdf", "figures/gmm_distance.pdf"])
+PAPER_INPUTS.extend(["paper/generated/gmm_table.tex", "paper/generated/gmm_numbers.tex"])
+
+# Both data sets always run: the paper section compares variance loss (one blob) with mode loss (two).
+GMM_DATASETS = ["blob", "two_blobs"]
+GMM_RESULTS = expand("results/gmm/{data}.npz", data=GMM_DATASETS)
+
+
+def gmm_regime_args():
+    r = Regime.from_config(config["gmm"]["regime"])
+    args = f"--regime {r.name}"
+    if r.name == "mix":
+        args += f" --real-fraction {r.real_fraction} --real-source {r.real_source}"
+    return args
+
+
+def gmm_table_generations():
+    """The snapshot generations the chains reach: the figure's columns and the table's rows."""
+    g = config["gmm"]
+    return " ".join(str(s) for s in sorted(s for s in g["snapshots"] if s <= g["generations"]))
+
+
+rule gmm_simulate:
+    output:
+        npz="results/gmm/{data}.npz",
+        provenance="results/gmm/{data}.npz.provenance.json",
+    log:
+        "logs/gmm/simulate_{data}.log",
+    benchmark:
+        "results/timings/gmm_simulate_{data}.tsv"
+    wildcard_constraints:
+        data="|".join(GMM_DATASETS),
+    params:
+        block=config["gmm"],
+        regime=gmm_regime_args(),
+        snapshots=" ".join(str(s) for s in config["gmm"]["snapshots"]),
+        seed=config["seed"],
+        platform=config["platform"],
+    threads: 1
+    shell:
+        "{PY} gmm simulate --seed {params.seed} --data {wildcards.data}"
+        " --sample-size {params.block[sample_size]} --generations {params.block[generations]}"
+        " --replicates {params.block[replicates]} --n-components {params.block[n_components]} {params.regime}"
+        " --tol {params.block[tol]} --max-iter {params.block[max_iter]} --reg-covar {params.block[reg_covar]}"
+        " --init {params.block[init]} --snapshots {params.snapshots} --platform {params.platform}"
+        " --out {output.npz} > {log} 2>&1"
+
+
+rule gmm_summarize:
+    input:
+        GMM_RESULTS,
+    output:
+        csv="results/gmm/summary.csv",
+        provenance="results/gmm/summary.csv.provenance.json",
+    log:
+        "logs/gmm/summarize.log",
+    benchmark:
+        "results/timings/gmm_summarize.tsv"
+    threads: 1
+    shell:
+        "{PY} gmm summarize --out {output.csv} {input} > {log} 2>&1"
+
+
+rule gmm_distance_figure:
+    input:
+        "results/gmm/summary.csv",
+    output:
+        pdf=report("figures/gmm_distance.pdf", caption="../report/gmm_distance.rst", category="Gaussian mixture"),
+        png="figures/gmm_distance.png",
+    log:
+        "logs/gmm/distance_figure.log",
+    benchmark:
+        "results/timings/gmm_distance_figure.tsv"
+    threads: 1
+    shell:
+        "{PY} gmm figure --kind distance --summary {input} --out {output.pdf} > {log} 2>&1"
+
+
+rule gmm_snapshots_figure:
+    input:
+        GMM_RESULTS,
+    output:
+        pdf=report("figures/gmm_snapshots.pdf", caption="../report/gmm_snapshots.rst", category="Gaussian mixture"),
+        png="figures/gmm_snapshots.png",
+    log:
+        "logs/gmm/snapshots_figure.log",
+    benchmark:
+        "results/timings/gmm_snapshots_figure.tsv"
+    threads: 1
+    shell:
+        "{PY} gmm figure --kind snapshots --results {input} --out {output.pdf} > {log} 2>&1"
+
+
+rule gmm_table:
+    input:
+        "results/gmm/summary.csv",
+    output:
+        table="paper/generated/gmm_table.tex",
+        numbers="paper/generated/gmm_numbers.tex",
+    log:
+        "logs/gmm/table.log",
+    benchmark:
+        "results/timings/gmm_table.tsv"
+    params:
+        generations=gmm_table_generations(),
+        replicates=config["gmm"]["replicates"],
+    threads: 1
+    shell:
+        "{PY} gmm table --summary {input} --generations {params.generations}"
+        " --replicates {params.replicates} --table {output.table} --numbers {output.numbers} > {log} 2>&1"
