@@ -23,18 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from timing import best_of  # benchmarks/timing.py (the script's own folder is on sys.path)
 from modelcollapse import discrete
 from modelcollapse.discrete import count_symbols, draw_symbols, replicate_keys
-
-
-def best_of(fn, repeats: int) -> float:
-    """Best wall time of `repeats` calls; best-of, since noise (other processes) only adds time."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def numpy_chains(q, m, r, g, seed=0):

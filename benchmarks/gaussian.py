@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from timing import best_of  # benchmarks/timing.py (the script's own folder is on sys.path)
 from modelcollapse import gaussian
 from modelcollapse.gaussian import fit, replicate_keys
 from modelcollapse.regimes import Regime
@@ -51,16 +52,6 @@ def numpy_multivariate(r, m, g, d):
         z_chol = np.linalg.cholesky(np.einsum("rmi,rmj->rij", centred, centred) / (m - DDOF))
         mean, chol = mean + np.einsum("rij,rj->ri", chol, z_mean), chol @ z_chol
     return mean, chol
-
-
-def best_of(fn, repeats: int) -> float:
-    """Best wall time of `repeats` calls; best-of, since noise (other processes) only adds time."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def time_jax(fn, repeats: int) -> float:

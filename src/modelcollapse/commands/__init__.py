@@ -42,3 +42,23 @@ def nonnegative_int(text: str) -> int:
 def add_platform(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", choices=["auto", "cpu", "gpu", "tpu"], default="auto",
                         help="JAX backend (default: auto)")
+
+
+def add_regime(parser: argparse.ArgumentParser) -> None:
+    """The data-regime options every family's `simulate` takes (see modelcollapse.regimes)."""
+    parser.add_argument("--regime", choices=["replace", "accumulate", "accumulate_subsample", "mix"],
+                        default="replace")
+    parser.add_argument("--real-fraction", type=float, default=0.0, help="mix: share of real data per generation")
+    parser.add_argument("--real-source", choices=["original", "fresh"], default="original",
+                        help="mix: real data source")
+
+
+def regime_from_args(args):
+    """A Regime from `add_regime`'s options; --real-fraction / --real-source only with --regime mix."""
+    from modelcollapse.regimes import Regime
+
+    mix = args.regime == "mix"
+    if not mix and (args.real_fraction != 0.0 or args.real_source != "original"):
+        raise ValueError(f"--real-fraction / --real-source apply only to --regime mix, not {args.regime!r}")
+    return Regime(name=args.regime, real_fraction=args.real_fraction if mix else 0.0,
+                  real_source=args.real_source if mix else "original")

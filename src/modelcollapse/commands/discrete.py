@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from modelcollapse import io
-from modelcollapse.commands import add_platform, check_inputs, check_output, command_line, nonnegative_int
+from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, command_line,
+                                    nonnegative_int, regime_from_args)
 
 # Keys every chain summary row starts with, in the sort order of the CSV.
 ROW_KEYS = ("regime", "num_symbols", "exponent", "sample_size", "replicates")
@@ -14,13 +15,8 @@ ROW_KEYS = ("regime", "num_symbols", "exponent", "sample_size", "replicates")
 def _config(args):
     """DiscreteConfig from the command line; raises ValueError naming the bad argument."""
     from modelcollapse import discrete
-    from modelcollapse.regimes import Regime
 
-    mix = args.regime == "mix"
-    if not mix and args.real_fraction != 0.0:
-        raise ValueError(f"--real-fraction applies only to --regime mix, not {args.regime!r}")
-    regime = Regime(name=args.regime, real_fraction=args.real_fraction if mix else 0.0,
-                    real_source=args.real_source if mix else "original")
+    regime = regime_from_args(args)
     return discrete.DiscreteConfig(sample_size=args.sample_size, generations=args.generations,
                                    replicates=args.replicates, num_symbols=args.num_symbols,
                                    exponent=args.exponent, regime=regime)
@@ -155,9 +151,7 @@ def register(subparsers) -> None:
     p.add_argument("--replicates", type=nonnegative_int, required=True)
     p.add_argument("--num-symbols", type=nonnegative_int, default=1000, help="K, alphabet size (default 1000)")
     p.add_argument("--exponent", type=float, default=1.1, help="Zipf exponent of q_k ~ k^-exponent (default 1.1)")
-    p.add_argument("--regime", choices=["replace", "accumulate", "accumulate_subsample", "mix"], default="replace")
-    p.add_argument("--real-fraction", type=float, default=0.0, help="mix: share of real data per generation")
-    p.add_argument("--real-source", choices=["original", "fresh"], default="original", help="mix: real data source")
+    add_regime(p)
     p.add_argument("--keep", choices=["metrics", "final"], default="metrics",
                    help="metrics: per-generation metrics [R, G+1] and the final p; final: only the final p and "
                         "first_zero (enough for `discrete absorption`, much smaller)")

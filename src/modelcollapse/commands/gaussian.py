@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import add_platform, check_inputs, check_output, command_line, nonnegative_int
+from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, command_line,
+                                    nonnegative_int, regime_from_args)
 
 
 def _config(args):
     """GaussianConfig from the command line; raises ValueError naming the bad argument."""
     from modelcollapse import gaussian, schedules
-    from modelcollapse.regimes import Regime
 
-    regime = Regime(name=args.regime, real_fraction=args.real_fraction if args.regime == "mix" else 0.0,
-                    real_source=args.real_source if args.regime == "mix" else "original")
+    regime = regime_from_args(args)
     sizes = args.sample_size
     if args.schedule != "constant":
         sizes = tuple(schedules.sample_sizes(args.schedule, base=args.sample_size, generations=args.generations,
@@ -141,9 +140,7 @@ def register(subparsers) -> None:
     p.add_argument("--generations", type=nonnegative_int, required=True)
     p.add_argument("--replicates", type=nonnegative_int, required=True)
     p.add_argument("--estimator", choices=["unbiased", "mle"], default="unbiased")
-    p.add_argument("--regime", choices=["replace", "accumulate", "accumulate_subsample", "mix"], default="replace")
-    p.add_argument("--real-fraction", type=float, default=0.0, help="mix: share of real data per generation")
-    p.add_argument("--real-source", choices=["original", "fresh"], default="original", help="mix: real data source")
+    add_regime(p)
     p.add_argument("--dim", type=nonnegative_int, default=1, help="d; > 1 fits a full covariance")
     p.add_argument("--correlation", type=float, default=0.5, help="d > 1: off-diagonal of Sigma_0")
     p.add_argument("--sampler", choices=["auto", "points", "stats"], default="auto")

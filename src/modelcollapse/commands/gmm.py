@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import add_platform, check_inputs, check_output, command_line, nonnegative_int
+from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, command_line,
+                                    nonnegative_int, regime_from_args)
 
 # Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
 # (tests/test_gmm.py checks they match).
@@ -18,10 +19,8 @@ SNAPSHOTS = (0, 50, 100, 150, 200, 350, 2000)
 def _config(args):
     """GMMConfig from the command line; raises ValueError naming the bad argument."""
     from modelcollapse import gmm
-    from modelcollapse.regimes import Regime
 
-    regime = Regime(name=args.regime, real_fraction=args.real_fraction if args.regime == "mix" else 0.0,
-                    real_source=args.real_source if args.regime == "mix" else "original")
+    regime = regime_from_args(args)
     return gmm.GMMConfig(sample_size=args.sample_size, generations=args.generations, replicates=args.replicates,
                          n_components=args.n_components, data=args.data, regime=regime, tol=args.tol,
                          max_iter=args.max_iter, reg_covar=args.reg_covar, init=args.init,
@@ -147,9 +146,7 @@ def register(subparsers) -> None:
     p.add_argument("--generations", type=nonnegative_int, required=True, help="refits after generation 0")
     p.add_argument("--replicates", type=nonnegative_int, required=True)
     p.add_argument("--n-components", type=nonnegative_int, default=2, help="K, mixture components (default 2)")
-    p.add_argument("--regime", choices=["replace", "accumulate", "accumulate_subsample", "mix"], default="replace")
-    p.add_argument("--real-fraction", type=_float, default=0.0, help="mix: share of real data per generation")
-    p.add_argument("--real-source", choices=["original", "fresh"], default="original", help="mix: real data source")
+    add_regime(p)
     p.add_argument("--tol", type=_float, default=1e-5, help="EM stops when the mean log-likelihood changes less")
     p.add_argument("--max-iter", type=nonnegative_int, default=2000, help="EM iteration cap per fit")
     p.add_argument("--reg-covar", type=_float, default=1e-6, help="covariance floor added to each diagonal")
