@@ -97,13 +97,17 @@ def _check_pool(regime, *, key: str, replicates: int, sample_size: int, generati
                           f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
 
 
+def _check_within_generations(block, family: str) -> None:
+    too_late = [n for n in block["table_generations"] if n > block["generations"]]
+    if too_late:
+        raise ConfigError(f"config key '{family}.table_generations': {too_late} exceed "
+                          f"{family}.generations = {block['generations']}; each must be at most that")
+
+
 def _check_gaussian(g) -> None:
     from modelcollapse import schedules
 
-    too_late = [n for n in g["table_generations"] if n > g["generations"]]
-    if too_late:
-        raise ConfigError(f"config key 'gaussian.table_generations': {too_late} exceed "
-                          f"gaussian.generations = {g['generations']}; each must be at most that")
+    _check_within_generations(g, "gaussian")
     regime = _regime(g["regime"], "gaussian.regime")
     for m in g["sample_sizes"]:
         _check_pool(regime, key="gaussian.regime", replicates=g["replicates"], sample_size=m,
@@ -138,10 +142,7 @@ def _check_gaussian(g) -> None:
 def _check_discrete(d) -> None:
     import numpy as np
 
-    too_late = [n for n in d["table_generations"] if n > d["generations"]]
-    if too_late:
-        raise ConfigError(f"config key 'discrete.table_generations': {too_late} exceed "
-                          f"discrete.generations = {d['generations']}; each must be at most that")
+    _check_within_generations(d, "discrete")
     regime = _regime(d["regime"], "discrete.regime")
     pool = max(d["sample_sizes"]) * (d["generations"] + 1)
     limit = 2**31 if regime.name in ("accumulate", "accumulate_subsample") else None  # int32 pool indices

@@ -12,10 +12,26 @@ import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
+from modelcollapse import io
+
 
 def command_line(argv: list[str]) -> str:
     """The command as a user would retype it, recorded in provenance."""
     return "python -m modelcollapse " + " ".join(shlex.quote(str(a)) for a in argv)
+
+
+def record(paths, argv: list[str], *, seed: int | None = None, config=None, inputs: Iterable = ()) -> None:
+    """Write one provenance record (inputs hashed once) beside each output in `paths`."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    record_ = io.provenance(command=command_line(argv), seed=seed, config=config or {}, inputs=list(inputs))
+    for path in paths:
+        io.write_provenance(path, record_)
+
+
+def tidy_rows(keys: dict, stats: dict) -> list[dict]:
+    """One row per generation: the identifying `keys`, then each per-generation statistic of `stats`."""
+    return [keys | {k: (int(v[g]) if k == "generation" else float(v[g])) for k, v in stats.items()}
+            for g in range(len(stats["generation"]))]
 
 
 def check_output(path: str, suffix: str) -> None:

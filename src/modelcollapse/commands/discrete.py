@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, command_line,
-                                    nonnegative_int, regime_from_args)
+from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
+                                    record, regime_from_args)
 
 # Keys every chain summary row starts with, in the sort order of the CSV.
 ROW_KEYS = ("regime", "num_symbols", "exponent", "sample_size", "replicates")
@@ -38,8 +38,7 @@ def simulate(args, argv):
     if args.keep == "final":  # an absorption run needs only where each chain ended
         arrays = {name: arrays[name] for name in ("final", "first_zero")}
     io.save_npz(args.out, arrays | meta)
-    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=args.seed,
-                                                config=dataclasses.asdict(cfg) | {"platform": args.platform}))
+    record(args.out, argv, seed=args.seed, config=dataclasses.asdict(cfg) | {"platform": args.platform})
 
 
 def _regime_of(data):
@@ -90,10 +89,7 @@ def summarize(args, argv):
         rank_rows.sort(key=lambda r: tuple(r[k] for k in ROW_KEYS + ("generation", "rank")))
         io.write_csv(args.ranks_out, rank_rows)
         written.append(args.ranks_out)
-    for path in written:
-        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None,
-                                                config={"rank_generations": args.rank_generations},
-                                                inputs=args.inputs))
+    record(written, argv, config={"rank_generations": args.rank_generations}, inputs=args.inputs)
 
 
 def absorption(args, argv):
@@ -110,8 +106,7 @@ def absorption(args, argv):
             "generations": g, "replicates": int(data["final"].shape[0])}
     rows = [keys | {k: _cell(k, v[i]) for k, v in stats.items()} for i in range(len(stats["symbol"]))]
     io.write_csv(args.out, rows)
-    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=None, config={},
-                                                inputs=[args.input]))
+    record(args.out, argv, inputs=[args.input])
 
 
 def figure(args, argv):
@@ -119,9 +114,8 @@ def figure(args, argv):
 
     check_output(args.out, ".pdf")
     check_inputs([args.summary, args.ranks])
-    for path in plot.plot(io.read_csv(args.summary), io.read_csv(args.ranks), args.out):
-        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None, config={},
-                                                inputs=[args.summary, args.ranks]))
+    written = plot.plot(io.read_csv(args.summary), io.read_csv(args.ranks), args.out)
+    record(written, argv, inputs=[args.summary, args.ranks])
 
 
 def table(args, argv):
@@ -135,10 +129,8 @@ def table(args, argv):
     io.write_text(args.table, tables.table_tex(rows, args.generations))
     io.write_text(args.absorption_table, tables.absorption_table_tex(absorbed))
     io.write_text(args.numbers, macro_lines(tables.numbers(rows, absorbed)))
-    for path in (args.table, args.absorption_table, args.numbers):
-        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None,
-                                                config={"generations": args.generations},
-                                                inputs=[args.summary, args.absorption]))
+    record((args.table, args.absorption_table, args.numbers), argv, config={"generations": args.generations},
+           inputs=[args.summary, args.absorption])
 
 
 def register(subparsers) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, command_line,
-                                    nonnegative_int, regime_from_args)
+from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
+                                    record, regime_from_args, tidy_rows)
 
 
 def _config(args):
@@ -40,17 +40,16 @@ def simulate(args, argv):
         arrays = {"mean": chains.mean, "log_det": chains.log_det, "cov0": cfg.sigma0(),
                   "trace": np.trace(chains.cov, axis1=-2, axis2=-1), "cov_final": chains.cov[:, -1]}
     io.save_npz(args.out, arrays | meta)
-    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=args.seed,
-                                                config=vars(cfg) | {"platform": args.platform}))
+    record(args.out, argv, seed=args.seed, config=vars(cfg) | {"platform": args.platform})
 
 
 def summarize(args, argv):
     from modelcollapse import gaussian
 
-    check_output(args.out, ".csv")
-    check_inputs(args.inputs)
     from modelcollapse.regimes import Regime
 
+    check_output(args.out, ".csv")
+    check_inputs(args.inputs)
     rows = []
     for path in args.inputs:
         data = io.load_npz(path)
@@ -64,15 +63,13 @@ def summarize(args, argv):
                                                     estimator=estimator, sigma0=data["cov0"])
         keys = {"estimator": estimator, "sample_size": int(sizes[0]), "regime": regime.label,
                 "schedule": str(data["schedule"]), "dim": dim}
-        for g in range(len(stats["generation"])):
-            rows.append(keys | {k: (int(v[g]) if k == "generation" else float(v[g])) for k, v in stats.items()})
+        rows.extend(tidy_rows(keys, stats))
     if len({r["dim"] == 1 for r in rows}) > 1:
         raise ValueError("summarize one-dimensional and multivariate results separately (their columns differ)")
     rows.sort(key=lambda r: tuple(r[k] for k in ("dim", "regime", "schedule", "estimator", "sample_size",
                                                   "generation")))
     io.write_csv(args.out, rows)
-    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=None, config={},
-                                                inputs=args.inputs))
+    record(args.out, argv, inputs=args.inputs)
 
 
 FIGURES = {"main": "plot", "regimes": "plot_regimes", "schedules": "plot_schedules",
@@ -86,9 +83,8 @@ def figure(args, argv):
     check_output(args.out, ".pdf")
     check_inputs([args.summary])
     draw = getattr(plot, FIGURES[args.kind])
-    for path in draw(io.read_csv(args.summary), args.out):
-        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None, config={},
-                                                inputs=[args.summary]))
+    written = draw(io.read_csv(args.summary), args.out)
+    record(written, argv, inputs=[args.summary])
 
 
 def table(args, argv):
@@ -101,10 +97,7 @@ def table(args, argv):
     rows = io.read_csv(args.summary)
     io.write_text(args.table, tables.table_tex(rows, args.generations))
     io.write_text(args.numbers, macro_lines(tables.numbers(rows, replicates=args.replicates)))
-    for path in (args.table, args.numbers):
-        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None,
-                                                config={"generations": args.generations},
-                                                inputs=[args.summary]))
+    record((args.table, args.numbers), argv, config={"generations": args.generations}, inputs=[args.summary])
 
 
 def numbers(args, argv):
@@ -123,9 +116,7 @@ def numbers(args, argv):
     if args.table:
         io.write_text(args.table, tables.regimes_table(rows))
         written.append(args.table)
-    for path in written:
-        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None, config={},
-                                                inputs=[args.summary]))
+    record(written, argv, inputs=[args.summary])
 
 
 def register(subparsers) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, command_line,
-                                    nonnegative_int, regime_from_args)
+from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
+                                    record, regime_from_args, tidy_rows)
 
 # Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
 # (tests/test_gmm.py checks they match).
@@ -48,9 +48,7 @@ def simulate(args, argv):
             "snapshot_weights": chains.weights[0, snap], "snapshot_means": chains.means[0, snap],
             "snapshot_covs": chains.covs[0, snap]}
     io.save_npz(args.out, chains._asdict() | meta)
-    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=args.seed,
-                                                config=vars(cfg) | {"engine": args.engine,
-                                                                    "platform": args.platform}))
+    record(args.out, argv, seed=args.seed, config=vars(cfg) | {"engine": args.engine, "platform": args.platform})
 
 
 def summarize(args, argv):
@@ -71,15 +69,13 @@ def summarize(args, argv):
                 "replicates": int(data["weights"].shape[0]), "modes": int(data["truth_weights"].shape[0]),
                 "tol": float(data["tol"]), "max_iter": int(data["max_iter"]), "reg_covar": float(data["reg_covar"]),
                 "init": str(data["init"])}
-        for g in range(len(stats["generation"])):
-            rows.append(keys | {k: (int(v[g]) if k == "generation" else float(v[g])) for k, v in stats.items()})
+        rows.extend(tidy_rows(keys, stats))
     families = {tuple(r[k] for k in ("data", "regime")) for r in rows}
     if len(families) * len({r["generation"] for r in rows}) != len(rows):
         raise ValueError("inputs must be distinct (data, regime) families with the same generations")
     rows.sort(key=lambda r: (r["data"], r["regime"], r["generation"]))
     io.write_csv(args.out, rows)
-    io.write_provenance(args.out, io.provenance(command=command_line(argv), seed=None, config={},
-                                                inputs=args.inputs))
+    record(args.out, argv, inputs=args.inputs)
 
 
 def figure(args, argv):
@@ -98,8 +94,7 @@ def figure(args, argv):
         inputs = args.results
         check_inputs(inputs)
         written = plot.plot_snapshots([_snapshots(path) for path in inputs], args.out)
-    for path in written:
-        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None, config={}, inputs=inputs))
+    record(written, argv, inputs=inputs)
 
 
 def _snapshots(path) -> dict[str, np.ndarray]:
@@ -121,10 +116,7 @@ def table(args, argv):
     numbers = macro_lines(tables.numbers(rows, replicates=args.replicates, generations=args.generations))
     io.write_text(args.table, table_text)
     io.write_text(args.numbers, numbers)
-    for path in (args.table, args.numbers):
-        io.write_provenance(path, io.provenance(command=command_line(argv), seed=None,
-                                                config={"generations": args.generations},
-                                                inputs=[args.summary]))
+    record((args.table, args.numbers), argv, config={"generations": args.generations}, inputs=[args.summary])
 
 
 def _float(text: str) -> float:

@@ -16,7 +16,7 @@ PANELS = (
 
 def plot(rows: list[dict[str, str]], out_pdf: str) -> list:
     """The main figure; rows: the tidy summary CSV of `gaussian summarize`. One row of panels per estimator."""
-    data = {k: v for k, v in grouped(rows, ("estimator", "sample_size")).items()}
+    data = grouped(rows, ("estimator", "sample_size"))
     estimators = sorted({e for e, _ in data}, key=lambda e: (e != "unbiased", e))
     sizes = sorted({m for _, m in data})
     palette = dict(zip(sizes, colors(len(sizes))))
