@@ -34,6 +34,24 @@ def tidy_rows(keys: dict, stats: dict) -> list[dict]:
             for g in range(len(stats["generation"]))]
 
 
+def write_summary(args, argv, summarize_file, *, order: tuple[str, ...], check=None) -> None:
+    """The `summarize` step every family shares: checks, one tidy CSV of all `args.inputs`, provenance.
+
+    summarize_file(data) -> (identifying keys, per-generation statistics) for one loaded .npz;
+    `check(rows)` may reject a mix of inputs; rows are sorted by `order`, then generation.
+    """
+    check_output(args.out, ".csv")
+    check_inputs(args.inputs)
+    rows = []
+    for path in args.inputs:
+        rows.extend(tidy_rows(*summarize_file(io.load_npz(path))))
+    if check is not None:
+        check(rows)
+    rows.sort(key=lambda r: tuple(r[k] for k in order + ("generation",)))
+    io.write_csv(args.out, rows)
+    record(args.out, argv, inputs=args.inputs)
+
+
 def check_output(path: str, suffix: str) -> None:
     if Path(path).suffix != suffix:
         raise ValueError(f"output {path} must end in {suffix}")

@@ -6,7 +6,7 @@ import numpy as np
 
 from modelcollapse import io
 from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
-                                    record, regime_from_args, tidy_rows)
+                                    record, regime_from_args, write_summary)
 
 
 def _config(args):
@@ -45,14 +45,9 @@ def simulate(args, argv):
 
 def summarize(args, argv):
     from modelcollapse import gaussian
-
     from modelcollapse.regimes import Regime
 
-    check_output(args.out, ".csv")
-    check_inputs(args.inputs)
-    rows = []
-    for path in args.inputs:
-        data = io.load_npz(path)
+    def one(data):
         regime = Regime(name=str(data["regime"]), real_fraction=float(data["real_fraction"]),
                         real_source=str(data["real_source"]))
         estimator, sizes, dim = str(data["estimator"]), data["sizes"], int(data["dim"])
@@ -63,13 +58,13 @@ def summarize(args, argv):
                                                     estimator=estimator, sigma0=data["cov0"])
         keys = {"estimator": estimator, "sample_size": int(sizes[0]), "regime": regime.label,
                 "schedule": str(data["schedule"]), "dim": dim}
-        rows.extend(tidy_rows(keys, stats))
-    if len({r["dim"] == 1 for r in rows}) > 1:
-        raise ValueError("summarize one-dimensional and multivariate results separately (their columns differ)")
-    rows.sort(key=lambda r: tuple(r[k] for k in ("dim", "regime", "schedule", "estimator", "sample_size",
-                                                  "generation")))
-    io.write_csv(args.out, rows)
-    record(args.out, argv, inputs=args.inputs)
+        return keys, stats
+
+    def check(rows):
+        if len({r["dim"] == 1 for r in rows}) > 1:
+            raise ValueError("summarize one-dimensional and multivariate results separately (their columns differ)")
+
+    write_summary(args, argv, one, order=("dim", "regime", "schedule", "estimator", "sample_size"), check=check)
 
 
 FIGURES = {"main": "plot", "regimes": "plot_regimes", "schedules": "plot_schedules",

@@ -6,7 +6,7 @@ import numpy as np
 
 from modelcollapse import io
 from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
-                                    record, regime_from_args, tidy_rows)
+                                    record, regime_from_args, write_summary)
 
 # Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
 # (tests/test_gmm.py checks they match).
@@ -56,11 +56,7 @@ def summarize(args, argv):
 
     from modelcollapse import gmm
 
-    check_output(args.out, ".csv")
-    check_inputs(args.inputs)
-    rows = []
-    for path in args.inputs:
-        data = io.load_npz(path)
+    def one(data):
         chains = argparse.Namespace(**{name: data[name] for name in gmm.GMMChains._fields})
         stats = gmm.summarize(chains, data=str(data["data"]), sample_size=int(data["sample_size"]),
                               max_iter=int(data["max_iter"]))
@@ -69,13 +65,14 @@ def summarize(args, argv):
                 "replicates": int(data["weights"].shape[0]), "modes": int(data["truth_weights"].shape[0]),
                 "tol": float(data["tol"]), "max_iter": int(data["max_iter"]), "reg_covar": float(data["reg_covar"]),
                 "init": str(data["init"])}
-        rows.extend(tidy_rows(keys, stats))
-    families = {tuple(r[k] for k in ("data", "regime")) for r in rows}
-    if len(families) * len({r["generation"] for r in rows}) != len(rows):
-        raise ValueError("inputs must be distinct (data, regime) families with the same generations")
-    rows.sort(key=lambda r: (r["data"], r["regime"], r["generation"]))
-    io.write_csv(args.out, rows)
-    record(args.out, argv, inputs=args.inputs)
+        return keys, stats
+
+    def check(rows):
+        families = {tuple(r[k] for k in ("data", "regime")) for r in rows}
+        if len(families) * len({r["generation"] for r in rows}) != len(rows):
+            raise ValueError("inputs must be distinct (data, regime) families with the same generations")
+
+    write_summary(args, argv, one, order=("data", "regime"), check=check)
 
 
 def figure(args, argv):
