@@ -12,6 +12,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/gaussian.smk"
 include: "workflow/rules/discrete.smk"
 include: "workflow/rules/gmm.smk"
+include: "workflow/rules/vae.smk"
+include: "workflow/rules/lm.smk"
 include: "workflow/rules/paper.smk"  # last: it collects the others' outputs
 
 

@@ -106,3 +106,31 @@ def latest(directory: str | os.PathLike, pattern: str = r"generation_(\d+)\.npz"
         if m:
             found.append((int(m.group(1)), p))
     return max(found) if found else None
+
+
+def load_flat(path: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
+    """The leaves of a flat dict tree `name` (e.g. per-generation metrics) without a template."""
+    prefix = name + "/"
+    return {k[len(prefix):]: v for k, v in io.load_npz(path).items() if k.startswith(prefix)}
+
+
+def resume_point(directory: str | os.PathLike, identity: Mapping[str, Any], last: int, log=print) -> int:
+    """The first generation a chain still has to run, from its `generation_NNN.npz` checkpoints.
+
+    Resumes after the newest checkpoint if its meta `identity` (the chain's settings) equals
+    `identity`; checkpoints made with other settings (a changed config) are deleted, so they can
+    never be mixed into a run, and the chain starts at generation 0. `last` is the final generation.
+    """
+    found = latest(directory)
+    if found is None:
+        return 0
+    wanted = json.loads(json.dumps(dict(identity), sort_keys=True, default=io._json_default))
+    if load_meta(found[1]).get("identity") != wanted:
+        stale = [p for p in Path(directory).iterdir() if re.fullmatch(r"generation_\d+\.npz", p.name)]
+        for path in stale:
+            path.unlink()
+        log(f"checkpoints in {directory} were made with other settings; removed {len(stale)}, starting afresh")
+        return 0
+    start = min(found[0], last) + 1
+    log(f"resuming after generation {start - 1} (checkpoints in {directory})")
+    return start

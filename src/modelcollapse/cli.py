@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Modules under modelcollapse.commands, in the order `--help` lists them.
-FAMILIES = ("paper", "gaussian", "discrete", "gmm")
+FAMILIES = ("paper", "gaussian", "discrete", "gmm", "vae", "lm")
 EXIT_USAGE = 2
 
 

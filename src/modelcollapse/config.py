@@ -72,6 +72,8 @@ def check_config(config: Mapping[str, Any]) -> None:
     _check_gaussian(config["gaussian"])
     _check_discrete(config["discrete"])
     _check_gmm(config["gmm"])
+    _check_vae(config["vae"])
+    _check_lm(config["lm"])
 
 
 # A pool of stored points (accumulate_subsample) costs 4 bytes x replicates x M x generations.
@@ -174,3 +176,52 @@ def _check_gmm(g) -> None:
             raise ConfigError(f"config key 'gmm.regime': {regime.name} stores every point, {need / 2**30:.1f} GiB "
                               f"for replicates x sample_size x generations; lower one of them "
                               f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
+
+
+def _check_vae(v) -> None:
+    _check_within_generations(v, "vae")
+    if v["latent_samples"] > v["eval_samples"]:
+        raise ConfigError(f"config key 'vae.latent_samples': {v['latent_samples']} must be at most "
+                          f"vae.eval_samples = {v['eval_samples']} (they are encoded from those samples)")
+    labels = []
+    for i, value in enumerate(v["regimes"]):
+        key = f"vae.regimes[{i}]"
+        r = _regime(value, key)
+        if r.name in ("accumulate", "accumulate_subsample") and v["synthetic"] != "fixed":
+            raise ConfigError(f"config key '{key}': {r.name} pools earlier generations' synthetic sets; "
+                              f"it needs vae.synthetic: fixed (got {v['synthetic']!r})")
+        if r.real_source == "fresh":
+            raise ConfigError(f"config key '{key}': real_source 'fresh' needs draws from the true distribution; "
+                              f"images have only 'original' (a subset of the real training set)")
+        if r.label in labels:
+            raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
+        labels.append(r.label)
+    if not any(g <= v["generations"] for g in v["grid_generations"]):
+        raise ConfigError(f"config key 'vae.grid_generations': none of {v['grid_generations']} is at most "
+                          f"vae.generations = {v['generations']}")
+
+
+def _check_lm(block) -> None:
+    corpus, model = block["corpus"], block["model"]
+    if model["context"] < 2 * corpus["block_size"] - 1:
+        raise ConfigError(f"config key 'lm.model.context': {model['context']} must be at least 2 x "
+                          f"lm.corpus.block_size - 1 = {2 * corpus['block_size'] - 1} (a prompt block, then a "
+                          f"generated block)")
+    if model["d_model"] % model["n_heads"]:
+        raise ConfigError(f"config key 'lm.model.d_model': {model['d_model']} must be a multiple of "
+                          f"lm.model.n_heads = {model['n_heads']}")
+    if corpus["name"] == "synthetic" and corpus.get("n_successors", 32) > corpus.get("vocab_size", 2000):
+        raise ConfigError("config key 'lm.corpus.n_successors': must be at most lm.corpus.vocab_size")
+    labels = [entry["label"] for entry in block["regimes"]]
+    for i, entry in enumerate(block["regimes"]):
+        key = f"lm.regimes[{i}]"
+        r = _regime(entry["regime"], key + ".regime")
+        if r.real_source == "fresh":
+            raise ConfigError(f"config key '{key}.regime': real_source 'fresh' is not available for the language "
+                              f"model (its real share is a subset of the original blocks); use 'original'")
+        if labels.count(entry["label"]) > 1:
+            raise ConfigError(f"config key '{key}.label': {entry['label']!r} is used twice")
+    for name in ("histogram_generations", "example_generations"):
+        if not any(g <= block["generations"] for g in block[name]):
+            raise ConfigError(f"config key 'lm.{name}': none of {block[name]} is at most lm.generations = "
+                              f"{block['generations']}")

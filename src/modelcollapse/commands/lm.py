@@ -1,0 +1,287 @@
+"""`modelcollapse lm corpus|pretrain|chain|summarize|figure|table`: the recursive language model.
+
+The LM steps read their settings from the workflow config (`--config FILE` or, as Snakemake
+passes it, `--config-json TEXT`): the `lm` block holds a corpus, a model, an optimizer, decoding
+and several regimes, too many for flags. Running a step by hand with the same config file gives
+the same files as the workflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from modelcollapse import io
+from modelcollapse.commands import add_platform, check_inputs, check_output, nonnegative_int, record, write_summary
+
+SCALARS = ("test_ppl", "val_loss", "unigram_entropy", "rare_share", "distinct_1", "distinct_2", "distinct_3",
+           "distinct_4", "true_xent", "kl_truth_model", "data_ppl_median", "data_ppl_mean", "data_ppl_q90")
+
+
+def _config(args) -> dict:
+    from modelcollapse.config import check_config, load_config
+
+    if args.config_json is not None:
+        config = json.loads(args.config_json)
+        check_config(config)
+        return config
+    return load_config(args.config)
+
+
+def corpus_config(block):
+    from modelcollapse.lm.corpus import CorpusConfig
+
+    return CorpusConfig(**block["corpus"])
+
+
+def regime_entry(block, label: str) -> dict:
+    labels = [entry["label"] for entry in block["regimes"]]
+    if label not in labels:
+        raise ValueError(f"--regime {label!r} is not in config lm.regimes (labels: {', '.join(labels)})")
+    return block["regimes"][labels.index(label)]
+
+
+def lm_config(block, *, vocab_size: int, epochs: float):
+    from modelcollapse.lm.experiment import LMConfig
+    from modelcollapse.lm.model import GPTConfig
+    from modelcollapse.lm.train import OptimizerConfig
+
+    decoding = block["decoding"]
+    return LMConfig(model=GPTConfig(vocab_size=vocab_size, **block["model"]),
+                    optimizer=OptimizerConfig(**block["optimizer"]), generations=block["generations"],
+                    epochs=float(epochs), batch_size=block["batch_size"], eval_every=block["eval_every"],
+                    decoding=decoding["mode"], num_beams=decoding["num_beams"],
+                    repetition_penalty=decoding["repetition_penalty"], length_penalty=decoding["length_penalty"],
+                    temperature=decoding["temperature"], top_k=decoding["top_k"], top_p=decoding["top_p"],
+                    generate_batch=block["generate_batch"], init=block["init"], examples=block["examples"])
+
+
+def corpus_cmd(args, argv):
+    from modelcollapse import runtime
+    from modelcollapse.lm import corpus
+
+    config = _config(args)
+    check_output(args.out, ".npz")
+    runtime.configure(config["platform"])
+    cfg = corpus_config(config["lm"])
+    built = corpus.build(cfg, seed=config["seed"], data_dir=config.get("data_dir"))
+    io.save_npz(args.out, built | {"name": cfg.name, "block_size": cfg.block_size})
+    record(args.out, argv, seed=config["seed"], config=dataclasses.asdict(cfg))
+    print("corpus " + ", ".join(f"{s}: {built[s].shape[0]} blocks" for s in corpus.SPLITS)
+          + f"; vocabulary {built['vocab_size']}")
+
+
+def _load_corpus(path) -> dict:
+    check_inputs([path])
+    return io.load_npz(path)
+
+
+def pretrain(args, argv):
+    """The base model of `init: base`: trained on the corpus's pretraining split."""
+    import jax
+    from flax import nnx
+
+    from modelcollapse import checkpoint, runtime
+    from modelcollapse.lm import experiment
+    from modelcollapse.lm.train import train
+
+    config = _config(args)
+    check_output(args.out, ".npz")
+    runtime.configure(config["platform"])
+    data = _load_corpus(args.corpus)
+    block = config["lm"]
+    cfg = lm_config(block, vocab_size=int(data["vocab_size"]), epochs=block["pretrain_epochs"])
+    key = jax.random.fold_in(jax.random.key(config["seed"]), 2**20)  # apart from every chain's keys
+    model = experiment.build_model(cfg, experiment._int_seed(key))
+    result = train(model, train_blocks=experiment.rows(data["pretrain"]),
+                   validation_blocks=experiment.rows(data["validation"]), key=jax.random.fold_in(key, 1),
+                   batch_size=cfg.batch_size, epochs=cfg.epochs, optimizer=cfg.optimizer,
+                   eval_every=cfg.eval_every, steps_per_call=cfg.steps_per_call, progress=None)
+    nnx.update(model, result.best_state)
+    checkpoint.save(args.out, {"model": nnx.state(model)}, {"best_val_loss": result.best_val_loss,
+                                                            "best_step": result.best_step})
+    record(args.out, argv, seed=config["seed"], config=block, inputs=[args.corpus])
+    print(f"base model: validation loss {result.best_val_loss:.4f} at step {result.best_step}")
+
+
+def chain(args, argv):
+    from flax import nnx
+
+    from modelcollapse import checkpoint, runtime
+    from modelcollapse.lm import experiment
+    from modelcollapse.lm import metrics as text_metrics
+    from modelcollapse.regimes import Regime
+
+    config = _config(args)
+    block = config["lm"]
+    check_output(args.out, ".npz")
+    entry = regime_entry(block, args.regime)
+    regime = Regime.from_config(entry["regime"])
+    runtime.configure(config["platform"])
+    data = _load_corpus(args.corpus)
+    cfg = lm_config(block, vocab_size=int(data["vocab_size"]), epochs=entry["epochs"])
+    base_state, inputs = None, [args.corpus]
+    if cfg.init == "base":
+        if not args.base:
+            raise ValueError("config lm.init is 'base': give --base (the .npz of `lm pretrain`)")
+        check_inputs([args.base])
+        template = nnx.eval_shape(lambda: experiment.build_model(cfg, 0))
+        base_state = checkpoint.load(args.base, {"model": nnx.state(template)})[0]["model"]
+        inputs.append(args.base)
+    corpus_cfg = corpus_config(block)
+    truth = corpus_cfg.language() if corpus_cfg.name == "synthetic" else None
+    ref = experiment.Reference(validation_rows=experiment.rows(data["validation"]),
+                               test_rows=experiment.rows(data["test"]), test_blocks=data["test"],
+                               rare=text_metrics.rare_mask(data["train"], cfg.model.vocab_size), truth=truth)
+    checkpoint_dir = args.checkpoint_dir or str(Path(args.out).with_suffix("")) + ".checkpoints"
+    out = experiment.run_chain(cfg, seed=config["seed"], chain=args.chain, regime=regime, corpus=data, ref=ref,
+                               checkpoint_dir=checkpoint_dir, base_state=base_state,
+                               identity={"corpus": dataclasses.asdict(corpus_cfg), "label": args.regime},
+                               log=lambda line: print(line, flush=True))
+    decode = _decoder(data, config)
+    texts = {"example_prompts": np.array([decode(p) for p in data["train"][: cfg.examples]]),
+             "example_texts": np.array([[decode(t) for t in per_gen] for per_gen in out["examples"]])}
+    meta = {"label": args.regime, "regime": regime.name, "real_fraction": regime.real_fraction,
+            "epochs": cfg.epochs, "chain": args.chain, "corpus": corpus_cfg.name, "init": cfg.init,
+            "decoding": cfg.decoding, "n_blocks": len(data["train"]), "vocab_size": cfg.model.vocab_size,
+            "entropy_rate": truth.entropy_rate if truth else np.nan,
+            "truth_unigram_entropy": truth.unigram_entropy if truth else np.nan}
+    io.save_npz(args.out, out | texts | meta)
+    record(args.out, argv, seed=config["seed"], inputs=inputs,
+           config={"lm": block, "regime": entry, "chain": args.chain})
+
+
+def _decoder(data, config):
+    from modelcollapse.lm.corpus import decoder
+
+    return decoder(data, data_dir=config.get("data_dir"))
+
+
+def summarize(args, argv):
+    def one(data):
+        keys = {"label": str(data["label"]), "regime": str(data["regime"]), "chain": int(data["chain"]),
+                "real_fraction": float(data["real_fraction"]),
+                "epochs": float(data["epochs"]), "corpus": str(data["corpus"]), "init": str(data["init"]),
+                "decoding": str(data["decoding"]), "n_blocks": int(data["n_blocks"]),
+                "entropy_rate": float(data["entropy_rate"]),
+                "truth_unigram_entropy": float(data["truth_unigram_entropy"])}
+        ppl = data["data_ppl"]  # [G + 1, n_blocks]
+        stats = {"generation": data["generation"], "data_ppl_median": np.median(ppl, axis=1),
+                 "data_ppl_mean": ppl.mean(axis=1), "data_ppl_q90": np.quantile(ppl, 0.9, axis=1)}
+        for name in SCALARS:
+            if name not in stats:
+                stats[name] = data[name] if name in data else np.full(len(data["generation"]), np.nan)
+        return keys, stats
+
+    def check(rows):
+        chains = {(r["label"], r["chain"]) for r in rows}
+        if len(chains) * len({r["generation"] for r in rows}) != len(rows):
+            raise ValueError("inputs must be distinct (regime label, chain) runs with the same generations")
+
+    write_summary(args, argv, one, order=("label", "chain"), check=check)
+
+
+def figure(args, argv):
+    from modelcollapse.plots import lm as plot
+
+    check_output(args.out, ".pdf")
+    if args.kind == "metrics":
+        if not args.summary or args.results:
+            raise ValueError("--kind metrics reads --summary (the CSV of `lm summarize`), not --results")
+        inputs = [args.summary]
+        check_inputs(inputs)
+        written = plot.plot_metrics(io.read_csv(args.summary), args.out)
+    else:
+        if not args.results or args.summary:
+            raise ValueError("--kind perplexity reads --results (the .npz files of `lm chain`), not --summary")
+        inputs = args.results
+        check_inputs(inputs)
+        written = plot.plot_perplexity([_perplexity_arrays(p) for p in inputs], args.generations, args.out)
+    record(written, argv, inputs=inputs)
+
+
+def _perplexity_arrays(path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in ("label", "chain", "generation", "data_ppl", "test_ppl")}
+
+
+def table(args, argv):
+    from modelcollapse.paper import macro_lines
+    from modelcollapse.tables import lm as tables
+
+    check_output(args.table, ".tex")
+    check_output(args.examples, ".tex")
+    check_output(args.numbers, ".tex")
+    check_inputs([args.summary] + args.results)
+    rows = io.read_csv(args.summary)
+    table_text = tables.table_tex(rows)
+    examples = [_example_arrays(p) for p in args.results]
+    examples_text = tables.examples_tex(examples, args.generations)
+    numbers = macro_lines(tables.numbers(rows, examples=args.generations))
+    io.write_text(args.table, table_text)
+    io.write_text(args.examples, examples_text)
+    io.write_text(args.numbers, numbers)
+    record((args.table, args.examples, args.numbers), argv, config={"generations": args.generations},
+           inputs=[args.summary] + args.results)
+
+
+def _example_arrays(path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in ("label", "chain", "example_prompts", "example_texts")}
+
+
+def _add_config(p) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="a workflow config YAML file (its lm block)")
+    source.add_argument("--config-json", help="the effective config as JSON (what Snakemake passes)")
+
+
+def register(subparsers) -> None:
+    steps = subparsers.add_parser("lm", help="recursive language model").add_subparsers(dest="step", required=True)
+    p = steps.add_parser("corpus", help="tokenize and block the corpus; writes .npz")
+    _add_config(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=corpus_cmd)
+
+    p = steps.add_parser("pretrain", help="the base model of init: base; writes .npz")
+    _add_config(p)
+    p.add_argument("--corpus", required=True, help="the .npz of `lm corpus`")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=pretrain)
+
+    p = steps.add_parser("chain", help="run (or resume) one chain of generations; writes .npz")
+    _add_config(p)
+    p.add_argument("--corpus", required=True, help="the .npz of `lm corpus`")
+    p.add_argument("--regime", required=True, help="a label of config lm.regimes (e.g. A, B)")
+    p.add_argument("--chain", type=nonnegative_int, required=True, help="chain index (its own random numbers)")
+    p.add_argument("--base", help="init: base: the .npz of `lm pretrain`")
+    p.add_argument("--checkpoint-dir", help="default: <out without .npz>.checkpoints")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=chain)
+
+    p = steps.add_parser("summarize", help="per-generation metrics of several chains; writes CSV")
+    p.add_argument("--out", required=True)
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=summarize)
+
+    p = steps.add_parser("figure", help="perplexity panels (from .npz) or tail/diversity metrics (from the CSV)")
+    p.add_argument("--kind", choices=["perplexity", "metrics"], required=True)
+    p.add_argument("--summary")
+    p.add_argument("--results", nargs="+")
+    p.add_argument("--generations", type=nonnegative_int, nargs="+", default=[0, 1, 2, 3, 5, 9],
+                   help="perplexity: generations whose histograms are drawn")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=figure)
+
+    p = steps.add_parser("table", help="perplexity table, example texts and numbers for the paper")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--results", nargs="+", required=True, help="chain outputs (their example texts)")
+    p.add_argument("--generations", type=nonnegative_int, nargs="+", default=[0, 1, 5, 9],
+                   help="generations of the example-text table")
+    p.add_argument("--table", required=True)
+    p.add_argument("--examples", required=True)
+    p.add_argument("--numbers", required=True)
+    p.set_defaults(func=table)

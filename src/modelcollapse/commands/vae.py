@@ -1,0 +1,242 @@
+"""`modelcollapse vae classifier|chain|summarize|figure|table`: the recursive VAE on digit images."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from modelcollapse import io
+from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
+                                    record, regime_from_args, write_summary)
+
+# Choices repeated here so that building the parser does not import JAX (tests check they match).
+DATASETS = ("digits", "mnist", "fashion_mnist")
+ARCHITECTURES = ("mlp", "conv")
+SYNTHETIC_MODES = ("fresh", "fixed")
+# Scalar per-generation metrics of `vae.experiment.evaluate` that the summary CSV carries.
+SCALARS = ("latent_std", "class_entropy", "confidence", "precision", "recall", "frechet", "real_nelbo",
+           "final_loss")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value}")
+    return value
+
+
+def _splits(args):
+    """(train, validation, test) ImageSets; validation is carved from train with the master seed."""
+    from modelcollapse.datasets import images
+
+    if not 0 < args.validation_fraction < 1:
+        raise ValueError(f"--validation-fraction must be in (0, 1), got {args.validation_fraction}")
+    train = images.load_images(args.dataset, split="train", data_dir=args.data_dir)
+    train, validation = images.train_validation_split(train, validation_fraction=args.validation_fraction,
+                                                      seed=args.seed)
+    return train, validation, images.load_images(args.dataset, split="test", data_dir=args.data_dir)
+
+
+def classifier_cmd(args, argv):
+    from flax import nnx
+
+    from modelcollapse import checkpoint, runtime
+    from modelcollapse.vae import classifier
+
+    check_output(args.out, ".npz")
+    runtime.configure(args.platform)
+    train, validation, test = _splits(args)
+    model, report = classifier.train_classifier(
+        train.images, train.labels, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, validation=(validation.images, validation.labels),
+        test=(test.images, test.labels))
+    meta = {"dataset": args.dataset, "image_shape": list(train.images.shape[1:]), **report}
+    checkpoint.save(args.out, {"model": nnx.state(model)}, meta)
+    record(args.out, argv, seed=args.seed, config=meta)
+    print(f"classifier on {args.dataset}: {report}")
+
+
+def load_classifier(path):
+    """The classifier saved by `vae classifier`, and its metadata."""
+    from flax import nnx
+
+    from modelcollapse import checkpoint
+    from modelcollapse.vae import classifier
+
+    meta = checkpoint.load_meta(path)
+    model = nnx.eval_shape(lambda: classifier.DigitClassifier(image_shape=tuple(meta["image_shape"]),
+                                                              rngs=nnx.Rngs(0)))
+    trees, _ = checkpoint.load(path, {"model": nnx.state(model)})
+    nnx.update(model, trees["model"])
+    return model, meta
+
+
+def _vae_config(args):
+    from modelcollapse.vae.experiment import VAEConfig
+
+    return VAEConfig(architecture=args.architecture, latent=args.latent, hidden=tuple(args.hidden),
+                     channels=tuple(args.channels), generations=args.generations, epochs=args.epochs,
+                     batch_size=args.batch_size, learning_rate=args.learning_rate,
+                     weight_decay=args.weight_decay, synthetic=args.synthetic,
+                     synthetic_size=args.synthetic_size, eval_samples=args.eval_samples,
+                     latent_samples=args.latent_samples, grid_images=args.grid_images)
+
+
+def chain(args, argv):
+    from modelcollapse import runtime
+    from modelcollapse.vae import classifier, experiment
+
+    check_output(args.out, ".npz")
+    check_inputs([args.classifier])
+    cfg = _vae_config(args)
+    regime = regime_from_args(args)
+    experiment.check_regime(regime, cfg.synthetic)
+    runtime.configure(args.platform)
+    clf, clf_meta = load_classifier(args.classifier)
+    train, validation, test = _splits(args)
+    if clf_meta["dataset"] != args.dataset or tuple(clf_meta["image_shape"]) != train.images.shape[1:]:
+        raise ValueError(f"--classifier {args.classifier} was trained on {clf_meta['dataset']!r} "
+                         f"{clf_meta['image_shape']}, not on {args.dataset!r}")
+    parts = {"classifier": clf, "real_features": np.asarray(classifier.features(clf, test.images)),
+             "validation": validation.images}
+    checkpoint_dir = args.checkpoint_dir or str(Path(args.out).with_suffix("")) + ".checkpoints"
+    out = experiment.run_chain(cfg, seed=args.seed, chain=args.chain, regime=regime, train_images=train.images,
+                               scorer_parts=parts, checkpoint_dir=checkpoint_dir,
+                               identity={"dataset": args.dataset, "validation_fraction": args.validation_fraction},
+                               log=lambda line: print(line, flush=True))
+    meta = {"dataset": args.dataset, "regime": regime.name, "regime_label": regime.label,
+            "real_fraction": regime.real_fraction, "chain": args.chain, "architecture": cfg.architecture,
+            "synthetic": cfg.synthetic, "n_train": len(train.images), "classifier_accuracy":
+            float(clf_meta.get("test_accuracy", np.nan))}
+    io.save_npz(args.out, out | meta)
+    record(args.out, argv, seed=args.seed, inputs=[args.classifier],
+           config=dataclasses.asdict(cfg) | {"regime": dataclasses.asdict(regime), "dataset": args.dataset,
+                                             "platform": args.platform})
+
+
+def summarize(args, argv):
+    def one(data):
+        keys = {"dataset": str(data["dataset"]), "regime": str(data["regime_label"]), "chain": int(data["chain"]),
+                "architecture": str(data["architecture"]), "synthetic": str(data["synthetic"]),
+                "n_train": int(data["n_train"]), "classifier_accuracy": float(data["classifier_accuracy"])}
+        keys |= {name: float(data[name]) for name in ("reference_precision", "reference_recall",
+                                                     "reference_frechet")}
+        return keys, {"generation": data["generation"]} | {name: data[name] for name in SCALARS}
+
+    def check(rows):
+        chains = {(r["dataset"], r["regime"], r["chain"]) for r in rows}
+        if len(chains) * len({r["generation"] for r in rows}) != len(rows):
+            raise ValueError("inputs must be distinct (dataset, regime, chain) runs with the same generations")
+
+    write_summary(args, argv, one, order=("dataset", "regime", "chain"), check=check)
+
+
+def figure(args, argv):
+    from modelcollapse.plots import vae as plot
+
+    check_output(args.out, ".pdf")
+    if args.kind == "metrics":
+        if not args.summary or args.results:
+            raise ValueError("--kind metrics reads --summary (the CSV of `vae summarize`), not --results")
+        inputs = [args.summary]
+        check_inputs(inputs)
+        written = plot.plot_metrics(io.read_csv(args.summary), args.out)
+    else:
+        if not args.results or args.summary:
+            raise ValueError(f"--kind {args.kind} reads --results (the .npz files of `vae chain`), not --summary")
+        inputs = args.results
+        check_inputs(inputs)
+        runs = [io.load_npz(path) for path in inputs]
+        if args.kind == "samples":
+            written = plot.plot_samples(runs, args.generations, args.out)
+        else:
+            written = plot.plot_latent_density(runs, args.out)
+    record(written, argv, inputs=inputs)
+
+
+def table(args, argv):
+    from modelcollapse.paper import macro_lines
+    from modelcollapse.tables import vae as tables
+
+    check_output(args.table, ".tex")
+    check_output(args.numbers, ".tex")
+    check_inputs([args.summary])
+    rows = io.read_csv(args.summary)
+    table_text = tables.table_tex(rows, args.generations)  # checks the generations before writing anything
+    numbers = macro_lines(tables.numbers(rows, generations=args.generations))
+    io.write_text(args.table, table_text)
+    io.write_text(args.numbers, numbers)
+    record((args.table, args.numbers), argv, config={"generations": args.generations}, inputs=[args.summary])
+
+
+def _add_data(p) -> None:
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="digits (scikit-learn's 8x8, ships with it), mnist or fashion_mnist (IDX files)")
+    p.add_argument("--data-dir", help="folder with mnist/ or fashion_mnist/ (default: $MODELCOLLAPSE_DATA_DIR)")
+    p.add_argument("--seed", type=nonnegative_int, required=True, help="master seed")
+    p.add_argument("--validation-fraction", type=_positive_float, default=0.1,
+                   help="share of the training split held out as real validation data")
+
+
+def register(subparsers) -> None:
+    steps = subparsers.add_parser("vae", help="recursive VAE on digit images").add_subparsers(
+        dest="step", required=True)
+    p = steps.add_parser("classifier", help="train the digit classifier the metrics use; writes .npz")
+    _add_data(p)
+    p.add_argument("--epochs", type=nonnegative_int, default=10)
+    p.add_argument("--batch-size", type=nonnegative_int, default=128)
+    p.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    add_platform(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=classifier_cmd)
+
+    p = steps.add_parser("chain", help="run (or resume) one chain of generations; writes .npz")
+    _add_data(p)
+    p.add_argument("--chain", type=nonnegative_int, required=True, help="chain index (its own random numbers)")
+    add_regime(p)
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="mlp")
+    p.add_argument("--latent", type=nonnegative_int, default=8)
+    p.add_argument("--hidden", type=nonnegative_int, nargs="+", default=[256, 128], help="mlp widths")
+    p.add_argument("--channels", type=nonnegative_int, nargs="+", default=[64, 128], help="conv channels")
+    p.add_argument("--generations", type=nonnegative_int, required=True, help="trainings after generation 0")
+    p.add_argument("--epochs", type=nonnegative_int, default=30)
+    p.add_argument("--batch-size", type=nonnegative_int, default=256)
+    p.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    p.add_argument("--weight-decay", type=_positive_float, default=1e-5)
+    p.add_argument("--synthetic", choices=SYNTHETIC_MODES, default="fresh")
+    p.add_argument("--synthetic-size", type=nonnegative_int, default=0, help="fixed: images per generation")
+    p.add_argument("--eval-samples", type=nonnegative_int, default=1000)
+    p.add_argument("--latent-samples", type=nonnegative_int, default=100)
+    p.add_argument("--grid-images", type=nonnegative_int, default=16)
+    p.add_argument("--classifier", required=True, help="the .npz of `vae classifier` for this data set")
+    p.add_argument("--checkpoint-dir", help="default: <out without .npz>.checkpoints")
+    add_platform(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=chain)
+
+    p = steps.add_parser("summarize", help="per-generation metrics of several chains; writes CSV")
+    p.add_argument("--out", required=True)
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=summarize)
+
+    p = steps.add_parser("figure", help="sample grids or latent densities (from .npz), metrics (from the CSV)")
+    p.add_argument("--kind", choices=["samples", "density", "metrics"], required=True)
+    p.add_argument("--summary", help="metrics: the summary CSV")
+    p.add_argument("--results", nargs="+", help="samples / density: chain outputs (chain 0 of each regime)")
+    p.add_argument("--generations", type=nonnegative_int, nargs="+", default=[0, 1, 2, 5, 10, 20],
+                   help="samples: the generations shown (those a chain did not reach are dropped)")
+    p.add_argument("--out", required=True, help="PDF path; the PNG is written beside it")
+    p.set_defaults(func=figure)
+
+    p = steps.add_parser("table", help="the paper's table and numbers from the summary CSV")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--generations", type=nonnegative_int, nargs="+", required=True)
+    p.add_argument("--table", required=True)
+    p.add_argument("--numbers", required=True)
+    p.set_defaults(func=table)

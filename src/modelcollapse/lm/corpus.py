@@ -1,0 +1,145 @@
+"""The token corpora of the recursive LM experiment: train / validation / test / pretraining blocks.
+
+Every corpus becomes int32 blocks of `block_size` tokens (the paper cut wikitext-2 into 64-token
+blocks) in four disjoint splits: `train` (generation 0's data and the prompts of every later
+generation), `validation` (model selection, always the ORIGINAL text), `test` (the reported
+perplexity) and `pretrain` (the base model of `init: base`, disjoint from the rest).
+
+- `synthetic`: the Markov language of `lm.synthetic` (the default; its truth is known), each
+  split drawn from its own key; blocks are independent stationary sequences.
+- `brown`: the Brown corpus (Francis & Kucera), split by document with the seed; tokenized with
+  GPT-2 BPE (`gpt2`), bytes (`byte`) or words (`word`, vocabulary from the training split).
+- `wikitext2`: wikitext-2-raw's own train / valid / test files; `pretrain` is the last
+  `pretrain_fraction` of the train file, cut off before the blocks are made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+CORPORA = ("synthetic", "brown", "wikitext2")
+TOKENIZERS = ("gpt2", "byte", "word")
+SPLITS = ("train", "validation", "test", "pretrain")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CorpusConfig:
+    name: str = "synthetic"  # synthetic | brown | wikitext2
+    block_size: int = 64  # tokens per block (the paper: 64)
+    # synthetic: the language (lm.synthetic.SyntheticLanguage) and the tokens per split
+    vocab_size: int = 2000
+    n_successors: int = 32
+    zipf_exponent: float = 1.1
+    concentration: float = 1.0
+    language_seed: int = 0
+    train_tokens: int = 100_000
+    validation_tokens: int = 20_000
+    test_tokens: int = 20_000
+    pretrain_tokens: int = 100_000
+    # real corpora
+    tokenizer: str = "gpt2"  # gpt2 | byte | word (word: the training split's words, max_vocab)
+    max_vocab: int = 20_000
+    validation_fraction: float = 0.1  # brown: shares of documents
+    test_fraction: float = 0.1
+    pretrain_fraction: float = 0.2  # brown / wikitext2: share kept for the base model
+
+    def __post_init__(self):
+        if self.name not in CORPORA:
+            raise ValueError(f"corpus name must be one of {list(CORPORA)}, got {self.name!r}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {list(TOKENIZERS)}, got {self.tokenizer!r}")
+        for name in ("block_size", "train_tokens", "validation_tokens", "test_tokens", "pretrain_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        shares = self.validation_fraction + self.test_fraction + self.pretrain_fraction
+        if not (0 < self.validation_fraction < 1 and 0 < self.test_fraction < 1 and 0 < self.pretrain_fraction < 1
+                and shares < 1):
+            raise ValueError("validation_fraction, test_fraction and pretrain_fraction must be in (0, 1) "
+                             f"and sum to less than 1, got a total of {shares}")
+
+    def language(self):
+        from modelcollapse.lm.synthetic import SyntheticLanguage
+
+        return SyntheticLanguage(vocab_size=self.vocab_size, n_successors=self.n_successors,
+                                 zipf_exponent=self.zipf_exponent, concentration=self.concentration,
+                                 seed=self.language_seed)
+
+
+def build(cfg: CorpusConfig, *, seed: int, data_dir=None) -> dict[str, Any]:
+    """{split: int32 [n_blocks, block_size]} for SPLITS, plus `vocab_size`, `tokenizer` (its name)
+    and `vocabulary` (the word list of word-level tokenizers, else empty): see `decoder`."""
+    if cfg.name == "synthetic":
+        lang = cfg.language()
+        key = jax.random.key(seed)
+        sizes = {"train": cfg.train_tokens, "validation": cfg.validation_tokens, "test": cfg.test_tokens,
+                 "pretrain": cfg.pretrain_tokens}
+        blocks = {split: np.asarray(lang.corpus(jax.random.fold_in(key, i), n_tokens=sizes[split],
+                                                block_size=cfg.block_size), np.int32)
+                  for i, split in enumerate(SPLITS)}
+        return blocks | {"vocab_size": cfg.vocab_size, "vocabulary": np.array(lang.word_list()), "tokenizer": "word"}
+    texts = _texts(cfg, seed=seed, data_dir=data_dir)
+    tokenizer = _tokenizer(cfg, texts["train"], data_dir)
+    from modelcollapse.datasets.text import make_blocks
+
+    blocks = {split: np.asarray(make_blocks(np.asarray(tokenizer.encode(texts[split]), np.int32),
+                                            cfg.block_size), np.int32) for split in SPLITS}
+    for split, b in blocks.items():
+        if len(b) < 2:
+            raise ValueError(f"corpus {cfg.name!r}: the {split} split has {len(b)} blocks of {cfg.block_size} "
+                             f"tokens; it needs at least 2")
+    vocabulary = np.array(tokenizer.vocabulary if cfg.tokenizer == "word" else [], dtype=str)
+    return blocks | {"vocab_size": int(tokenizer.vocab_size), "vocabulary": vocabulary, "tokenizer": cfg.tokenizer}
+
+
+def _texts(cfg: CorpusConfig, *, seed: int, data_dir) -> dict[str, str]:
+    from modelcollapse.datasets import text
+
+    if cfg.name == "brown":
+        docs = text.load_brown(data_dir=data_dir)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(docs))
+        n_pre = int(round(cfg.pretrain_fraction * len(docs)))
+        pretrain, rest = [docs[i] for i in order[:n_pre]], [docs[i] for i in order[n_pre:]]
+        # split_documents takes shares of what is left after the pretraining documents
+        left = 1 - cfg.pretrain_fraction
+        splits = text.split_documents(rest, validation_fraction=cfg.validation_fraction / left,
+                                      test_fraction=cfg.test_fraction / left, seed=seed)
+        out = {name: "\n\n".join(d.text for d in part) for name, part in _named(splits).items()}
+        return out | {"pretrain": "\n\n".join(d.text for d in pretrain)}
+    raw = text.load_wikitext2(data_dir=data_dir)
+    train = raw["train"]
+    cut = int(len(train) * (1 - cfg.pretrain_fraction))
+    cut = train.rfind("\n", 0, cut) + 1 or cut  # cut at a line boundary
+    return {"train": train[:cut], "pretrain": train[cut:], "validation": raw["validation"], "test": raw["test"]}
+
+
+def _named(splits) -> dict[str, list]:
+    if isinstance(splits, dict):
+        return {"train": splits["train"], "validation": splits.get("validation", splits.get("valid")),
+                "test": splits["test"]}
+    train, validation, test = splits
+    return {"train": train, "validation": validation, "test": test}
+
+
+def _tokenizer(cfg: CorpusConfig, train_text: str, data_dir):
+    from modelcollapse.lm import tokenizers
+
+    if cfg.tokenizer == "word":
+        return tokenizers.WordTokenizer.from_corpus([train_text], max_vocab=cfg.max_vocab)
+    return tokenizers.tokenizer_from_name(cfg.tokenizer, data_dir=data_dir)
+
+
+def decoder(corpus: dict, *, data_dir=None):
+    """ids -> text for a built corpus (examples in the paper): words, GPT-2 BPE or bytes."""
+    from modelcollapse.lm import tokenizers
+
+    name = str(corpus["tokenizer"])
+    if name == "word":
+        tokenizer = tokenizers.WordTokenizer([str(w) for w in corpus["vocabulary"]])
+    else:
+        tokenizer = tokenizers.tokenizer_from_name(name, data_dir=data_dir)
+    return tokenizer.decode

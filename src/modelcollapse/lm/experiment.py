@@ -1,0 +1,255 @@
+"""The recursive language-model experiment (Shumailov et al., Nature 2024, Fig. 1b,c): one chain.
+
+Generation 0 trains on the original training blocks. For g >= 1 the data is made by generation
+g-1: every 64-token block of the ORIGINAL training set is a prompt, and the model generates the
+next 64 tokens (5-way beam search in the paper); the continuations form a training set of as
+many blocks as the original. The regime (modelcollapse.regimes) then decides what generation g
+trains on: `replace` the continuations; `mix` the continuations with a uniform random share
+`real_fraction` of the rows replaced by the original blocks at those rows (the paper's regime B:
+10% original data in every generation); `accumulate` the original blocks plus every earlier
+generation's continuations; `accumulate_subsample` a uniform subset of that pool of the
+original's size.
+
+Training rows: a model reads rows of two consecutive blocks (128 tokens for 64-token blocks), so
+it is trained on the positions that generation uses (a 64-token prompt, then 64 more). Model
+selection: the parameters with the lowest loss on the ORIGINAL validation blocks (as the paper).
+`init: scratch` starts every generation from a new random initialisation; `init: base`
+fine-tunes every generation from the same base model (the paper fine-tuned the same pretrained
+OPT-125m), trained by `pretrain` on a disjoint split.
+
+Per generation: perplexity on the original test set; the perplexity of each block of the
+generation's data (its continuations; generation 0: the original blocks) under the
+generation-0 model (Fig. 1b,c left); distinct-n, unigram entropy and the share of tokens from
+the original's rarest 50% of mass of those continuations; for the synthetic language also their
+true cross-entropy and KL(truth || model) on held-out true text. A checkpoint per generation
+holds the model, the metrics and the continuations it generated, so a killed chain resumes
+after its last finished generation and ends with the same files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from modelcollapse import checkpoint
+from modelcollapse.lm import generate as lm_generate
+from modelcollapse.lm import likelihood, metrics as text_metrics
+from modelcollapse.lm.model import GPT, GPTConfig, init_cache, model_fns
+from modelcollapse.lm.train import OptimizerConfig, train
+from modelcollapse.regimes import Regime, split_sizes, uniform_subset
+
+DECODINGS = ("beam", "sample", "greedy")
+INITS = ("scratch", "base")
+_INIT, _TRAIN, _GENERATE, _SUBSET = range(4)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LMConfig:
+    model: GPTConfig
+    optimizer: OptimizerConfig = OptimizerConfig()
+    generations: int = 10  # trainings after generation 0 (the paper: 9)
+    epochs: float = 5.0  # per generation (the paper: 5 in regime A, 10 in regime B)
+    batch_size: int = 32  # rows of two blocks
+    eval_every: int = 100  # steps between validation losses (model selection)
+    steps_per_call: int = 10
+    decoding: str = "beam"  # beam (the paper) | sample | greedy
+    num_beams: int = 5
+    repetition_penalty: float = 1.0  # HF semantics; the official code: 3.0
+    length_penalty: float = 1.0
+    temperature: float = 1.0  # sample only
+    top_k: int | None = None
+    top_p: float | None = None
+    generate_batch: int = 256  # prompts per jitted generation call
+    init: str = "scratch"  # scratch | base
+    kl_blocks: int = 256  # held-out true blocks for KL(truth || model) (synthetic language)
+    examples: int = 3  # prompts whose continuation each generation's model writes for the paper
+
+    def __post_init__(self):
+        if self.decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {list(DECODINGS)}, got {self.decoding!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {list(INITS)}, got {self.init!r}")
+        for name in ("generations", "batch_size", "eval_every", "steps_per_call", "num_beams", "generate_batch",
+                     "kl_blocks", "examples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "generations" else 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.epochs > 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs!r}")
+
+
+def rows(blocks: np.ndarray) -> np.ndarray:
+    """Pairs of consecutive blocks as training rows: [n // 2, 2 * block] (an odd last block dropped)."""
+    n = (len(blocks) // 2) * 2
+    return np.ascontiguousarray(blocks[:n].reshape(n // 2, -1))
+
+
+def build_model(cfg: LMConfig, seed: int) -> GPT:
+    return GPT(cfg.model, rngs=nnx.Rngs(seed))
+
+
+def _int_seed(key) -> int:
+    return int(jax.random.randint(key, (), 0, 2**31 - 1))
+
+
+def continue_blocks(model: GPT, prompts: np.ndarray, cfg: LMConfig, key, *, new_tokens: int) -> np.ndarray:
+    """Each prompt's next `new_tokens` tokens under `model` with the configured decoding: int32 [n, new]."""
+    _, decode_fn = model_fns(model)
+    decoder = lm_generate.Decoder(state=nnx.state(model), decode_fn=decode_fn,
+                                  init_cache=functools.partial(init_cache, model))
+    return np.asarray(lm_generate.generate(
+        decoder, prompts, max_new_tokens=new_tokens, key=key, mode=cfg.decoding, temperature=cfg.temperature,
+        top_k=cfg.top_k, top_p=cfg.top_p, num_beams=cfg.num_beams, repetition_penalty=cfg.repetition_penalty,
+        length_penalty=cfg.length_penalty, batch_size=min(cfg.generate_batch, len(prompts))), np.int32)
+
+
+def training_blocks(g: int, regime: Regime, original: np.ndarray, continuations: list[np.ndarray], key) -> np.ndarray:
+    """Generation g's training blocks from the original blocks and the continuations of
+    generations 1..g (continuations[i] made by model i for generation i + 1)."""
+    if g == 0:
+        return original
+    latest = continuations[g - 1]
+    n = len(original)
+    if regime.name == "replace":
+        return latest
+    if regime.name == "mix":
+        n_real, _ = split_sizes(regime, n)
+        out = latest.copy()
+        if n_real:
+            idx = np.sort(np.asarray(uniform_subset(jax.random.fold_in(key, _SUBSET), n, n_real)))
+            out[idx] = original[idx]
+        return out
+    pool = np.concatenate([original] + continuations[:g])
+    if regime.name == "accumulate":
+        return pool
+    return pool[np.sort(np.asarray(uniform_subset(jax.random.fold_in(key, _SUBSET), len(pool), n)))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """What every generation is scored against (all from the ORIGINAL corpus)."""
+    validation_rows: np.ndarray
+    test_rows: np.ndarray
+    test_blocks: np.ndarray
+    rare: np.ndarray  # bool [V]: the original training data's rarest 50% of mass
+    truth: object | None  # lm.synthetic.SyntheticLanguage, or None for real corpora
+
+
+def score(model: GPT, model0: GPT, data: np.ndarray, prompts: np.ndarray, ref: Reference, cfg: LMConfig) -> dict:
+    """Metrics of one generation (see the module docstring). `data`: the blocks whose statistics
+    are reported (continuations, or the original blocks at generation 0); `prompts`: their prompts
+    (None at generation 0)."""
+    vocab = cfg.model.vocab_size
+    test_ll = likelihood.sequence_log_likelihood(model, ref.test_rows, batch_size=cfg.batch_size)
+    out = {
+        "test_ppl": np.float64(np.exp(-test_ll.sum() / (ref.test_rows.shape[0] * (ref.test_rows.shape[1] - 1)))),
+        "data_ppl": likelihood.sequence_perplexity(model0, data, batch_size=cfg.batch_size).astype(np.float64),
+        "unigram_entropy": np.float64(text_metrics.unigram_entropy(data, vocab)),
+        "rare_share": np.float64(text_metrics.rare_share(data, ref.rare)),
+    }
+    for n in (1, 2, 3, 4):
+        out[f"distinct_{n}"] = np.float64(text_metrics.distinct_n(data, n))
+    if ref.truth is not None:
+        text = data if prompts is None else np.concatenate([prompts[:, -1:], data], axis=1)
+        out["true_xent"] = np.float64(ref.truth.cross_entropy(text, start=None))
+        out["kl_truth_model"] = np.float64(_kl(model, ref, cfg))
+    return out
+
+
+def _kl(model: GPT, ref: Reference, cfg: LMConfig) -> float:
+    """KL(truth || model) per token over positions 1..T-1 of held-out true blocks."""
+    apply_full, _ = model_fns(model)
+    logits_fn = jax.jit(lambda state, x: jax.nn.log_softmax(apply_full(state, x), axis=-1))
+    blocks = ref.test_blocks[: cfg.kl_blocks]
+    state = nnx.state(model)
+    total, count = 0.0, 0
+    for lo in range(0, len(blocks), 32):
+        x = blocks[lo:lo + 32, :-1]
+        logp = np.asarray(logits_fn(state, jnp.asarray(x)))
+        total += ref.truth.kl_to_model(x.ravel(), logp.reshape(-1, logp.shape[-1])) * x.size
+        count += x.size
+    return total / count
+
+
+def _path(directory, g) -> Path:
+    return Path(directory) / f"generation_{g:03d}.npz"
+
+
+def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: dict, ref: Reference,
+              checkpoint_dir, base_state=None, identity: dict | None = None,
+              log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+    """Run (or resume) one chain; returns per-generation metrics stacked along axis 0 ([G + 1, ...])
+    and the example continuations [G + 1, examples, block]."""
+    if cfg.init == "base" and base_state is None:
+        raise ValueError("init 'base' needs the base model's state (see `pretrain`)")
+    original = corpus["train"]
+    block = original.shape[1]
+    if cfg.model.context < 2 * block - 1:
+        raise ValueError(f"model context {cfg.model.context} must be at least 2 x block - 1 = {2 * block - 1} "
+                         f"(a {block}-token prompt and {block} generated tokens)")
+    chain_key = jax.random.fold_in(jax.random.key(seed), chain)
+    keys = [jax.random.fold_in(chain_key, g) for g in range(cfg.generations + 1)]
+    identity = dict(identity or {}) | {"seed": seed, "chain": chain, "regime": dataclasses.asdict(regime),
+                                       "config": dataclasses.asdict(cfg)}
+    start = checkpoint.resume_point(checkpoint_dir, identity, cfg.generations, log)
+    per_generation, continuations, examples = [], [], []
+    model0 = None
+    for g in range(start):
+        trees = checkpoint.load_flat(_path(checkpoint_dir, g), "outputs")
+        per_generation.append(checkpoint.load_flat(_path(checkpoint_dir, g), "metrics"))
+        examples.append(trees["examples"])
+        if "continuations" in trees:
+            continuations.append(trees["continuations"])
+        if g == 0:
+            model0 = _load_model(cfg, _path(checkpoint_dir, 0))
+    previous = _load_model(cfg, _path(checkpoint_dir, start - 1)) if start else None
+
+    for g in range(start, cfg.generations + 1):
+        if g >= 1 and len(continuations) < g:
+            continuations.append(continue_blocks(previous, original, cfg, jax.random.fold_in(keys[g], _GENERATE),
+                                                 new_tokens=block))
+        data = training_blocks(g, regime, original, continuations, keys[g])
+        model = build_model(cfg, _int_seed(jax.random.fold_in(keys[g], _INIT)))
+        if base_state is not None:
+            nnx.update(model, base_state)
+        result = train(model, train_blocks=rows(data), validation_blocks=ref.validation_rows,
+                       key=jax.random.fold_in(keys[g], _TRAIN), batch_size=min(cfg.batch_size, len(data) // 2),
+                       epochs=cfg.epochs, optimizer=cfg.optimizer, eval_every=cfg.eval_every,
+                       steps_per_call=cfg.steps_per_call, progress=None)
+        nnx.update(model, result.best_state)
+        if g == 0:
+            model0 = model
+        scored = original if g == 0 else continuations[g - 1]
+        metrics = score(model, model0, scored, None if g == 0 else original, ref, cfg)
+        metrics |= {"val_loss": np.float64(result.best_val_loss), "best_step": np.int64(result.best_step),
+                    "steps": np.int64(result.history[-1].step)}
+        example = continue_blocks(model, original[: cfg.examples], cfg, jax.random.fold_in(keys[g], _GENERATE + 10),
+                                  new_tokens=block)
+        outputs = {"examples": example}
+        if g >= 1:
+            outputs["continuations"] = continuations[g - 1]
+        checkpoint.save(_path(checkpoint_dir, g), {"model": nnx.state(model), "metrics": metrics, "outputs": outputs},
+                        {"generation": g, "identity": identity})
+        per_generation.append(metrics)
+        examples.append(example)
+        log(f"generation {g}: test ppl {metrics['test_ppl']:.2f}, val loss {metrics['val_loss']:.3f} "
+            f"(best step {int(metrics['best_step'])}), data ppl under gen 0 median {np.median(metrics['data_ppl']):.2f}, "
+            f"distinct-2 {metrics['distinct_2']:.3f}, rare share {metrics['rare_share']:.3f}")
+        previous = model
+
+    out = {name: np.stack([m[name] for m in per_generation]) for name in per_generation[0]}
+    return out | {"generation": np.arange(cfg.generations + 1), "examples": np.stack(examples)}
+
+
+def _load_model(cfg: LMConfig, path) -> GPT:
+    model = nnx.eval_shape(lambda: build_model(cfg, 0))
+    trees, _ = checkpoint.load(path, {"model": nnx.state(model)})
+    nnx.update(model, trees["model"])
+    return model

@@ -1,0 +1,103 @@
+"""The recursive-VAE figures: sample grids by generation, the paper's latent-density ridge plot,
+and the collapse metrics against generation with bands over chains."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from modelcollapse.plots.style import RC, colors, grouped, save
+
+# (CSV column, axis label, reference column drawn as a dotted line: real validation vs real test)
+METRICS = (
+    ("latent_std", "std of latent means\n(generation-0 encoder)", None),
+    ("class_entropy", "class entropy (nats)", None),
+    ("precision", "precision (quality)", "reference_precision"),
+    ("recall", "recall (diversity)", "reference_recall"),
+    ("frechet", "Frechet distance\n(classifier features)", "reference_frechet"),
+    ("real_nelbo", "negative ELBO of real\nvalidation images (nats)", None),
+)
+
+
+def _label(run) -> str:
+    return str(run["regime_label"])
+
+
+def plot_samples(runs: list[dict[str, np.ndarray]], generations, out_pdf: str) -> list:
+    """One block of rows per run (a chain output): row = generation, columns = its stored samples
+    (decoder means of z ~ N(0, I)); generations a chain did not reach are dropped."""
+    shown = [[g for g in generations if g < len(run["generation"])] for run in runs]
+    n_rows = sum(len(s) for s in shown)
+    cols = min(int(run["grid_images"].shape[1]) for run in runs)
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(n_rows, 1, figsize=(0.42 * cols + 1.2, 0.45 * n_rows + 0.3), squeeze=False)
+        row = 0
+        for run, gens in zip(runs, shown):
+            for j, g in enumerate(gens):
+                ax = axes[row, 0]
+                strip = np.concatenate(list(run["grid_images"][g, :cols]), axis=1)  # [H, cols * W]
+                ax.imshow(strip, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for side in ax.spines.values():
+                    side.set_visible(False)
+                ax.set_ylabel(f"gen {g}", rotation=0, ha="right", va="center", fontsize=7)
+                if j == 0:
+                    ax.set_title(f"{_label(run)} (chain {int(run['chain'])})", fontsize=8, loc="left")
+                row += 1
+        fig.tight_layout(pad=0.2, h_pad=0.15)
+        return save(fig, out_pdf)
+
+
+def plot_latent_density(runs: list[dict[str, np.ndarray]], out_pdf: str) -> list:
+    """The paper's figure: the density of latent means of generated images under the generation-0
+    encoder, one ridge per generation, one panel per regime (densities averaged over the given
+    chains of that regime)."""
+    by_regime: dict[str, list] = {}
+    for run in runs:
+        by_regime.setdefault(_label(run), []).append(run)
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(1, len(by_regime), figsize=(3.0 * len(by_regime) + 0.4, 3.6), squeeze=False)
+        for ax, (label, group) in zip(axes[0], by_regime.items()):
+            grid = group[0]["kde_grid"]
+            density = np.mean([run["density"] for run in group], axis=0)  # [G + 1, grid]
+            n_gen = density.shape[0]
+            step = 0.6 * float(density.max())
+            palette = colors(n_gen)
+            for g in range(n_gen - 1, -1, -1):  # back to front
+                base = g * step
+                ax.fill_between(grid, base, base + density[g], color=palette[g], alpha=0.8, lw=0.6,
+                                edgecolor="white")
+            ticks = sorted({0, n_gen // 2, n_gen - 1})
+            ax.set_yticks([g * step for g in ticks], [str(g) for g in ticks])
+            ax.set(xlabel="latent mean (generation-0 encoder)", ylabel="generation",
+                   title=f"{label}, {len(group)} chain{'s' * (len(group) > 1)}")
+        fig.tight_layout()
+        return save(fig, out_pdf)
+
+
+def plot_metrics(rows: list[dict[str, str]], out_pdf: str) -> list:
+    """The collapse metrics against generation: mean over chains per regime, band = min..max."""
+    per_chain = grouped(rows, ("regime", "chain"))
+    regimes = sorted({k[0] for k in per_chain}, key=lambda r: (r != "replace", r))
+    palette = dict(zip(regimes, colors(len(regimes))))
+    dataset = rows[0]["dataset"]
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(2, 3, figsize=(7.4, 4.4))
+        for ax, (name, ylabel, reference) in zip(axes.ravel(), METRICS):
+            for regime in regimes:
+                chains = [d for (r, _), d in per_chain.items() if r == regime]
+                g = chains[0]["generation"]
+                values = np.stack([d[name] for d in chains])
+                ax.plot(g, values.mean(axis=0), color=palette[regime], lw=1.3,
+                        label=f"{regime} ({len(chains)} chains)")
+                ax.fill_between(g, values.min(axis=0), values.max(axis=0), color=palette[regime], alpha=0.2, lw=0)
+            if reference:
+                ax.axhline(float(rows[0][reference]), color="0.4", ls=":", lw=1, label="real vs real")
+            ax.set(xlabel="generation", ylabel=ylabel)
+        axes[0, 1].axhline(np.log(10), color="0.4", ls=":", lw=1)
+        axes[0, 0].legend(frameon=False, fontsize=7)
+        axes[0, 2].legend(frameon=False, fontsize=7)
+        fig.suptitle(f"{dataset}: mean over chains, band = range", fontsize=9)
+        fig.tight_layout()
+        return save(fig, out_pdf)

@@ -1,0 +1,354 @@
+"""The recursive VAE experiment (Shumailov et al., Nature 2024, the MNIST VAE): one chain of generations.
+
+Generation 0 trains a VAE on the real training images. Generation g >= 1 trains a FRESH VAE
+(new initialisation) on data made by generation g-1, in one of two synthetic modes:
+- `fresh` (the paper's code): every training batch is replaced by decoder means of z ~ N(0, I)
+  drawn anew from generation g-1, so the model never sees the same synthetic image twice;
+- `fixed`: generation g-1 draws one synthetic set of `synthetic_size` images, which generation
+  g trains on for all its epochs: the finite-sample case the theory is about.
+Data regimes (modelcollapse.regimes): `replace` and `mix` work in both modes (mix: a share
+`real_fraction` of every batch (fresh) or of the training set (fixed) is real); `accumulate` and
+`accumulate_subsample` pool the synthetic SETS of all earlier generations, so they need `fixed`.
+An epoch is ceil(training-set size / batch) steps; in `fresh` mode the size is the real
+training set's, as the paper's loader still iterated over MNIST while swapping every batch.
+
+After each generation the chain scores `eval_samples` generated images (see `evaluate`) and
+writes a checkpoint (model, optimizer state, metrics) atomically; a chain started again
+resumes after its last finished generation. Every random draw comes from
+fold_in(fold_in(key(seed), chain), generation) and a fixed tag, and the checkpoint stores the
+exact float32 state, so a resumed chain ends with the same bytes as an uninterrupted one.
+Synthetic sets of earlier generations (accumulate) are redrawn from their checkpoints on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from modelcollapse import checkpoint
+from modelcollapse.regimes import Regime, split_sizes, uniform_subset
+from modelcollapse.vae import classifier, metrics as image_metrics, models, train as vae_train
+
+ARCHITECTURES = ("mlp", "conv")
+SYNTHETIC_MODES = ("fresh", "fixed")
+# Key tags: one per use, so adding a use never shifts another's random numbers.
+_INIT, _TRAIN, _SYNTH, _SUBSET, _EVAL = range(5)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VAEConfig:
+    architecture: str = "mlp"  # mlp (suits 8x8 digits) | conv (the paper's 28x28 VAE)
+    latent: int = 8  # latent dimensions (the paper: 20)
+    hidden: tuple[int, ...] = (256, 128)  # mlp: hidden widths of the encoder (decoder mirrors them)
+    channels: tuple[int, ...] = (64, 128)  # conv: encoder channels (the paper's 64, 128)
+    generations: int = 20  # trainings after generation 0
+    epochs: int = 30  # per generation (the paper: 30)
+    batch_size: int = 256  # (the paper: 256)
+    learning_rate: float = 1e-3  # Adam (the paper: 1e-3)
+    weight_decay: float = 1e-5  # coupled L2, as torch.optim.Adam (the paper: 1e-5)
+    synthetic: str = "fresh"  # fresh | fixed, see the module docstring
+    synthetic_size: int = 0  # fixed: images drawn per generation; 0 = the real training set's size
+    eval_samples: int = 1000  # generated images scored per generation
+    latent_samples: int = 100  # generated images encoded by generation 0's encoder (the paper: 100)
+    grid_images: int = 16  # generated images stored per generation for the sample grids
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "channels", tuple(self.channels))
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {list(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.synthetic not in SYNTHETIC_MODES:
+            raise ValueError(f"synthetic must be one of {list(SYNTHETIC_MODES)}, got {self.synthetic!r}")
+        for name in ("latent", "generations", "epochs", "batch_size", "eval_samples", "latent_samples",
+                     "grid_images"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "generations" else 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.synthetic_size < 0:
+            raise ValueError(f"synthetic_size must be >= 0 (0: the training set's size), got {self.synthetic_size}")
+        if self.latent_samples > self.eval_samples or self.grid_images > self.eval_samples:
+            raise ValueError("latent_samples and grid_images must not exceed eval_samples")
+        if not self.learning_rate > 0 or self.weight_decay < 0:
+            raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
+
+
+def check_regime(regime: Regime, synthetic: str) -> None:
+    """Reject regime / synthetic-mode pairs that have no meaning for images, before any work."""
+    if regime.name in ("accumulate", "accumulate_subsample") and synthetic != "fixed":
+        raise ValueError(f"regime {regime.name!r} pools earlier generations' synthetic sets; it needs "
+                         f"synthetic: fixed (got {synthetic!r})")
+    if regime.real_source == "fresh":
+        raise ValueError("regime real_source 'fresh' needs draws from the true distribution; for images "
+                         "only 'original' (a subset of the real training set) exists")
+
+
+def build_model(cfg: VAEConfig, image_shape, seed: int) -> nnx.Module:
+    return models.build_vae(cfg.architecture, image_shape=tuple(image_shape), latent=cfg.latent,
+                            hidden=cfg.hidden, channels=cfg.channels, seed=seed)
+
+
+def _int_seed(key) -> int:
+    """An int seed for NNX initialisation from a key (nnx.Rngs takes ints or keys; ints keep the
+    model's own RNG streams independent of our key layout)."""
+    return int(jax.random.randint(key, (), 0, 2**31 - 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches. `data` is an explicit argument of the jitted runner (never a closure constant), so one
+# compilation serves every generation with the same shapes.
+
+def _epoch_rows(key, step, per_step: int, n: int):
+    """Rows of `per_step` items for `step` of an epoch-wise shuffle of range(n): [per_step] int32."""
+    steps_per_epoch = -(-n // per_step)
+    epoch, within = jnp.divmod(step, steps_per_epoch)
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    return perm[(within * per_step + jnp.arange(per_step)) % n]
+
+
+def _draw_fixed(data, key, step, *, batch_size):
+    rows = _epoch_rows(key, step, batch_size, data["images"].shape[0])
+    return data["images"][rows]
+
+
+def _make_draw_fresh(graphdef, n_real: int, batch_size: int):
+    def draw(data, key, step):
+        prev = nnx.merge(graphdef, data["previous"])
+        n_syn = batch_size - n_real
+        k_real, k_z = jax.random.split(key)
+        z = jax.random.normal(k_z, (n_syn, prev.latent))
+        # stop_gradient: the previous generation is frozen data, not a parameter
+        synthetic = jax.lax.stop_gradient(jax.nn.sigmoid(prev.decode(z)))
+        if n_real == 0:
+            return synthetic
+        real = data["images"][_epoch_rows(k_real, step, n_real, data["images"].shape[0])]
+        return jnp.concatenate([real, synthetic], axis=0)
+    return draw
+
+
+def train_generation(model: nnx.Module, cfg: VAEConfig, *, data: dict, mode: str, n_real: int,
+                     steps: int, key: jax.Array) -> tuple[nnx.Module, optax.OptState, np.ndarray]:
+    """Train `model` for `steps` Adam steps on batches drawn from `data` (see `_draw`); returns
+    (model, optimizer state, per-step losses [steps])."""
+    graphdef, params = nnx.split(model)
+    runner, optimizer, per_call = _runner(graphdef, cfg.learning_rate, cfg.weight_decay, mode, n_real,
+                                          cfg.batch_size, cfg.architecture == "conv")
+    opt_state = optimizer.init(params)
+    losses, done = [], 0
+    while done < steps:
+        n = min(per_call, steps - done)
+        params, opt_state, loss = runner(params, opt_state, data, key, jnp.int32(done), n)
+        losses.append(np.asarray(loss))
+        done += n
+    return nnx.merge(graphdef, params), opt_state, np.concatenate(losses)
+
+
+@functools.lru_cache(maxsize=16)
+def _runner(graphdef, learning_rate, weight_decay, mode, n_real, batch_size, conv):
+    """(jitted run(params, opt_state, data, key, start, n) -> (params, opt_state, losses[n]),
+    the optimizer, steps per call); cached so every generation reuses one compilation."""
+    optimizer = vae_train.make_optimizer(learning_rate=learning_rate, weight_decay=weight_decay)
+    if mode == "fresh":
+        draw = _make_draw_fresh(graphdef, n_real, batch_size)
+    else:
+        draw = functools.partial(_draw_fixed, batch_size=batch_size)
+
+    def step(carry, i):
+        params, opt_state, data, key = carry
+        k_batch, k_loss = jax.random.split(jax.random.fold_in(key, i))
+        x = draw(data, k_batch, i)
+
+        def loss_fn(p):
+            loss, _ = vae_train.elbo_loss(nnx.merge(graphdef, p), x, k_loss)
+            return loss
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, data, key), loss
+
+    def run(params, opt_state, data, key, start, n):
+        (params, opt_state, _, _), loss = jax.lax.scan(
+            step, (params, opt_state, data, key), start + jnp.arange(n, dtype=jnp.int32))
+        return params, opt_state, loss
+
+    # A conv gradient inside a rolled scan runs ~85x slower on XLA's CPU backend, so conv
+    # models take one step per call; dense ones several (fewer dispatches).
+    return jax.jit(run, static_argnums=5), optimizer, (1 if conv else 16)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring a generation.
+
+KDE_GRID = np.linspace(-4.0, 4.0, 161)  # latent means of a unit-prior VAE lie well inside +-4
+N_CLASSES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """What every generation of a chain is scored against."""
+    model0: nnx.Module  # the chain's generation-0 VAE; its encoder is the paper's yardstick
+    classifier: nnx.Module  # trained once on real data (modelcollapse.vae.classifier)
+    real_features: np.ndarray  # [n_test, F] classifier features of the real test images
+    validation: np.ndarray  # [n_val, H, W, 1] real validation images (ELBO on real data)
+
+
+def evaluate(model: nnx.Module, scorer: Scorer, cfg: VAEConfig, key: jax.Array) -> dict[str, np.ndarray]:
+    """Metrics of one generation from `cfg.eval_samples` decoder means of z ~ N(0, I):
+    latent means of the first `latent_samples` under generation 0's encoder (the paper's figure)
+    and their pooled std; the classifier's class histogram, its entropy (nats; log 10 = no mode
+    lost) and mean confidence; precision / recall (k = 3) and Frechet distance in classifier
+    features against the real test set (as many generated images as test images, at most
+    eval_samples); the negative ELBO of real validation images (nats per image)."""
+    k_sample, k_val = jax.random.split(key)
+    samples = np.asarray(models.sample_images(model, k_sample, cfg.eval_samples))
+    latent_means = np.asarray(models.encode_means(scorer.model0, samples[: cfg.latent_samples]))
+    probs = np.asarray(classifier.predict_proba(scorer.classifier, samples))
+    hist = image_metrics.class_histogram(probs.argmax(axis=1), N_CLASSES)
+    n_pr = min(len(scorer.real_features), cfg.eval_samples)
+    features = np.asarray(classifier.features(scorer.classifier, samples[:n_pr]))
+    precision, recall = image_metrics.precision_recall(scorer.real_features, features, k=3)
+    return {
+        "latent_means": latent_means.astype(np.float32),
+        "latent_std": np.float64(latent_means.std()),
+        "density": image_metrics.kde(latent_means.ravel(), KDE_GRID).astype(np.float64),
+        "class_hist": np.asarray(hist, np.float64),
+        "class_entropy": np.float64(image_metrics.entropy(hist)),
+        "confidence": np.float64(image_metrics.mean_confidence(probs)),
+        "precision": np.float64(precision),
+        "recall": np.float64(recall),
+        "frechet": np.float64(image_metrics.frechet_distance(scorer.real_features, features)),
+        "real_nelbo": np.float64(_mean_loss(model, scorer.validation, k_val, cfg.batch_size)),
+        "grid_images": samples[: cfg.grid_images, ..., 0].astype(np.float32),
+    }
+
+
+def _mean_loss(model, images, key, batch_size) -> float:
+    """Mean negative ELBO (one posterior sample per image) over `images`, in fixed-size batches."""
+    total, n = 0.0, len(images)
+    for i, start in enumerate(range(0, n, batch_size)):
+        x = images[start:start + batch_size]
+        total += float(_batch_loss(model, jnp.asarray(x), jax.random.fold_in(key, i))) * len(x)
+    return total / n
+
+
+@nnx.jit
+def _batch_loss(model, x, key):
+    return vae_train.elbo_loss(model, x, key)[0]
+
+
+def reference_scores(scorer: Scorer) -> dict[str, np.ndarray]:
+    """The same distances between real validation and real test images: what 'no collapse' reads."""
+    n = min(len(scorer.real_features), len(scorer.validation))
+    features = np.asarray(classifier.features(scorer.classifier, scorer.validation[:n]))
+    precision, recall = image_metrics.precision_recall(scorer.real_features, features, k=3)
+    return {"reference_precision": np.float64(precision), "reference_recall": np.float64(recall),
+            "reference_frechet": np.float64(image_metrics.frechet_distance(scorer.real_features, features))}
+
+
+# ----------------------------------------------------------------------------------------------
+# The chain.
+
+def _training_data(g, cfg, regime, real, previous, pool, key):
+    """(data, mode, n_real, n_items) for generation g: what `_runner` draws batches from."""
+    if g == 0:
+        return {"images": real}, "fixed", 0, len(real)
+    if cfg.synthetic == "fresh":
+        n_real, _ = split_sizes(regime, cfg.batch_size)
+        return {"images": real, "previous": nnx.state(previous)}, "fresh", n_real, len(real)
+    size = cfg.synthetic_size or len(real)
+    if regime.name in ("accumulate", "accumulate_subsample"):
+        images = np.concatenate([real] + pool)
+        if regime.name == "accumulate_subsample":
+            images = images[np.asarray(uniform_subset(jax.random.fold_in(key, _SUBSET), len(images), size))]
+        return {"images": images}, "fixed", 0, len(images)
+    n_real, _ = split_sizes(regime, size)
+    parts = [pool[-1][: size - n_real]]
+    if n_real:
+        parts.insert(0, real[np.asarray(uniform_subset(jax.random.fold_in(key, _SUBSET), len(real), n_real))])
+    images = np.concatenate(parts)
+    return {"images": images}, "fixed", 0, len(images)
+
+
+def _synthetic_set(model, cfg, n_real_images, key) -> np.ndarray:
+    """Generation g's fixed synthetic set, drawn from generation g-1 (`model`)."""
+    size = cfg.synthetic_size or n_real_images
+    return np.asarray(models.sample_images(model, jax.random.fold_in(key, _SYNTH), size))
+
+
+def _checkpoint_path(directory, g) -> Path:
+    return Path(directory) / f"generation_{g:03d}.npz"
+
+
+def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_images: np.ndarray,
+              scorer_parts: dict, checkpoint_dir, identity: dict | None = None,
+              log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+    """Run (or resume) one chain; returns per-generation metrics stacked along axis 0 ([G + 1, ...]).
+
+    scorer_parts: classifier, real_features, validation (see Scorer); generation 0's model is
+    added once trained. Checkpoints go to `checkpoint_dir/generation_NNN.npz`; `identity` (e.g. the
+    data set) joins the settings that a checkpoint must match to be resumed from.
+    """
+    check_regime(regime, cfg.synthetic)
+    image_shape = train_images.shape[1:]
+    chain_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), chain), 0)
+    keys = [jax.random.fold_in(chain_key, g) for g in range(cfg.generations + 1)]
+
+    def template():
+        return nnx.eval_shape(lambda: build_model(cfg, image_shape, 0))
+
+    identity = dict(identity or {}) | {"seed": seed, "chain": chain, "config": dataclasses.asdict(cfg),
+                                       "regime": dataclasses.asdict(regime), "n_train": len(train_images)}
+    start = checkpoint.resume_point(checkpoint_dir, identity, cfg.generations, log)
+    per_generation, models_kept = [], {}
+    for g in range(start):
+        model = template()
+        trees, _ = checkpoint.load(_checkpoint_path(checkpoint_dir, g), {"model": nnx.state(model)})
+        nnx.update(model, trees["model"])
+        models_kept[g] = model
+        per_generation.append(checkpoint.load_flat(_checkpoint_path(checkpoint_dir, g), "metrics"))
+    scorer = Scorer(model0=models_kept.get(0), **scorer_parts) if start else None
+    pool = []
+    if regime.name in ("accumulate", "accumulate_subsample"):  # redraw earlier sets: same keys, same bytes
+        pool = [_synthetic_set(models_kept[g - 1], cfg, len(train_images), keys[g]) for g in range(1, start)]
+    previous = models_kept.get(start - 1)
+    models_kept = {0: models_kept[0]} if 0 in models_kept else {}
+
+    for g in range(start, cfg.generations + 1):
+        if g >= 1 and cfg.synthetic == "fixed":
+            pool.append(_synthetic_set(previous, cfg, len(train_images), keys[g]))
+            if regime.name not in ("accumulate", "accumulate_subsample"):
+                pool = pool[-1:]
+        data, mode, n_real, n_items = _training_data(g, cfg, regime, train_images, previous, pool, keys[g])
+        steps = cfg.epochs * math.ceil(n_items / cfg.batch_size)
+        model = build_model(cfg, image_shape, _int_seed(jax.random.fold_in(keys[g], _INIT)))
+        model, opt_state, losses = train_generation(model, cfg, data=data, mode=mode, n_real=n_real,
+                                                    steps=steps, key=jax.random.fold_in(keys[g], _TRAIN))
+        if not np.all(np.isfinite(losses)):
+            raise RuntimeError(f"chain {chain}, generation {g}: training loss became {losses[-1]} "
+                               f"(first non-finite at step {int(np.argmin(np.isfinite(losses)))})")
+        if g == 0:
+            scorer = Scorer(model0=model, **scorer_parts)
+        metrics = evaluate(model, scorer, cfg, jax.random.fold_in(keys[g], _EVAL))
+        metrics["final_loss"] = np.float64(losses[-max(1, steps // cfg.epochs):].mean())
+        checkpoint.save(_checkpoint_path(checkpoint_dir, g),
+                        {"model": nnx.state(model), "optimizer": opt_state, "metrics": metrics},
+                        {"generation": g, "steps": steps, "identity": identity})
+        per_generation.append(metrics)
+        log(f"generation {g}: loss {metrics['final_loss']:.2f}, latent std {metrics['latent_std']:.3f}, "
+            f"class entropy {metrics['class_entropy']:.3f}, precision {metrics['precision']:.3f}, "
+            f"recall {metrics['recall']:.3f}, Frechet {metrics['frechet']:.2f}")
+        previous = model
+
+    out = {name: np.stack([m[name] for m in per_generation]) for name in per_generation[0]}
+    out.update(reference_scores(scorer))
+    out["generation"] = np.arange(cfg.generations + 1)
+    out["kde_grid"] = KDE_GRID
+    return out

@@ -1,0 +1,143 @@
+# The recursive language model (Nature Fig. 1b,c): the corpus is tokenized once; one resumable job
+# per (regime, chain); with init: base a base model is pretrained first; summary, figures, tables.
+
+LM = config["lm"]
+LM_LABELS = [entry["label"] for entry in LM["regimes"]]
+LM_DIR = f"results/lm/{LM['corpus']['name']}"
+LM_CHAINS = expand(f"{LM_DIR}/{{label}}/chain{{chain}}.npz", label=LM_LABELS, chain=range(LM["chains"]))
+
+RESULTS.append(f"{LM_DIR}/summary.csv")
+FIGURES.extend(["figures/lm_perplexity.pdf", "figures/lm_metrics.pdf"])
+PAPER_INPUTS.extend(["paper/generated/lm_table.tex", "paper/generated/lm_examples.tex",
+                     "paper/generated/lm_numbers.tex"])
+
+
+def lm_chain_inputs(wildcards):
+    inputs = {"corpus": f"{LM_DIR}/corpus.npz"}
+    if LM["init"] == "base":
+        inputs["base"] = f"{LM_DIR}/base.npz"
+    return inputs
+
+
+rule lm_corpus:
+    output:
+        npz=f"{LM_DIR}/corpus.npz",
+        provenance=f"{LM_DIR}/corpus.npz.provenance.json",
+    log:
+        "logs/lm/corpus.log",
+    benchmark:
+        "results/timings/lm_corpus.tsv"
+    params:
+        config=config_json(),
+    threads: 1
+    shell:
+        "{PY} lm corpus --config-json {params.config:q} --out {output.npz} > {log} 2>&1"
+
+
+rule lm_pretrain:
+    input:
+        f"{LM_DIR}/corpus.npz",
+    output:
+        npz=f"{LM_DIR}/base.npz",
+        provenance=f"{LM_DIR}/base.npz.provenance.json",
+    log:
+        "logs/lm/pretrain.log",
+    benchmark:
+        "results/timings/lm_pretrain.tsv"
+    params:
+        config=config_json(),
+    threads: 1
+    shell:
+        "{PY} lm pretrain --config-json {params.config:q} --corpus {input} --out {output.npz} > {log} 2>&1"
+
+
+# A killed chain resumes from its last finished generation: checkpoints live in
+# <chain>.checkpoints/, which is not an output, so Snakemake keeps it when a job fails.
+rule lm_chain:
+    input:
+        unpack(lm_chain_inputs),
+    output:
+        npz=f"{LM_DIR}/{{label}}/chain{{chain}}.npz",
+        provenance=f"{LM_DIR}/{{label}}/chain{{chain}}.npz.provenance.json",
+    log:
+        "logs/lm/{label}_chain{chain}.log",
+    benchmark:
+        "results/timings/lm_{label}_chain{chain}.tsv"
+    wildcard_constraints:
+        label="|".join(re.escape(label) for label in LM_LABELS),
+        chain=r"\d+",
+    params:
+        config=config_json(),
+        base=lambda wildcards, input: f"--base {input.base}" if "base" in input.keys() else "",
+    threads: 1
+    shell:
+        "{PY} lm chain --config-json {params.config:q} --corpus {input.corpus} {params.base}"
+        " --regime {wildcards.label} --chain {wildcards.chain} --out {output.npz} > {log} 2>&1"
+
+
+rule lm_summarize:
+    input:
+        LM_CHAINS,
+    output:
+        csv=f"{LM_DIR}/summary.csv",
+        provenance=f"{LM_DIR}/summary.csv.provenance.json",
+    log:
+        "logs/lm/summarize.log",
+    benchmark:
+        "results/timings/lm_summarize.tsv"
+    threads: 1
+    shell:
+        "{PY} lm summarize --out {output.csv} {input} > {log} 2>&1"
+
+
+rule lm_perplexity_figure:
+    input:
+        LM_CHAINS,
+    output:
+        pdf=report("figures/lm_perplexity.pdf", caption="../report/lm_perplexity.rst", category="Language model"),
+        png="figures/lm_perplexity.png",
+    log:
+        "logs/lm/perplexity_figure.log",
+    benchmark:
+        "results/timings/lm_perplexity_figure.tsv"
+    params:
+        generations=" ".join(str(g) for g in LM["histogram_generations"]),
+    threads: 1
+    shell:
+        "{PY} lm figure --kind perplexity --results {input} --generations {params.generations}"
+        " --out {output.pdf} > {log} 2>&1"
+
+
+rule lm_metrics_figure:
+    input:
+        f"{LM_DIR}/summary.csv",
+    output:
+        pdf=report("figures/lm_metrics.pdf", caption="../report/lm_metrics.rst", category="Language model"),
+        png="figures/lm_metrics.png",
+    log:
+        "logs/lm/metrics_figure.log",
+    benchmark:
+        "results/timings/lm_metrics_figure.tsv"
+    threads: 1
+    shell:
+        "{PY} lm figure --kind metrics --summary {input} --out {output.pdf} > {log} 2>&1"
+
+
+rule lm_table:
+    input:
+        summary=f"{LM_DIR}/summary.csv",
+        results=LM_CHAINS,
+    output:
+        table="paper/generated/lm_table.tex",
+        examples="paper/generated/lm_examples.tex",
+        numbers="paper/generated/lm_numbers.tex",
+    log:
+        "logs/lm/table.log",
+    benchmark:
+        "results/timings/lm_table.tsv"
+    params:
+        generations=" ".join(str(g) for g in LM["example_generations"]),
+    threads: 1
+    shell:
+        "{PY} lm table --summary {input.summary} --results {input.results} --generations {params.generations}"
+        " --table {output.table} --examples {output.examples} --numbers {output.numbers} > {log} 2>&1"

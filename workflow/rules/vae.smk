@@ -1,0 +1,166 @@
+# The recursive VAE on digit images (the paper's MNIST VAE): a classifier trained once on real
+# data scores every generation; one resumable job per (regime, chain); summary, figures, table.
+
+import shlex
+
+from modelcollapse.regimes import Regime
+
+VAE = config["vae"]
+VAE_REGIMES = {Regime.from_config(r).label: Regime.from_config(r) for r in VAE["regimes"]}
+VAE_DIR = f"results/vae/{VAE['dataset']}"
+VAE_CHAINS = expand(f"{VAE_DIR}/{{regime}}/chain{{chain}}.npz", regime=list(VAE_REGIMES),
+                    chain=range(VAE["chains"]))
+# Chain 0 of every regime: the sample grids (one chain is what a reader looks at).
+VAE_FIRST_CHAINS = expand(f"{VAE_DIR}/{{regime}}/chain0.npz", regime=list(VAE_REGIMES))
+
+RESULTS.append(f"{VAE_DIR}/summary.csv")
+FIGURES.extend(["figures/vae_samples.pdf", "figures/vae_latent_density.pdf", "figures/vae_metrics.pdf"])
+PAPER_INPUTS.extend(["paper/generated/vae_table.tex", "paper/generated/vae_numbers.tex"])
+
+
+def vae_data_args():
+    data_dir = config.get("data_dir")
+    args = f"--dataset {VAE['dataset']} --seed {config['seed']} --validation-fraction {VAE['validation_fraction']}"
+    return args + (f" --data-dir {shlex.quote(data_dir)}" if data_dir else "")
+
+
+def vae_regime_args(wildcards):
+    r = VAE_REGIMES[wildcards.regime]
+    args = f"--regime {r.name}"
+    if r.name == "mix":
+        args += f" --real-fraction {r.real_fraction} --real-source {r.real_source}"
+    return args
+
+
+rule vae_classifier:
+    output:
+        npz=f"{VAE_DIR}/classifier.npz",
+        provenance=f"{VAE_DIR}/classifier.npz.provenance.json",
+    log:
+        f"logs/vae/{VAE['dataset']}_classifier.log",
+    benchmark:
+        f"results/timings/vae_{VAE['dataset']}_classifier.tsv"
+    params:
+        data=vae_data_args(),
+        block=VAE["classifier"],
+        platform=config["platform"],
+    threads: 1
+    shell:
+        "{PY} vae classifier {params.data} --epochs {params.block[epochs]}"
+        " --batch-size {params.block[batch_size]} --learning-rate {params.block[learning_rate]}"
+        " --platform {params.platform} --out {output.npz} > {log} 2>&1"
+
+
+# A killed chain resumes from its last finished generation: its checkpoints live in
+# <chain>.checkpoints/, which is not an output, so Snakemake keeps it when a job fails.
+rule vae_chain:
+    input:
+        classifier=f"{VAE_DIR}/classifier.npz",
+    output:
+        npz=f"{VAE_DIR}/{{regime}}/chain{{chain}}.npz",
+        provenance=f"{VAE_DIR}/{{regime}}/chain{{chain}}.npz.provenance.json",
+    log:
+        f"logs/vae/{VAE['dataset']}_{{regime}}_chain{{chain}}.log",
+    benchmark:
+        f"results/timings/vae_{VAE['dataset']}_{{regime}}_chain{{chain}}.tsv"
+    wildcard_constraints:
+        regime="|".join(re.escape(label) for label in VAE_REGIMES),
+        chain=r"\d+",
+    params:
+        data=vae_data_args(),
+        regime=vae_regime_args,
+        block=VAE,
+        hidden=" ".join(str(h) for h in VAE["hidden"]),
+        channels=" ".join(str(c) for c in VAE["channels"]),
+        platform=config["platform"],
+    threads: 1
+    shell:
+        "{PY} vae chain {params.data} --chain {wildcards.chain} {params.regime}"
+        " --architecture {params.block[architecture]} --latent {params.block[latent]}"
+        " --hidden {params.hidden} --channels {params.channels} --generations {params.block[generations]}"
+        " --epochs {params.block[epochs]} --batch-size {params.block[batch_size]}"
+        " --learning-rate {params.block[learning_rate]} --weight-decay {params.block[weight_decay]}"
+        " --synthetic {params.block[synthetic]} --synthetic-size {params.block[synthetic_size]}"
+        " --eval-samples {params.block[eval_samples]} --latent-samples {params.block[latent_samples]}"
+        " --classifier {input.classifier} --platform {params.platform} --out {output.npz} > {log} 2>&1"
+
+
+rule vae_summarize:
+    input:
+        VAE_CHAINS,
+    output:
+        csv=f"{VAE_DIR}/summary.csv",
+        provenance=f"{VAE_DIR}/summary.csv.provenance.json",
+    log:
+        f"logs/vae/{VAE['dataset']}_summarize.log",
+    benchmark:
+        f"results/timings/vae_{VAE['dataset']}_summarize.tsv"
+    threads: 1
+    shell:
+        "{PY} vae summarize --out {output.csv} {input} > {log} 2>&1"
+
+
+rule vae_samples_figure:
+    input:
+        VAE_FIRST_CHAINS,
+    output:
+        pdf=report("figures/vae_samples.pdf", caption="../report/vae_samples.rst", category="VAE"),
+        png="figures/vae_samples.png",
+    log:
+        "logs/vae/samples_figure.log",
+    benchmark:
+        "results/timings/vae_samples_figure.tsv"
+    params:
+        generations=" ".join(str(g) for g in VAE["grid_generations"]),
+    threads: 1
+    shell:
+        "{PY} vae figure --kind samples --results {input} --generations {params.generations}"
+        " --out {output.pdf} > {log} 2>&1"
+
+
+rule vae_density_figure:
+    input:
+        VAE_CHAINS,
+    output:
+        pdf=report("figures/vae_latent_density.pdf", caption="../report/vae_latent_density.rst", category="VAE"),
+        png="figures/vae_latent_density.png",
+    log:
+        "logs/vae/density_figure.log",
+    benchmark:
+        "results/timings/vae_density_figure.tsv"
+    threads: 1
+    shell:
+        "{PY} vae figure --kind density --results {input} --out {output.pdf} > {log} 2>&1"
+
+
+rule vae_metrics_figure:
+    input:
+        f"{VAE_DIR}/summary.csv",
+    output:
+        pdf=report("figures/vae_metrics.pdf", caption="../report/vae_metrics.rst", category="VAE"),
+        png="figures/vae_metrics.png",
+    log:
+        "logs/vae/metrics_figure.log",
+    benchmark:
+        "results/timings/vae_metrics_figure.tsv"
+    threads: 1
+    shell:
+        "{PY} vae figure --kind metrics --summary {input} --out {output.pdf} > {log} 2>&1"
+
+
+rule vae_table:
+    input:
+        f"{VAE_DIR}/summary.csv",
+    output:
+        table="paper/generated/vae_table.tex",
+        numbers="paper/generated/vae_numbers.tex",
+    log:
+        "logs/vae/table.log",
+    benchmark:
+        "results/timings/vae_table.tsv"
+    params:
+        generations=" ".join(str(g) for g in VAE["table_generations"]),
+    threads: 1
+    shell:
+        "{PY} vae table --summary {input} --generations {params.generations}"
+        " --table {output.table} --numbers {output.numbers} > {log} 2>&1"
