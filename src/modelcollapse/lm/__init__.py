@@ -1,0 +1,1 @@
+"""Small language models: tokenizers, corpora, GPT model, training, generation."""
