@@ -18,7 +18,8 @@ from modelcollapse import io
 from modelcollapse.commands import add_platform, check_inputs, check_output, nonnegative_int, record, write_summary
 
 SCALARS = ("test_ppl", "val_loss", "unigram_entropy", "rare_share", "distinct_1", "distinct_2", "distinct_3",
-           "distinct_4", "true_xent", "kl_truth_model", "data_ppl_median", "data_ppl_mean", "data_ppl_q90")
+           "distinct_4", "true_xent", "forbidden_share", "kl_truth_model", "data_ppl_median", "data_ppl_mean",
+           "data_ppl_q90")
 
 
 def _config(args) -> dict:
@@ -113,6 +114,7 @@ def chain(args, argv):
     from modelcollapse import checkpoint, runtime
     from modelcollapse.lm import experiment
     from modelcollapse.lm import metrics as text_metrics
+    from modelcollapse.lm.model import param_count
     from modelcollapse.regimes import Regime
 
     config = _config(args)
@@ -147,6 +149,9 @@ def chain(args, argv):
     meta = {"label": args.regime, "regime": regime.name, "real_fraction": regime.real_fraction,
             "epochs": cfg.epochs, "chain": args.chain, "corpus": corpus_cfg.name, "init": cfg.init,
             "decoding": cfg.decoding, "n_blocks": len(data["train"]), "vocab_size": cfg.model.vocab_size,
+            "block_size": data["train"].shape[1], "n_layers": cfg.model.n_layers, "d_model": cfg.model.d_model,
+            "n_heads": cfg.model.n_heads, "context": cfg.model.context, "n_params": param_count(cfg.model),
+            "num_beams": cfg.num_beams, "repetition_penalty": cfg.repetition_penalty,
             "entropy_rate": truth.entropy_rate if truth else np.nan,
             "truth_unigram_entropy": truth.unigram_entropy if truth else np.nan}
     io.save_npz(args.out, out | texts | meta)
@@ -166,6 +171,10 @@ def summarize(args, argv):
                 "real_fraction": float(data["real_fraction"]),
                 "epochs": float(data["epochs"]), "corpus": str(data["corpus"]), "init": str(data["init"]),
                 "decoding": str(data["decoding"]), "n_blocks": int(data["n_blocks"]),
+                "vocab_size": int(data["vocab_size"]), "block_size": int(data["block_size"]),
+                "n_layers": int(data["n_layers"]), "d_model": int(data["d_model"]), "n_heads": int(data["n_heads"]),
+                "context": int(data["context"]), "n_params": int(data["n_params"]),
+                "num_beams": int(data["num_beams"]), "repetition_penalty": float(data["repetition_penalty"]),
                 "entropy_rate": float(data["entropy_rate"]),
                 "truth_unigram_entropy": float(data["truth_unigram_entropy"])}
         ppl = data["data_ppl"]  # [G + 1, n_blocks]

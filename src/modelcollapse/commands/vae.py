@@ -56,7 +56,9 @@ def classifier_cmd(args, argv):
         train.images, train.labels, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, validation=(validation.images, validation.labels),
         test=(test.images, test.labels))
-    meta = {"dataset": args.dataset, "image_shape": list(train.images.shape[1:]), **report}
+    # wall time is left out so that the same seed gives the same bytes (Snakemake's benchmark keeps it)
+    meta = {"dataset": args.dataset, "image_shape": list(train.images.shape[1:])} | {
+        k: v for k, v in report.items() if k != "seconds"}
     checkpoint.save(args.out, {"model": nnx.state(model)}, meta)
     record(args.out, argv, seed=args.seed, config=meta)
     print(f"classifier on {args.dataset}: {report}")
@@ -90,7 +92,7 @@ def _vae_config(args):
 
 def chain(args, argv):
     from modelcollapse import runtime
-    from modelcollapse.vae import classifier, experiment
+    from modelcollapse.vae import classifier, experiment, models
 
     check_output(args.out, ".npz")
     check_inputs([args.classifier])
@@ -112,7 +114,9 @@ def chain(args, argv):
                                log=lambda line: print(line, flush=True))
     meta = {"dataset": args.dataset, "regime": regime.name, "regime_label": regime.label,
             "real_fraction": regime.real_fraction, "chain": args.chain, "architecture": cfg.architecture,
-            "synthetic": cfg.synthetic, "n_train": len(train.images), "classifier_accuracy":
+            "synthetic": cfg.synthetic, "n_train": len(train.images), "latent": cfg.latent, "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size, "n_params": models.count_params(experiment.build_model(
+                cfg, train.images.shape[1:], 0)), "classifier_accuracy":
             float(clf_meta.get("test_accuracy", np.nan))}
     io.save_npz(args.out, out | meta)
     record(args.out, argv, seed=args.seed, inputs=[args.classifier],
@@ -124,7 +128,9 @@ def summarize(args, argv):
     def one(data):
         keys = {"dataset": str(data["dataset"]), "regime": str(data["regime_label"]), "chain": int(data["chain"]),
                 "architecture": str(data["architecture"]), "synthetic": str(data["synthetic"]),
-                "n_train": int(data["n_train"]), "classifier_accuracy": float(data["classifier_accuracy"])}
+                "n_train": int(data["n_train"]), "latent": int(data["latent"]), "epochs": int(data["epochs"]),
+                "batch_size": int(data["batch_size"]), "n_params": int(data["n_params"]),
+                "classifier_accuracy": float(data["classifier_accuracy"])}
         keys |= {name: float(data[name]) for name in ("reference_precision", "reference_recall",
                                                      "reference_frechet")}
         return keys, {"generation": data["generation"]} | {name: data[name] for name in SCALARS}

@@ -20,8 +20,9 @@ OPT-125m), trained by `pretrain` on a disjoint split.
 Per generation: perplexity on the original test set; the perplexity of each block of the
 generation's data (its continuations; generation 0: the original blocks) under the
 generation-0 model (Fig. 1b,c left); distinct-n, unigram entropy and the share of tokens from
-the original's rarest 50% of mass of those continuations; for the synthetic language also their
-true cross-entropy and KL(truth || model) on held-out true text. A checkpoint per generation
+the original's rarest 50% of mass of those continuations; for the synthetic language also the
+share of their transitions that the truth forbids, the true cross-entropy of the allowed ones,
+and KL(truth || model) on held-out true text. A checkpoint per generation
 holds the model, the metrics and the continuations it generated, so a killed chain resumes
 after its last finished generation and ends with the same files.
 """
@@ -158,7 +159,12 @@ def score(model: GPT, model0: GPT, data: np.ndarray, prompts: np.ndarray, ref: R
         out[f"distinct_{n}"] = np.float64(text_metrics.distinct_n(data, n))
     if ref.truth is not None:
         text = data if prompts is None else np.concatenate([prompts[:, -1:], data], axis=1)
-        out["true_xent"] = np.float64(ref.truth.cross_entropy(text, start=None))
+        logp = ref.truth.token_log_probs(text, start=None)[:, 1:]
+        forbidden = np.isinf(logp)
+        # A transition the truth forbids has log p = -inf; report how often a generation writes one,
+        # and the true cross-entropy of the allowed ones (else one slip would make it infinite).
+        out["forbidden_share"] = np.float64(forbidden.mean())
+        out["true_xent"] = np.float64(-logp[~forbidden].mean()) if (~forbidden).any() else np.float64(np.inf)
         out["kl_truth_model"] = np.float64(_kl(model, ref, cfg))
     return out
 

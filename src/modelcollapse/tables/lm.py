@@ -73,27 +73,35 @@ def numbers(rows: list[dict[str, str]], *, examples: Sequence[int]) -> dict[str,
     """Headline numbers keyed by regime label and role (G1: first synthetic generation, Gmax: last)."""
     first = rows[0]
     out = {"lm.corpus": first["corpus"], "lm.init": first["init"], "lm.decoding": first["decoding"],
-           "lm.n_blocks": first["n_blocks"], "lm.examples": ", ".join(str(g) for g in examples)}
+           "lm.n_blocks": first["n_blocks"], "lm.examples": ", ".join(str(g) for g in examples),
+           "lm.vocab_size": first["vocab_size"], "lm.block_size": first["block_size"],
+           "lm.n_layers": first["n_layers"], "lm.d_model": first["d_model"], "lm.n_heads": first["n_heads"],
+           "lm.context": first["context"], "lm.params": latex_number(float(first["n_params"])),
+           "lm.num_beams": first["num_beams"], "lm.repetition_penalty": latex_number(float(first["repetition_penalty"]))}
     if math.isfinite(float(first["entropy_rate"])):
         out["lm.entropy_rate"] = latex_number(float(first["entropy_rate"]))
         out["lm.ppl_truth"] = latex_number(math.exp(float(first["entropy_rate"])))
         out["lm.truth_unigram_entropy"] = latex_number(float(first["truth_unigram_entropy"]))
     names = ("test_ppl", "data_ppl_median", "data_ppl_q90", "rare_share", "unigram_entropy", "distinct_2",
-             "distinct_4", "true_xent", "kl_truth_model", "val_loss")
-    for name in names:
-        stats = _stats(rows, name)
-        for label, by_gen in stats.items():
+             "distinct_4", "true_xent", "forbidden_share", "kl_truth_model", "val_loss")
+    # Keyed by role (R1, R2: the regimes in label order; R2 = R1 when only one ran), so the text
+    # fits any labels.
+    labels = sorted({r["label"] for r in rows})
+    for i, role in enumerate(("R1", "R2")):
+        label = labels[min(i, len(labels) - 1)]
+        r = next(r for r in rows if r["label"] == label)
+        out[f"lm.{role}.label"] = tex_escape(label)
+        out[f"lm.{role}.epochs"] = latex_number(float(r["epochs"]))
+        out[f"lm.{role}.regime"] = r["regime"].replace("_", r"\_")
+        out[f"lm.{role}.real_percent"] = latex_number(100 * float(r["real_fraction"]))
+        for name in names:
+            by_gen = _stats(rows, name)[label]
             gmax = max(by_gen)
-            out[f"lm.{label}.Gmax"] = str(gmax)
-            out[f"lm.{label}.chains"] = str(by_gen[0][2])
+            out[f"lm.{role}.Gmax"] = str(gmax)
+            out[f"lm.{role}.chains"] = str(by_gen[0][2])
             for tag, g in (("G0", 0), ("G1", min(1, gmax)), ("Gmax", gmax)):
                 mean, std, _ = by_gen[g]
                 if math.isfinite(mean):
-                    out[f"lm.{label}.{tag}.{name}"] = latex_number(mean)
-                    out[f"lm.{label}.{tag}.{name}_std"] = latex_number(std, 2)
-    for label in sorted({r["label"] for r in rows}):
-        r = next(r for r in rows if r["label"] == label)
-        out[f"lm.{label}.epochs"] = latex_number(float(r["epochs"]))
-        out[f"lm.{label}.regime"] = r["regime"].replace("_", r"\_")
-        out[f"lm.{label}.real_percent"] = latex_number(100 * float(r["real_fraction"]))
+                    out[f"lm.{role}.{tag}.{name}"] = latex_number(mean)
+                    out[f"lm.{role}.{tag}.{name}_std"] = latex_number(std, 2)
     return out

@@ -60,16 +60,23 @@ def numbers(rows: list[dict[str, str]], *, generations: Sequence[int]) -> dict[s
     chains = {r["regime"]: len({row["chain"] for row in rows if row["regime"] == r["regime"]}) for r in rows}
     out = {"vae.dataset": first["dataset"].replace("_", r"\_"), "vae.Gmax": str(gmax),
            "vae.chains": str(min(chains.values())), "vae.architecture": first["architecture"],
-           "vae.synthetic": first["synthetic"], "vae.n_train": first["n_train"],
+           "vae.synthetic": first["synthetic"], "vae.n_train": first["n_train"], "vae.latent": first["latent"],
+           "vae.epochs": first["epochs"], "vae.batch_size": first["batch_size"],
+           "vae.params": latex_number(float(first["n_params"])),
            "vae.classifier_accuracy": latex_number(100 * float(first["classifier_accuracy"])),
            "vae.reference_precision": latex_number(float(first["reference_precision"])),
            "vae.reference_recall": latex_number(float(first["reference_recall"])),
            "vae.reference_frechet": latex_number(float(first["reference_frechet"])),
            "vae.log10": latex_number(float(np.log(10)))}
-    for regime, by_gen in stats.items():
+    # Keyed by role (R1: the first regime, replace when present; R2: the second, or R1 again when
+    # only one ran), so the paper's text fits any list of regimes.
+    regimes = list(stats)
+    for i, role in enumerate(("R1", "R2")):
+        regime = regimes[min(i, len(regimes) - 1)]
+        out[f"vae.{role}.label"] = regime
         for tag, g in (("G0", 0), ("G1", min(1, gmax)), ("Gmax", gmax)):
             for name, _ in COLUMNS:
-                mean, std = by_gen[g][name]
-                out[f"vae.{regime}.{tag}.{name}"] = latex_number(mean)
-                out[f"vae.{regime}.{tag}.{name}_std"] = latex_number(std, 2)
+                mean, std = stats[regime][g][name]
+                out[f"vae.{role}.{tag}.{name}"] = latex_number(mean)
+                out[f"vae.{role}.{tag}.{name}_std"] = latex_number(std, 2)
     return out

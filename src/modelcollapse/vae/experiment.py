@@ -36,7 +36,8 @@ from flax import nnx
 
 from modelcollapse import checkpoint
 from modelcollapse.regimes import Regime, split_sizes, uniform_subset
-from modelcollapse.vae import classifier, metrics as image_metrics, models, train as vae_train
+from modelcollapse.vae import classifier, metrics as image_metrics, models
+from modelcollapse.vae.train import elbo_loss, encode_means, make_optimizer, sample_images
 
 ARCHITECTURES = ("mlp", "conv")
 SYNTHETIC_MODES = ("fresh", "fixed")
@@ -155,7 +156,7 @@ def train_generation(model: nnx.Module, cfg: VAEConfig, *, data: dict, mode: str
 def _runner(graphdef, learning_rate, weight_decay, mode, n_real, batch_size, conv):
     """(jitted run(params, opt_state, data, key, start, n) -> (params, opt_state, losses[n]),
     the optimizer, steps per call); cached so every generation reuses one compilation."""
-    optimizer = vae_train.make_optimizer(learning_rate=learning_rate, weight_decay=weight_decay)
+    optimizer = make_optimizer(learning_rate=learning_rate, weight_decay=weight_decay)
     if mode == "fresh":
         draw = _make_draw_fresh(graphdef, n_real, batch_size)
     else:
@@ -167,7 +168,7 @@ def _runner(graphdef, learning_rate, weight_decay, mode, n_real, batch_size, con
         x = draw(data, k_batch, i)
 
         def loss_fn(p):
-            loss, _ = vae_train.elbo_loss(nnx.merge(graphdef, p), x, k_loss)
+            loss, _ = elbo_loss(nnx.merge(graphdef, p), x, k_loss)
             return loss
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
@@ -208,8 +209,8 @@ def evaluate(model: nnx.Module, scorer: Scorer, cfg: VAEConfig, key: jax.Array) 
     features against the real test set (as many generated images as test images, at most
     eval_samples); the negative ELBO of real validation images (nats per image)."""
     k_sample, k_val = jax.random.split(key)
-    samples = np.asarray(models.sample_images(model, k_sample, cfg.eval_samples))
-    latent_means = np.asarray(models.encode_means(scorer.model0, samples[: cfg.latent_samples]))
+    samples = np.asarray(sample_images(model, k_sample, cfg.eval_samples))
+    latent_means = np.asarray(encode_means(scorer.model0, samples[: cfg.latent_samples]))
     probs = np.asarray(classifier.predict_proba(scorer.classifier, samples))
     hist = image_metrics.class_histogram(probs.argmax(axis=1), N_CLASSES)
     n_pr = min(len(scorer.real_features), cfg.eval_samples)
@@ -241,7 +242,7 @@ def _mean_loss(model, images, key, batch_size) -> float:
 
 @nnx.jit
 def _batch_loss(model, x, key):
-    return vae_train.elbo_loss(model, x, key)[0]
+    return elbo_loss(model, x, key)[0]
 
 
 def reference_scores(scorer: Scorer) -> dict[str, np.ndarray]:
@@ -280,7 +281,7 @@ def _training_data(g, cfg, regime, real, previous, pool, key):
 def _synthetic_set(model, cfg, n_real_images, key) -> np.ndarray:
     """Generation g's fixed synthetic set, drawn from generation g-1 (`model`)."""
     size = cfg.synthetic_size or n_real_images
-    return np.asarray(models.sample_images(model, jax.random.fold_in(key, _SYNTH), size))
+    return np.asarray(sample_images(model, jax.random.fold_in(key, _SYNTH), size))
 
 
 def _checkpoint_path(directory, g) -> Path:
