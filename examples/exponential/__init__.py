@@ -1,0 +1,1 @@
+"""A new family (the exponential distribution, rate by maximum likelihood) and a new regime (a sliding window)."""
