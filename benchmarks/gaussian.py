@@ -17,7 +17,6 @@ import math
 import os
 import platform
 import random
-import time
 
 import jax
 import jax.numpy as jnp

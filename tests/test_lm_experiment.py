@@ -1,13 +1,12 @@
 """The recursive LM protocol: data per regime, prompts and model selection from the original data,
 resume after a kill, and the text metrics on known inputs."""
 
-import dataclasses
 
 import jax
 import numpy as np
 import pytest
 
-from modelcollapse import checkpoint, io
+from modelcollapse import checkpoint
 from modelcollapse.lm import experiment, metrics
 from modelcollapse.lm.corpus import CorpusConfig, build
 from modelcollapse.lm.model import GPTConfig

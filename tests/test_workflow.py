@@ -91,7 +91,9 @@ def test_c1_and_c2_give_byte_identical_files(smoke_run, tmp_path_factory):
     snakemake(repo, "--cores", "1")
     one, two = _produced(repo), _produced(smoke_run)
     assert one.keys() == two.keys()
-    differ = [name for name in one if one[name] != two[name] and not name.endswith(".provenance.json")]
+    # provenance records name the run's folder; timings.tex holds wall times: both legitimately differ
+    differ = [name for name in one if one[name] != two[name]
+              and not name.endswith(".provenance.json") and name != "paper/generated/timings.tex"]
     assert differ == []
 
 

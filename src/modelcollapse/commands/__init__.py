@@ -52,6 +52,52 @@ def write_summary(args, argv, summarize_file, *, order: tuple[str, ...], check=N
     record(args.out, argv, inputs=args.inputs)
 
 
+def distinct_runs(*keys: str):
+    """A `write_summary` check: every input is a different run (by `keys`) over the same generations."""
+    def check(rows):
+        runs = {tuple(r[k] for k in keys) for r in rows}
+        if len(runs) * len({r["generation"] for r in rows}) != len(rows):
+            raise ValueError(f"inputs must be distinct ({', '.join(keys)}) runs with the same generations")
+    return check
+
+
+def figure_inputs(args, *, from_summary: bool, summary_from: str, results_from: str) -> list[str]:
+    """Check a `figure` command's sources before drawing: kinds drawn from the summary CSV read
+    --summary only, the others --results only. Returns the input paths (for provenance)."""
+    check_output(args.out, ".pdf")
+    if from_summary:
+        if not args.summary or args.results:
+            raise ValueError(f"--kind {args.kind} reads --summary (the CSV of `{summary_from}`), not --results")
+        inputs = [args.summary]
+    else:
+        if not args.results or args.summary:
+            raise ValueError(f"--kind {args.kind} reads --results (the .npz files of `{results_from}`), "
+                             f"not --summary")
+        inputs = list(args.results)
+    check_inputs(inputs)
+    return inputs
+
+
+def add_config_source(parser: argparse.ArgumentParser) -> None:
+    """--config FILE | --config-json TEXT: steps that read the whole workflow config."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="a workflow config YAML file")
+    source.add_argument("--config-json", help="the effective config as JSON (what Snakemake passes)")
+
+
+def config_from_args(args) -> dict:
+    """The validated config of `add_config_source`'s options."""
+    import json
+
+    from modelcollapse.config import check_config, load_config
+
+    if args.config_json is not None:
+        config = json.loads(args.config_json)
+        check_config(config)
+        return config
+    return load_config(args.config)
+
+
 def check_output(path: str, suffix: str) -> None:
     if Path(path).suffix != suffix:
         raise ValueError(f"output {path} must end in {suffix}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
-                                    record, regime_from_args, write_summary)
+from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, distinct_runs,
+                                    figure_inputs, nonnegative_int, record, regime_from_args, write_summary)
 
 # Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
 # (tests/test_gmm.py checks they match).
@@ -67,29 +67,17 @@ def summarize(args, argv):
                 "init": str(data["init"])}
         return keys, stats
 
-    def check(rows):
-        families = {tuple(r[k] for k in ("data", "regime")) for r in rows}
-        if len(families) * len({r["generation"] for r in rows}) != len(rows):
-            raise ValueError("inputs must be distinct (data, regime) families with the same generations")
-
-    write_summary(args, argv, one, order=("data", "regime"), check=check)
+    write_summary(args, argv, one, order=("data", "regime"), check=distinct_runs("data", "regime"))
 
 
 def figure(args, argv):
     from modelcollapse.plots import gmm as plot
 
-    check_output(args.out, ".pdf")
+    inputs = figure_inputs(args, from_summary=args.kind == "distance", summary_from="gmm summarize",
+                           results_from="gmm simulate")
     if args.kind == "distance":
-        if not args.summary or args.results:
-            raise ValueError("--kind distance reads --summary (the CSV of `gmm summarize`), not --results")
-        inputs = [args.summary]
-        check_inputs(inputs)
         written = plot.plot_distance(io.read_csv(args.summary), args.out)
     else:
-        if not args.results or args.summary:
-            raise ValueError("--kind snapshots reads --results (the .npz files of `gmm simulate`), not --summary")
-        inputs = args.results
-        check_inputs(inputs)
         written = plot.plot_snapshots([_snapshots(path) for path in inputs], args.out)
     record(written, argv, inputs=inputs)
 

@@ -9,27 +9,17 @@ the same files as the workflow.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import add_platform, check_inputs, check_output, nonnegative_int, record, write_summary
+from modelcollapse.commands import (add_config_source, check_inputs, check_output, config_from_args, distinct_runs,
+                                    figure_inputs, nonnegative_int, record, write_summary)
 
 SCALARS = ("test_ppl", "val_loss", "unigram_entropy", "rare_share", "distinct_1", "distinct_2", "distinct_3",
            "distinct_4", "true_xent", "forbidden_share", "kl_truth_model", "data_ppl_median", "data_ppl_mean",
            "data_ppl_q90")
-
-
-def _config(args) -> dict:
-    from modelcollapse.config import check_config, load_config
-
-    if args.config_json is not None:
-        config = json.loads(args.config_json)
-        check_config(config)
-        return config
-    return load_config(args.config)
 
 
 def corpus_config(block):
@@ -64,7 +54,7 @@ def corpus_cmd(args, argv):
     from modelcollapse import runtime
     from modelcollapse.lm import corpus
 
-    config = _config(args)
+    config = config_from_args(args)
     check_output(args.out, ".npz")
     runtime.configure(config["platform"])
     cfg = corpus_config(config["lm"])
@@ -89,7 +79,7 @@ def pretrain(args, argv):
     from modelcollapse.lm import experiment
     from modelcollapse.lm.train import train
 
-    config = _config(args)
+    config = config_from_args(args)
     check_output(args.out, ".npz")
     runtime.configure(config["platform"])
     data = _load_corpus(args.corpus)
@@ -117,7 +107,7 @@ def chain(args, argv):
     from modelcollapse.lm.model import param_count
     from modelcollapse.regimes import Regime
 
-    config = _config(args)
+    config = config_from_args(args)
     block = config["lm"]
     check_output(args.out, ".npz")
     entry = regime_entry(block, args.regime)
@@ -185,29 +175,17 @@ def summarize(args, argv):
                 stats[name] = data[name] if name in data else np.full(len(data["generation"]), np.nan)
         return keys, stats
 
-    def check(rows):
-        chains = {(r["label"], r["chain"]) for r in rows}
-        if len(chains) * len({r["generation"] for r in rows}) != len(rows):
-            raise ValueError("inputs must be distinct (regime label, chain) runs with the same generations")
-
-    write_summary(args, argv, one, order=("label", "chain"), check=check)
+    write_summary(args, argv, one, order=("label", "chain"), check=distinct_runs("label", "chain"))
 
 
 def figure(args, argv):
     from modelcollapse.plots import lm as plot
 
-    check_output(args.out, ".pdf")
+    inputs = figure_inputs(args, from_summary=args.kind == "metrics", summary_from="lm summarize",
+                           results_from="lm chain")
     if args.kind == "metrics":
-        if not args.summary or args.results:
-            raise ValueError("--kind metrics reads --summary (the CSV of `lm summarize`), not --results")
-        inputs = [args.summary]
-        check_inputs(inputs)
         written = plot.plot_metrics(io.read_csv(args.summary), args.out)
     else:
-        if not args.results or args.summary:
-            raise ValueError("--kind perplexity reads --results (the .npz files of `lm chain`), not --summary")
-        inputs = args.results
-        check_inputs(inputs)
         written = plot.plot_perplexity([_perplexity_arrays(p) for p in inputs], args.generations, args.out)
     record(written, argv, inputs=inputs)
 
@@ -242,27 +220,21 @@ def _example_arrays(path) -> dict:
         return {name: data[name] for name in ("label", "chain", "example_prompts", "example_texts")}
 
 
-def _add_config(p) -> None:
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", help="a workflow config YAML file (its lm block)")
-    source.add_argument("--config-json", help="the effective config as JSON (what Snakemake passes)")
-
-
 def register(subparsers) -> None:
     steps = subparsers.add_parser("lm", help="recursive language model").add_subparsers(dest="step", required=True)
     p = steps.add_parser("corpus", help="tokenize and block the corpus; writes .npz")
-    _add_config(p)
+    add_config_source(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=corpus_cmd)
 
     p = steps.add_parser("pretrain", help="the base model of init: base; writes .npz")
-    _add_config(p)
+    add_config_source(p)
     p.add_argument("--corpus", required=True, help="the .npz of `lm corpus`")
     p.add_argument("--out", required=True)
     p.set_defaults(func=pretrain)
 
     p = steps.add_parser("chain", help="run (or resume) one chain of generations; writes .npz")
-    _add_config(p)
+    add_config_source(p)
     p.add_argument("--corpus", required=True, help="the .npz of `lm corpus`")
     p.add_argument("--regime", required=True, help="a label of config lm.regimes (e.g. A, B)")
     p.add_argument("--chain", type=nonnegative_int, required=True, help="chain index (its own random numbers)")

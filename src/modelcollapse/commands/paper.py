@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 from modelcollapse import io
-from modelcollapse.commands import check_output, command_line
+from modelcollapse.commands import add_config_source, check_output, command_line, config_from_args
 
 
 def check_config(args, argv):
@@ -17,19 +17,24 @@ def check_config(args, argv):
 
 def provenance(args, argv):
     from modelcollapse import runtime
-    from modelcollapse.config import check_config as check, load_config
     from modelcollapse.paper import provenance_tex
 
-    if args.config_json is not None:
-        config = json.loads(args.config_json)
-        check(config)
-    else:
-        config = load_config(args.config)
+    config = config_from_args(args)
     check_output(args.out, ".tex")
     runtime.configure(config["platform"])
     record = io.provenance(command=command_line(argv), seed=config["seed"], config=config)
     io.write_text(args.out, provenance_tex(record, config))
     io.write_provenance(args.out, record)
+
+
+def timings(args, argv):
+    from modelcollapse.paper import timings_tex
+
+    check_output(args.out, ".tex")
+    missing = [p for p in args.inputs if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"benchmark file(s) not found: {', '.join(missing)}")
+    io.write_text(args.out, timings_tex(sorted(args.inputs)))
 
 
 def build(args, argv):
@@ -46,11 +51,13 @@ def register(subparsers) -> None:
 
     steps = subparsers.add_parser("paper", help="paper inputs and PDF").add_subparsers(dest="step", required=True)
     p = steps.add_parser("provenance", help="the reproducibility appendix for a config")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", help="a config YAML file")
-    source.add_argument("--config-json", help="the effective config as JSON (what Snakemake passes)")
+    add_config_source(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=provenance)
+    p = steps.add_parser("timings", help="the appendix's table of job wall times from benchmark files")
+    p.add_argument("--out", required=True)
+    p.add_argument("inputs", nargs="+", help="Snakemake benchmark .tsv files (results/timings/*.tsv)")
+    p.set_defaults(func=timings)
     p = steps.add_parser("build", help="latexmk the paper into a PDF")
     p.add_argument("--tex", required=True)
     p.add_argument("--out", required=True)

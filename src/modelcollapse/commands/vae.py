@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
-                                    record, regime_from_args, write_summary)
+from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, distinct_runs,
+                                    figure_inputs, nonnegative_int, record, regime_from_args, write_summary)
 
 # Choices repeated here so that building the parser does not import JAX (tests check they match).
 DATASETS = ("digits", "mnist", "fashion_mnist")
@@ -135,34 +135,21 @@ def summarize(args, argv):
                                                      "reference_frechet")}
         return keys, {"generation": data["generation"]} | {name: data[name] for name in SCALARS}
 
-    def check(rows):
-        chains = {(r["dataset"], r["regime"], r["chain"]) for r in rows}
-        if len(chains) * len({r["generation"] for r in rows}) != len(rows):
-            raise ValueError("inputs must be distinct (dataset, regime, chain) runs with the same generations")
-
-    write_summary(args, argv, one, order=("dataset", "regime", "chain"), check=check)
+    write_summary(args, argv, one, order=("dataset", "regime", "chain"),
+                  check=distinct_runs("dataset", "regime", "chain"))
 
 
 def figure(args, argv):
     from modelcollapse.plots import vae as plot
 
-    check_output(args.out, ".pdf")
+    inputs = figure_inputs(args, from_summary=args.kind == "metrics", summary_from="vae summarize",
+                           results_from="vae chain")
     if args.kind == "metrics":
-        if not args.summary or args.results:
-            raise ValueError("--kind metrics reads --summary (the CSV of `vae summarize`), not --results")
-        inputs = [args.summary]
-        check_inputs(inputs)
         written = plot.plot_metrics(io.read_csv(args.summary), args.out)
+    elif args.kind == "samples":
+        written = plot.plot_samples([io.load_npz(path) for path in inputs], args.generations, args.out)
     else:
-        if not args.results or args.summary:
-            raise ValueError(f"--kind {args.kind} reads --results (the .npz files of `vae chain`), not --summary")
-        inputs = args.results
-        check_inputs(inputs)
-        runs = [io.load_npz(path) for path in inputs]
-        if args.kind == "samples":
-            written = plot.plot_samples(runs, args.generations, args.out)
-        else:
-            written = plot.plot_latent_density(runs, args.out)
+        written = plot.plot_latent_density([io.load_npz(path) for path in inputs], args.out)
     record(written, argv, inputs=inputs)
 
 

@@ -100,11 +100,20 @@ def _int_seed(key) -> int:
     return int(jax.random.randint(key, (), 0, 2**31 - 1))
 
 
+@functools.lru_cache(maxsize=8)
+def _pure_fns(model_config: GPTConfig):
+    """(apply_full, decode_fn, init_cache) of one architecture, built once: they are static jit
+    arguments, so every generation's model (same graph, new state) reuses one compilation."""
+    template = nnx.eval_shape(lambda: GPT(model_config, rngs=nnx.Rngs(0)))
+    apply_full, decode_fn = model_fns(template)
+    log_probs = jax.jit(lambda state, x: jax.nn.log_softmax(apply_full(state, x), axis=-1))
+    return log_probs, decode_fn, functools.partial(init_cache, template)
+
+
 def continue_blocks(model: GPT, prompts: np.ndarray, cfg: LMConfig, key, *, new_tokens: int) -> np.ndarray:
     """Each prompt's next `new_tokens` tokens under `model` with the configured decoding: int32 [n, new]."""
-    _, decode_fn = model_fns(model)
-    decoder = lm_generate.Decoder(state=nnx.state(model), decode_fn=decode_fn,
-                                  init_cache=functools.partial(init_cache, model))
+    _, decode_fn, make_cache = _pure_fns(cfg.model)
+    decoder = lm_generate.Decoder(state=nnx.state(model), decode_fn=decode_fn, init_cache=make_cache)
     return np.asarray(lm_generate.generate(
         decoder, prompts, max_new_tokens=new_tokens, key=key, mode=cfg.decoding, temperature=cfg.temperature,
         top_k=cfg.top_k, top_p=cfg.top_p, num_beams=cfg.num_beams, repetition_penalty=cfg.repetition_penalty,
@@ -171,8 +180,7 @@ def score(model: GPT, model0: GPT, data: np.ndarray, prompts: np.ndarray, ref: R
 
 def _kl(model: GPT, ref: Reference, cfg: LMConfig) -> float:
     """KL(truth || model) per token over positions 1..T-1 of held-out true blocks."""
-    apply_full, _ = model_fns(model)
-    logits_fn = jax.jit(lambda state, x: jax.nn.log_softmax(apply_full(state, x), axis=-1))
+    logits_fn = _pure_fns(cfg.model)[0]
     blocks = ref.test_blocks[: cfg.kl_blocks]
     state = nnx.state(model)
     total, count = 0.0, 0

@@ -219,7 +219,7 @@ def evaluate(model: nnx.Module, scorer: Scorer, cfg: VAEConfig, key: jax.Array) 
     return {
         "latent_means": latent_means.astype(np.float32),
         "latent_std": np.float64(latent_means.std()),
-        "density": image_metrics.kde(latent_means.ravel(), KDE_GRID).astype(np.float64),
+        "density": _density(latent_means.ravel()),
         "class_hist": np.asarray(hist, np.float64),
         "class_entropy": np.float64(image_metrics.entropy(hist)),
         "confidence": np.float64(image_metrics.mean_confidence(probs)),
@@ -229,6 +229,13 @@ def evaluate(model: nnx.Module, scorer: Scorer, cfg: VAEConfig, key: jax.Array) 
         "real_nelbo": np.float64(_mean_loss(model, scorer.validation, k_val, cfg.batch_size)),
         "grid_images": samples[: cfg.grid_images, ..., 0].astype(np.float32),
     }
+
+
+def _density(values: np.ndarray) -> np.ndarray:
+    """KDE on KDE_GRID; a fully collapsed generation (all means equal) gets a narrow fixed kernel,
+    since Scott's rule needs a spread."""
+    bandwidth = None if np.std(values) > 1e-6 else 0.01
+    return image_metrics.kde(values, KDE_GRID, bandwidth=bandwidth).astype(np.float64)
 
 
 def _mean_loss(model, images, key, batch_size) -> float:
