@@ -64,6 +64,23 @@ BAD = [
     ("gaussian.schedules.kinds", ["cubic"], "gaussian.schedules.kinds[0]", "superlinear"),
     ("gaussian.multivariate.sample_size", 3, "gaussian.multivariate.sample_size", "must exceed"),
     ("gaussian.multivariate.correlation", -0.6, "gaussian.multivariate.correlation", "positive definite"),
+    ("vae.dataset", "cifar10", "vae.dataset", "mnist"),
+    ("vae.latent_samples", 500, "vae.latent_samples", "at most vae.eval_samples"),
+    ("vae.regimes", ["replace", "accumulate"], "vae.regimes[1]", "needs vae.synthetic: fixed"),
+    ("vae.regimes", [{"name": "mix", "real_fraction": 0.1, "real_source": "fresh"}], "vae.regimes[0]",
+     "only 'original'"),
+    ("vae.table_generations", [0, 50], "vae.table_generations", "at most"),
+    ("vae.channels", [64], "vae.channels", "too short"),
+    ("lm.model.context", 16, "lm.model.context", "2 x lm.corpus.block_size - 1"),
+    ("lm.model.n_heads", 3, "lm.model.d_model", "multiple of lm.model.n_heads"),
+    ("lm.corpus.name", "ptb", "lm.corpus.name", "wikitext2"),
+    ("lm.decoding.mode", "nucleus", "lm.decoding.mode", "beam"),
+    ("lm.decoding.top_p", 1.5, "lm.decoding.top_p", "maximum"),
+    ("lm.regimes", [{"label": "A", "regime": "replace", "epochs": 1}, {"label": "A", "regime": "replace",
+                                                                       "epochs": 2}],
+     "lm.regimes[1].label", "used twice"),
+    ("lm.regimes", [{"label": "A B", "regime": "replace", "epochs": 1}], "lm.regimes[0].label", "match"),
+    ("lm.histogram_generations", [50], "lm.histogram_generations", "at most lm.generations"),
 ]
 
 
@@ -109,3 +126,16 @@ def test_snakemake_rejects_bad_config_before_any_job(workflow_copy):
     assert run.returncode != 0
     assert "config key 'gaussian.sample_sizes[1]'" in run.stdout + run.stderr
     assert not (workflow_copy / "results").exists()
+
+
+def test_a_step_can_be_given_only_its_block():
+    config = _smoke()
+    lm_only = {k: config[k] for k in ("seed", "platform", "lm")}
+    check_config(lm_only, blocks=("lm",))  # what the LM rules pass: other blocks cannot rerun them
+    with pytest.raises(ConfigError, match="'lm' is a required property"):
+        check_config({k: config[k] for k in ("seed", "platform")}, blocks=("lm",))
+    with pytest.raises(ConfigError, match="'(gaussian|discrete|gmm|vae|paper)' is a required property"):
+        check_config(lm_only)
+    bad = _set(copy.deepcopy(lm_only), "lm.model.context", 16)
+    with pytest.raises(ConfigError, match="lm.model.context"):
+        check_config(bad, blocks=("lm",))

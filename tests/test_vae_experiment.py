@@ -103,3 +103,17 @@ def test_changed_settings_start_afresh(parts, tmp_path):
     experiment.run_chain(_cfg(generations=1, epochs=2), log=lines.append, **run)
     assert "other settings" in lines[0]
     assert checkpoint.load_meta(tmp_path / "generation_001.npz")["identity"]["config"]["epochs"] == 2
+
+
+def test_fresh_batches_put_the_real_share_first_and_decode_the_rest():
+    import jax
+    import jax.numpy as jnp
+
+    model = experiment.build_model(_cfg(), (8, 8, 1), 0)
+    graphdef, state = nnx.split(model)
+    batch = experiment._batch_fn(graphdef, "fresh", 6, 64)
+    x = np.asarray(batch(jax.random.key(0), 3, jnp.full((100, 8, 8, 1), 7.0), state))
+    assert x.shape == (64, 8, 8, 1)
+    assert np.all(x[:6] == 7.0)  # real rows (the test's marker value)
+    assert np.all((x[6:] > 0) & (x[6:] < 1))  # decoder means of the previous generation
+    assert experiment._batch_fn(graphdef, "fresh", 6, 64) is batch  # one object: one compilation

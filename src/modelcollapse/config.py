@@ -62,18 +62,25 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{key}': {error.message}{hint}"
 
 
-def check_config(config: Mapping[str, Any]) -> None:
-    """Raise ConfigError for the first problem found (schema errors first, deepest key first)."""
-    validator = jsonschema.Draft202012Validator(schema())
+def check_config(config: Mapping[str, Any], *, blocks: tuple[str, ...] | None = None) -> None:
+    """Raise ConfigError for the first problem found (schema errors first, deepest key first).
+
+    blocks: check only these family blocks (plus the shared top-level keys), for a step that is
+    given just the part of the config it depends on (so Snakemake reruns it only when that changes).
+    """
+    full = schema()
+    if blocks is not None:
+        shared = [k for k, v in full["properties"].items() if v.get("type") != "object"]
+        full = dict(full, required=[k for k in full["required"] if k in shared or k in blocks])
+    validator = jsonschema.Draft202012Validator(full)
     errors = sorted(validator.iter_errors(config), key=lambda e: (-len(e.absolute_path), e.message))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_describe(best))
-    _check_gaussian(config["gaussian"])
-    _check_discrete(config["discrete"])
-    _check_gmm(config["gmm"])
-    _check_vae(config["vae"])
-    _check_lm(config["lm"])
+    for name, check in (("gaussian", _check_gaussian), ("discrete", _check_discrete), ("gmm", _check_gmm),
+                        ("vae", _check_vae), ("lm", _check_lm)):
+        if name in config:
+            check(config[name])
 
 
 # A pool of stored points (accumulate_subsample) costs 4 bytes x replicates x M x generations.
@@ -219,7 +226,7 @@ def _check_lm(block) -> None:
         if r.real_source == "fresh":
             raise ConfigError(f"config key '{key}.regime': real_source 'fresh' is not available for the language "
                               f"model (its real share is a subset of the original blocks); use 'original'")
-        if labels.count(entry["label"]) > 1:
+        if entry["label"] in labels[:i]:
             raise ConfigError(f"config key '{key}.label': {entry['label']!r} is used twice")
     for name in ("histogram_generations", "example_generations"):
         if not any(g <= block["generations"] for g in block[name]):

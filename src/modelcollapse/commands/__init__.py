@@ -85,15 +85,16 @@ def add_config_source(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config-json", help="the effective config as JSON (what Snakemake passes)")
 
 
-def config_from_args(args) -> dict:
-    """The validated config of `add_config_source`'s options."""
+def config_from_args(args, *, blocks: tuple[str, ...] | None = None) -> dict:
+    """The validated config of `add_config_source`'s options. With `blocks`, --config-json may
+    hold only those family blocks and the shared top-level keys (seed, platform, data_dir)."""
     import json
 
     from modelcollapse.config import check_config, load_config
 
     if args.config_json is not None:
         config = json.loads(args.config_json)
-        check_config(config)
+        check_config(config, blocks=blocks)
         return config
     return load_config(args.config)
 

@@ -54,7 +54,7 @@ def corpus_cmd(args, argv):
     from modelcollapse import runtime
     from modelcollapse.lm import corpus
 
-    config = config_from_args(args)
+    config = config_from_args(args, blocks=("lm",))
     check_output(args.out, ".npz")
     runtime.configure(config["platform"])
     cfg = corpus_config(config["lm"])
@@ -79,7 +79,7 @@ def pretrain(args, argv):
     from modelcollapse.lm import experiment
     from modelcollapse.lm.train import train
 
-    config = config_from_args(args)
+    config = config_from_args(args, blocks=("lm",))
     check_output(args.out, ".npz")
     runtime.configure(config["platform"])
     data = _load_corpus(args.corpus)
@@ -107,7 +107,7 @@ def chain(args, argv):
     from modelcollapse.lm.model import param_count
     from modelcollapse.regimes import Regime
 
-    config = config_from_args(args)
+    config = config_from_args(args, blocks=("lm",))
     block = config["lm"]
     check_output(args.out, ".npz")
     entry = regime_entry(block, args.regime)

@@ -37,7 +37,7 @@ from flax import nnx
 from modelcollapse import checkpoint
 from modelcollapse.regimes import Regime, split_sizes, uniform_subset
 from modelcollapse.vae import classifier, metrics as image_metrics, models
-from modelcollapse.vae.train import elbo_loss, encode_means, make_optimizer, sample_images
+from modelcollapse.vae.train import elbo_loss, encode_means, make_optimizer, sample_images, train as train_vae
 
 ARCHITECTURES = ("mlp", "conv")
 SYNTHETIC_MODES = ("fresh", "fixed")
@@ -104,8 +104,9 @@ def _int_seed(key) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Batches. `data` is an explicit argument of the jitted runner (never a closure constant), so one
-# compilation serves every generation with the same shapes.
+# Batches: pure functions of (key, step, *batch_args) for `vae.train.train`. The data are jit
+# arguments (never closure constants) and each function object is built once per (architecture,
+# mode, sizes), so one compilation serves every generation with the same shapes.
 
 def _epoch_rows(key, step, per_step: int, n: int):
     """Rows of `per_step` items for `step` of an epoch-wise shuffle of range(n): [per_step] int32."""
@@ -115,74 +116,40 @@ def _epoch_rows(key, step, per_step: int, n: int):
     return perm[(within * per_step + jnp.arange(per_step)) % n]
 
 
-def _draw_fixed(data, key, step, *, batch_size):
-    rows = _epoch_rows(key, step, batch_size, data["images"].shape[0])
-    return data["images"][rows]
+@functools.lru_cache(maxsize=16)
+def _batch_fn(graphdef, mode: str, n_real: int, batch_size: int):
+    """fixed: shuffled epochs of `images`; fresh: `n_real` real rows (their own shuffled epochs)
+    then decoder means of z ~ N(0, I) from the previous generation's frozen state."""
+    if mode == "fixed":
+        def fixed(key, step, images):
+            return images[_epoch_rows(key, step, batch_size, images.shape[0])]
+        return fixed
 
-
-def _make_draw_fresh(graphdef, n_real: int, batch_size: int):
-    def draw(data, key, step):
-        prev = nnx.merge(graphdef, data["previous"])
-        n_syn = batch_size - n_real
+    def fresh(key, step, images, previous):
+        prev = nnx.merge(graphdef, previous)
         k_real, k_z = jax.random.split(key)
-        z = jax.random.normal(k_z, (n_syn, prev.latent))
+        z = jax.random.normal(k_z, (batch_size - n_real, prev.latent))
         # stop_gradient: the previous generation is frozen data, not a parameter
         synthetic = jax.lax.stop_gradient(jax.nn.sigmoid(prev.decode(z)))
         if n_real == 0:
             return synthetic
-        real = data["images"][_epoch_rows(k_real, step, n_real, data["images"].shape[0])]
+        real = images[_epoch_rows(k_real, step, n_real, images.shape[0])]
         return jnp.concatenate([real, synthetic], axis=0)
-    return draw
+    return fresh
 
 
 def train_generation(model: nnx.Module, cfg: VAEConfig, *, data: dict, mode: str, n_real: int,
                      steps: int, key: jax.Array) -> tuple[nnx.Module, optax.OptState, np.ndarray]:
-    """Train `model` for `steps` Adam steps on batches drawn from `data` (see `_draw`); returns
-    (model, optimizer state, per-step losses [steps])."""
-    graphdef, params = nnx.split(model)
-    runner, optimizer, per_call = _runner(graphdef, cfg.learning_rate, cfg.weight_decay, mode, n_real,
-                                          cfg.batch_size, cfg.architecture == "conv")
-    opt_state = optimizer.init(params)
-    losses, done = [], 0
-    while done < steps:
-        n = min(per_call, steps - done)
-        params, opt_state, loss = runner(params, opt_state, data, key, jnp.int32(done), n)
-        losses.append(np.asarray(loss))
-        done += n
-    return nnx.merge(graphdef, params), opt_state, np.concatenate(losses)
-
-
-@functools.lru_cache(maxsize=16)
-def _runner(graphdef, learning_rate, weight_decay, mode, n_real, batch_size, conv):
-    """(jitted run(params, opt_state, data, key, start, n) -> (params, opt_state, losses[n]),
-    the optimizer, steps per call); cached so every generation reuses one compilation."""
-    optimizer = make_optimizer(learning_rate=learning_rate, weight_decay=weight_decay)
-    if mode == "fresh":
-        draw = _make_draw_fresh(graphdef, n_real, batch_size)
-    else:
-        draw = functools.partial(_draw_fixed, batch_size=batch_size)
-
-    def step(carry, i):
-        params, opt_state, data, key = carry
-        k_batch, k_loss = jax.random.split(jax.random.fold_in(key, i))
-        x = draw(data, k_batch, i)
-
-        def loss_fn(p):
-            loss, _ = elbo_loss(nnx.merge(graphdef, p), x, k_loss)
-            return loss
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, data, key), loss
-
-    def run(params, opt_state, data, key, start, n):
-        (params, opt_state, _, _), loss = jax.lax.scan(
-            step, (params, opt_state, data, key), start + jnp.arange(n, dtype=jnp.int32))
-        return params, opt_state, loss
-
-    # A conv gradient inside a rolled scan runs ~85x slower on XLA's CPU backend, so conv
-    # models take one step per call; dense ones several (fewer dispatches).
-    return jax.jit(run, static_argnums=5), optimizer, (1 if conv else 16)
+    """Train `model` for `steps` Adam steps on batches drawn from `data`; returns (model,
+    optimizer state, per-step losses [steps])."""
+    graphdef = nnx.graphdef(model)
+    batch_args = (jnp.asarray(data["images"]),) + ((data["previous"],) if mode == "fresh" else ())
+    # The config holds the paper's weight decay, which torch adds to the gradient of a loss SUMMED
+    # over the batch; our loss is the per-example mean, so the same relative decay is wd / batch.
+    optimizer = make_optimizer(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay / cfg.batch_size)
+    model, history = train_vae(model, batch_fn=_batch_fn(graphdef, mode, n_real, cfg.batch_size),
+                               steps=steps, optimizer=optimizer, key=key, batch_args=batch_args)
+    return model, history["opt_state"], history["loss"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,7 +232,7 @@ def reference_scores(scorer: Scorer) -> dict[str, np.ndarray]:
 # The chain.
 
 def _training_data(g, cfg, regime, real, previous, pool, key):
-    """(data, mode, n_real, n_items) for generation g: what `_runner` draws batches from."""
+    """(data, mode, n_real, n_items) for generation g: what `_batch_fn` draws batches from."""
     if g == 0:
         return {"images": real}, "fixed", 0, len(real)
     if cfg.synthetic == "fresh":
