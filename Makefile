@@ -23,7 +23,7 @@ report: $(VENV)/.installed  ## Snakemake's HTML report of the last run
 	$(BIN)/snakemake --configfile $(CONFIG) --report report.html
 
 benchmark: $(VENV)/.installed  ## timing tables, not tests (a few minutes each)
-	for b in gaussian discrete gmm; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in gaussian discrete gmm vae lm; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 install: $(VENV)/.installed
 

@@ -35,12 +35,12 @@ def regime_entry(block, label: str) -> dict:
     return block["regimes"][labels.index(label)]
 
 
-def lm_config(block, *, vocab_size: int, epochs: float):
+def lm_config(block, *, vocab_size: int, epochs: float, decoding: dict | None = None):
     from modelcollapse.lm.experiment import LMConfig
     from modelcollapse.lm.model import GPTConfig
     from modelcollapse.lm.train import OptimizerConfig
 
-    decoding = block["decoding"]
+    decoding = block["decoding"] | (decoding or {})  # a regime may override the shared decoding
     return LMConfig(model=GPTConfig(vocab_size=vocab_size, **block["model"]),
                     optimizer=OptimizerConfig(**block["optimizer"]), generations=block["generations"],
                     epochs=float(epochs), batch_size=block["batch_size"], eval_every=block["eval_every"],
@@ -114,7 +114,7 @@ def chain(args, argv):
     regime = Regime.from_config(entry["regime"])
     runtime.configure(config["platform"])
     data = _load_corpus(args.corpus)
-    cfg = lm_config(block, vocab_size=int(data["vocab_size"]), epochs=entry["epochs"])
+    cfg = lm_config(block, vocab_size=int(data["vocab_size"]), epochs=entry["epochs"], decoding=entry.get("decoding"))
     base_state, inputs = None, [args.corpus]
     if cfg.init == "base":
         if not args.base:
@@ -192,7 +192,7 @@ def figure(args, argv):
 
 def _perplexity_arrays(path) -> dict:
     with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in ("label", "chain", "generation", "data_ppl", "test_ppl")}
+        return {name: data[name] for name in ("label", "chain", "decoding", "generation", "data_ppl", "test_ppl")}
 
 
 def table(args, argv):

@@ -20,6 +20,10 @@ METRICS = (
 )
 
 
+# Perplexities span orders of magnitude between regimes (beam search can jump 100-fold).
+LOG_SCALE = ("test_ppl", "data_ppl_median")
+
+
 def _by_label(runs):
     out: dict[str, list] = {}
     for run in runs:
@@ -46,7 +50,7 @@ def plot_perplexity(runs: list[dict[str, np.ndarray]], generations, out_pdf: str
                 ax_h.hist(pooled[g], bins=bins, density=True, histtype="step", lw=1.2, color=color,
                           label="real data" if g == 0 else f"generation {g}")
             ax_h.set(xscale="log", xlabel="perplexity of a block under the generation-0 model",
-                     ylabel="density", title=f"regime {label}")
+                     ylabel="density", title=f"regime {label} ({group[0]['decoding']})")
             ax_h.legend(frameon=False, fontsize=6.5, ncol=2)
             g_all = np.arange(n_gen)
             test = np.stack([run["test_ppl"] for run in group])
@@ -76,10 +80,11 @@ def plot_metrics(rows: list[dict[str, str]], out_pdf: str) -> list:
                 chains = [d for (lab, _), d in per_chain.items() if lab == label]
                 g = chains[0]["generation"]
                 values = np.stack([d[name] for d in chains])
+                decoding = next(r["decoding"] for r in rows if r["label"] == label)
                 ax.plot(g, values.mean(axis=0), color=palette[label], lw=1.3, marker="o", ms=2.5,
-                        label=f"regime {label} ({len(chains)} chains)")
+                        label=f"regime {label}: {decoding} ({len(chains)} chains)")
                 ax.fill_between(g, values.min(axis=0), values.max(axis=0), color=palette[label], alpha=0.2, lw=0)
-            ax.set(xlabel="generation", ylabel=ylabel)
+            ax.set(xlabel="generation", ylabel=ylabel, yscale="log" if name in LOG_SCALE else "linear")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if truth:
             axes[0, 0].axhline(np.exp(float(rows[0]["entropy_rate"])), color="0.4", ls=":", lw=1,
@@ -88,8 +93,8 @@ def plot_metrics(rows: list[dict[str, str]], out_pdf: str) -> list:
                                label="truth")
         for ax in axes.ravel()[len(shown):]:
             ax.axis("off")
-        axes[0, 0].legend(frameon=False, fontsize=7)
-        fig.suptitle(f"corpus {rows[0]['corpus']}, decoding {rows[0]['decoding']}: mean over chains, band = range",
-                     fontsize=9)
-        fig.tight_layout()
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False, fontsize=7)
+        fig.suptitle(f"corpus {rows[0]['corpus']}: mean over chains, band = range", fontsize=9)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
         return save(fig, out_pdf)

@@ -51,8 +51,8 @@ def plot_samples(runs: list[dict[str, np.ndarray]], generations, out_pdf: str) -
 
 def plot_latent_density(runs: list[dict[str, np.ndarray]], out_pdf: str) -> list:
     """The paper's figure: the density of latent means of generated images under the generation-0
-    encoder, one ridge per generation, one panel per regime (densities averaged over the given
-    chains of that regime)."""
+    encoder, one ridge per generation (each scaled to its peak), one panel per regime (densities
+    averaged over the given chains of that regime)."""
     by_regime: dict[str, list] = {}
     for run in runs:
         by_regime.setdefault(_label(run), []).append(run)
@@ -62,14 +62,16 @@ def plot_latent_density(runs: list[dict[str, np.ndarray]], out_pdf: str) -> list
             grid = group[0]["kde_grid"]
             density = np.mean([run["density"] for run in group], axis=0)  # [G + 1, grid]
             n_gen = density.shape[0]
-            step = 0.6 * float(density.max())
+            # Each ridge scaled to its own peak (1.6 rows high): the shapes are what narrows; a
+            # shared scale would flatten the early, wide generations to nothing.
+            shape = density / np.maximum(density.max(axis=1, keepdims=True), 1e-300) * 1.6
             palette = colors(n_gen)
             for g in range(n_gen - 1, -1, -1):  # back to front
-                base = g * step
-                ax.fill_between(grid, base, base + density[g], color=palette[g], alpha=0.8, lw=0.6,
-                                edgecolor="white")
+                ax.fill_between(grid, g, g + shape[g], color=palette[g], alpha=0.85, lw=0.6, edgecolor="white")
             ticks = sorted({0, n_gen // 2, n_gen - 1})
-            ax.set_yticks([g * step for g in ticks], [str(g) for g in ticks])
+            ax.set_yticks(ticks, [str(g) for g in ticks])
+            spread = grid[np.any(shape > 0.02, axis=0)]
+            ax.set_xlim(min(spread.min(), -1.0), max(spread.max(), 1.0))
             ax.set(xlabel="latent mean (generation-0 encoder)", ylabel="generation",
                    title=f"{label}, {len(group)} chain{'s' * (len(group) > 1)}")
         fig.tight_layout()

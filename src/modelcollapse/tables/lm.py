@@ -84,13 +84,14 @@ def numbers(rows: list[dict[str, str]], *, examples: Sequence[int]) -> dict[str,
         out["lm.truth_unigram_entropy"] = latex_number(float(first["truth_unigram_entropy"]))
     names = ("test_ppl", "data_ppl_median", "data_ppl_q90", "rare_share", "unigram_entropy", "distinct_2",
              "distinct_4", "true_xent", "forbidden_share", "kl_truth_model", "val_loss")
-    # Keyed by role (R1, R2: the regimes in label order; R2 = R1 when only one ran), so the text
-    # fits any labels.
+    # Keyed by role (R1, R2, R3: the regimes in label order; the last one repeats when fewer ran),
+    # so the text fits any labels.
     labels = sorted({r["label"] for r in rows})
-    for i, role in enumerate(("R1", "R2")):
+    for i, role in enumerate(("R1", "R2", "R3")):
         label = labels[min(i, len(labels) - 1)]
         r = next(r for r in rows if r["label"] == label)
         out[f"lm.{role}.label"] = tex_escape(label)
+        out[f"lm.{role}.decoding"] = r["decoding"]
         out[f"lm.{role}.epochs"] = latex_number(float(r["epochs"]))
         out[f"lm.{role}.regime"] = r["regime"].replace("_", r"\_")
         out[f"lm.{role}.real_percent"] = latex_number(100 * float(r["real_fraction"]))
