@@ -52,6 +52,15 @@ def write_summary(args, argv, summarize_file, *, order: tuple[str, ...], check=N
     record(args.out, argv, inputs=args.inputs)
 
 
+def add_summarize(steps, func, help: str) -> argparse.ArgumentParser:
+    """The `summarize` subcommand every family has: --out CSV and the .npz inputs."""
+    p = steps.add_parser("summarize", help=help)
+    p.add_argument("--out", required=True)
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=func)
+    return p
+
+
 def distinct_runs(*keys: str):
     """A `write_summary` check: every input is a different run (by `keys`) over the same generations."""
     def check(rows):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
-                                    record, regime_from_args, write_summary)
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, check_inputs, check_output,
+                                    nonnegative_int, record, regime_from_args, write_summary)
 
 
 def _config(args):
@@ -133,10 +133,7 @@ def register(subparsers) -> None:
     add_platform(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=simulate)
-    p = steps.add_parser("summarize", help="per-generation statistics and theory of several .npz; writes CSV")
-    p.add_argument("--out", required=True)
-    p.add_argument("inputs", nargs="+")
-    p.set_defaults(func=summarize)
+    add_summarize(steps, summarize, "per-generation statistics and theory of several .npz; writes CSV")
     p = steps.add_parser("figure", help="the fit-and-sample figure from the summary CSV")
     p.add_argument("--summary", required=True)
     p.add_argument("--kind", choices=sorted(FIGURES), default="main")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, distinct_runs,
-                                    figure_inputs, nonnegative_int, record, regime_from_args, write_summary)
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, check_inputs, check_output,
+                                    distinct_runs, figure_inputs, nonnegative_int, record, regime_from_args,
+                                    write_summary)
 
 # Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
 # (tests/test_gmm.py checks they match).
@@ -135,10 +136,7 @@ def register(subparsers) -> None:
     add_platform(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=simulate)
-    p = steps.add_parser("summarize", help="per-generation statistics of several .npz; writes CSV")
-    p.add_argument("--out", required=True)
-    p.add_argument("inputs", nargs="+")
-    p.set_defaults(func=summarize)
+    add_summarize(steps, summarize, "per-generation statistics of several .npz; writes CSV")
     p = steps.add_parser("figure", help="the L2-distance figure (from the CSV) or the snapshot grid (from .npz)")
     p.add_argument("--kind", choices=["distance", "snapshots"], required=True)
     p.add_argument("--summary", help="distance: the summary CSV")

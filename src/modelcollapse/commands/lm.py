@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_config_source, check_inputs, check_output, config_from_args, distinct_runs,
-                                    figure_inputs, nonnegative_int, record, write_summary)
+from modelcollapse.commands import (add_config_source, add_summarize, check_inputs, check_output, config_from_args,
+                                    distinct_runs, figure_inputs, nonnegative_int, record, write_summary)
 
 SCALARS = ("test_ppl", "val_loss", "unigram_entropy", "rare_share", "distinct_1", "distinct_2", "distinct_3",
            "distinct_4", "true_xent", "forbidden_share", "kl_truth_model", "data_ppl_median", "data_ppl_mean",
@@ -243,10 +243,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=chain)
 
-    p = steps.add_parser("summarize", help="per-generation metrics of several chains; writes CSV")
-    p.add_argument("--out", required=True)
-    p.add_argument("inputs", nargs="+")
-    p.set_defaults(func=summarize)
+    add_summarize(steps, summarize, "per-generation metrics of several chains; writes CSV")
 
     p = steps.add_parser("figure", help="perplexity panels (from .npz) or tail/diversity metrics (from the CSV)")
     p.add_argument("--kind", choices=["perplexity", "metrics"], required=True)

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, distinct_runs,
-                                    figure_inputs, nonnegative_int, record, regime_from_args, write_summary)
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, check_inputs, check_output,
+                                    distinct_runs, figure_inputs, nonnegative_int, record, regime_from_args,
+                                    write_summary)
 
 # Choices repeated here so that building the parser does not import JAX (tests check they match).
 DATASETS = ("digits", "mnist", "fashion_mnist")
@@ -213,10 +214,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=chain)
 
-    p = steps.add_parser("summarize", help="per-generation metrics of several chains; writes CSV")
-    p.add_argument("--out", required=True)
-    p.add_argument("inputs", nargs="+")
-    p.set_defaults(func=summarize)
+    add_summarize(steps, summarize, "per-generation metrics of several chains; writes CSV")
 
     p = steps.add_parser("figure", help="sample grids or latent densities (from .npz), metrics (from the CSV)")
     p.add_argument("--kind", choices=["samples", "density", "metrics"], required=True)

@@ -254,7 +254,8 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
         per_generation.append(metrics)
         examples.append(example)
         log(f"generation {g}: test ppl {metrics['test_ppl']:.2f}, val loss {metrics['val_loss']:.3f} "
-            f"(best step {int(metrics['best_step'])}), data ppl under gen 0 median {np.median(metrics['data_ppl']):.2f}, "
+            f"(best step {int(metrics['best_step'])}), "
+            f"data ppl under gen 0 median {np.median(metrics['data_ppl']):.2f}, "
             f"distinct-2 {metrics['distinct_2']:.3f}, rare share {metrics['rare_share']:.3f}")
         previous = model
 

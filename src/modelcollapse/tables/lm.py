@@ -77,7 +77,8 @@ def numbers(rows: list[dict[str, str]], *, examples: Sequence[int]) -> dict[str,
            "lm.vocab_size": first["vocab_size"], "lm.block_size": first["block_size"],
            "lm.n_layers": first["n_layers"], "lm.d_model": first["d_model"], "lm.n_heads": first["n_heads"],
            "lm.context": first["context"], "lm.params": latex_number(float(first["n_params"])),
-           "lm.num_beams": first["num_beams"], "lm.repetition_penalty": latex_number(float(first["repetition_penalty"]))}
+           "lm.num_beams": first["num_beams"],
+           "lm.repetition_penalty": latex_number(float(first["repetition_penalty"]))}
     if math.isfinite(float(first["entropy_rate"])):
         out["lm.entropy_rate"] = latex_number(float(first["entropy_rate"]))
         out["lm.ppl_truth"] = latex_number(math.exp(float(first["entropy_rate"])))
