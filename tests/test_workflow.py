@@ -113,3 +113,11 @@ def test_deleting_a_figure_rebuilds_only_that_figure(smoke_run):
         assert other not in out
     assert (smoke_run / "figures" / "gaussian_fit.pdf").exists()
     assert results == {p: p.stat().st_mtime_ns for p in results}
+
+
+def test_report_has_every_figure_with_its_caption(smoke_run):
+    snakemake(smoke_run, "--report", "report.html")
+    html = (smoke_run / "report.html").read_text(errors="replace")
+    for figure in sorted((smoke_run / "figures").glob("*.pdf")):
+        assert figure.name in html, figure.name
+    assert "latent means of 100 generated images" in html  # a caption rendered (vae_latent_density.rst)
