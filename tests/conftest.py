@@ -26,6 +26,23 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+class Killed(Exception):
+    """Stands for a job killed mid-chain: raised from a chain's `log` callback."""
+
+
+def kill_at(prefix: str):
+    """A chain `log` callback that 'kills' the run when a line starts with `prefix`."""
+    def log(line: str) -> None:
+        if line.startswith(prefix):
+            raise Killed
+    return log
+
+
+def assert_same_files(dir_a: Path, dir_b: Path, names) -> None:
+    for name in names:
+        assert (dir_a / name).read_bytes() == (dir_b / name).read_bytes(), name
+
+
 @pytest.fixture
 def workflow_copy(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path / "repo")

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import Killed, assert_same_files, kill_at
 from modelcollapse import checkpoint
 from modelcollapse.lm import experiment, metrics
 from modelcollapse.lm.corpus import CorpusConfig, build
@@ -104,17 +105,9 @@ def test_killed_chain_resumes_to_identical_files(corpus, tmp_path):
     regime = Regime(name="accumulate")
     whole = experiment.run_chain(cfg, seed=1, chain=2, regime=regime, corpus=data, ref=ref,
                                  checkpoint_dir=tmp_path / "whole", log=lambda s: None)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_generation_1(line):
-        if line.startswith("generation 1"):
-            raise Killed
-
     with pytest.raises(Killed):
         experiment.run_chain(cfg, seed=1, chain=2, regime=regime, corpus=data, ref=ref,
-                             checkpoint_dir=tmp_path / "killed", log=kill_after_generation_1)
+                             checkpoint_dir=tmp_path / "killed", log=kill_at("generation 1"))
     assert checkpoint.latest(tmp_path / "killed")[0] == 1
     lines = []
     resumed = experiment.run_chain(cfg, seed=1, chain=2, regime=regime, corpus=data, ref=ref,
@@ -123,9 +116,7 @@ def test_killed_chain_resumes_to_identical_files(corpus, tmp_path):
     assert whole.keys() == resumed.keys()
     for name in whole:
         np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
-    for g in range(3):
-        name = f"generation_{g:03d}.npz"
-        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "killed" / name).read_bytes()
+    assert_same_files(tmp_path / "whole", tmp_path / "killed", [f"generation_{g:03d}.npz" for g in range(3)])
 
 
 def test_checkpoints_of_other_settings_are_not_resumed(corpus, tmp_path):
@@ -137,6 +128,15 @@ def test_checkpoints_of_other_settings_are_not_resumed(corpus, tmp_path):
     experiment.run_chain(_cfg(generations=1, epochs=1.0), seed=0, chain=0, regime=Regime(), corpus=data, ref=ref,
                          checkpoint_dir=tmp_path, log=lines.append)
     assert "other settings" in lines[0]
+
+
+def test_fresh_real_data_is_a_clear_error(corpus, tmp_path):
+    corpus_cfg, data = corpus
+    regime = Regime(name="mix", real_fraction=0.1, real_source="fresh")
+    with pytest.raises(ValueError, match="only 'original' is available"):
+        experiment.run_chain(_cfg(), seed=0, chain=0, regime=regime, corpus=data, ref=_ref(corpus_cfg, data),
+                             checkpoint_dir=tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing started
 
 
 def test_context_too_short_is_a_clear_error(corpus, tmp_path):

@@ -54,3 +54,20 @@ def test_missing_latexmk_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="apt-get install texlive-latex-base"):
         paper.build_pdf(tex, tmp_path / "main.pdf")
     assert not (tmp_path / "main.pdf").exists()
+
+
+def test_timings_table_lists_every_job_longest_first_with_provenance(tmp_path):
+    from modelcollapse.cli import main
+    from modelcollapse.io import provenance_path
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for name, seconds in (("fast_job", 1.25), ("slow_job", 30.5)):
+        (tmp_path / f"{name}.tsv").write_text(header + f"{seconds}\t0:00:01\t40.0\t1\t1\t1\t0\t0\t0\t{seconds / 2}\n")
+    out = tmp_path / "timings.tex"
+    assert main(["paper", "timings", "--out", str(out), str(tmp_path / "fast_job.tsv"),
+                 str(tmp_path / "slow_job.tsv")]) == 0
+    text = out.read_text()
+    assert text.index(r"slow\_job") < text.index(r"fast\_job")
+    assert r"\texttt{slow\_job} & 30.5 & 15.2 & 40" in text and "all 2 jobs (sum) & 32 & 16" in text
+    assert provenance_path(out).exists()
+    assert main(["paper", "timings", "--out", str(out), str(tmp_path / "missing.tsv")]) == 2

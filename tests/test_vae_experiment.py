@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import Killed, assert_same_files, kill_at
 from modelcollapse import checkpoint
 from modelcollapse.regimes import Regime
 from modelcollapse.vae import classifier, experiment
@@ -71,24 +72,14 @@ def test_killed_chain_resumes_to_identical_files(parts, tmp_path, synthetic, reg
     cfg = _cfg(synthetic=synthetic, synthetic_size=64)
     run = dict(seed=0, chain=1, regime=regime, train_images=train, scorer_parts=scorer)
     whole = experiment.run_chain(cfg, checkpoint_dir=tmp_path / "whole", log=lambda s: None, **run)
-
-    class Killed(Exception):
-        pass
-
-    def kill(line):
-        if line.startswith("generation 1"):
-            raise Killed
-
     with pytest.raises(Killed):
-        experiment.run_chain(cfg, checkpoint_dir=tmp_path / "killed", log=kill, **run)
+        experiment.run_chain(cfg, checkpoint_dir=tmp_path / "killed", log=kill_at("generation 1"), **run)
     lines = []
     resumed = experiment.run_chain(cfg, checkpoint_dir=tmp_path / "killed", log=lines.append, **run)
     assert lines[0] == f"resuming after generation 1 (checkpoints in {tmp_path / 'killed'})"
     for name in whole:
         np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
-    for g in range(3):
-        name = f"generation_{g:03d}.npz"
-        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "killed" / name).read_bytes()
+    assert_same_files(tmp_path / "whole", tmp_path / "killed", [f"generation_{g:03d}.npz" for g in range(3)])
     assert whole["grid_images"].shape == (3, 4, 8, 8)
     assert whole["density"].shape == (3, len(experiment.KDE_GRID))
     np.testing.assert_allclose(whole["class_hist"].sum(axis=1), 1.0)

@@ -108,10 +108,11 @@ def latest(directory: str | os.PathLike, pattern: str = r"generation_(\d+)\.npz"
     return max(found) if found else None
 
 
-def load_flat(path: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
-    """The leaves of a flat dict tree `name` (e.g. per-generation metrics) without a template."""
-    prefix = name + "/"
-    return {k[len(prefix):]: v for k, v in io.load_npz(path).items() if k.startswith(prefix)}
+def load_flat(path: str | os.PathLike, *names: str) -> dict[str, dict[str, np.ndarray]]:
+    """The leaves of flat dict trees (e.g. per-generation metrics) without a template, the file
+    read once: {name: {leaf: array}} for each of `names`."""
+    stored = io.load_npz(path)
+    return {name: {k[len(name) + 1:]: v for k, v in stored.items() if k.startswith(name + "/")} for name in names}
 
 
 def resume_point(directory: str | os.PathLike, identity: Mapping[str, Any], last: int, log=print) -> int:

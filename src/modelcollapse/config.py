@@ -98,6 +98,16 @@ def _regime(value, key: str):
         raise ConfigError(f"config key '{key}': {err}") from None
 
 
+def _supported(regime, key: str, **family) -> None:
+    """regimes.check_supported with the config key in the message."""
+    from modelcollapse.regimes import check_supported
+
+    try:
+        check_supported(regime, **family)
+    except ValueError as err:
+        raise ConfigError(f"config key '{key}': {err}") from None
+
+
 def _check_pool(regime, *, key: str, replicates: int, sample_size: int, generations: int) -> None:
     need = 4 * replicates * sample_size * generations
     if regime.name == "accumulate_subsample" and need > MAX_POOL_BYTES:
@@ -194,12 +204,10 @@ def _check_vae(v) -> None:
     for i, value in enumerate(v["regimes"]):
         key = f"vae.regimes[{i}]"
         r = _regime(value, key)
-        if r.name in ("accumulate", "accumulate_subsample") and v["synthetic"] != "fixed":
-            raise ConfigError(f"config key '{key}': {r.name} pools earlier generations' synthetic sets; "
-                              f"it needs vae.synthetic: fixed (got {v['synthetic']!r})")
-        if r.real_source == "fresh":
-            raise ConfigError(f"config key '{key}': real_source 'fresh' needs draws from the true distribution; "
-                              f"images have only 'original' (a subset of the real training set)")
+        # the rule of vae.experiment.check_regime, stated with the config's key names
+        _supported(r, key, can_pool=v["synthetic"] == "fixed",
+                   pool_needs=f"vae.synthetic: fixed (got {v['synthetic']!r})",
+                   real_data="images have no truth to sample (the real share is a subset of the training set):")
         if r.label in labels:
             raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
         labels.append(r.label)
@@ -223,9 +231,8 @@ def _check_lm(block) -> None:
     for i, entry in enumerate(block["regimes"]):
         key = f"lm.regimes[{i}]"
         r = _regime(entry["regime"], key + ".regime")
-        if r.real_source == "fresh":
-            raise ConfigError(f"config key '{key}.regime': real_source 'fresh' is not available for the language "
-                              f"model (its real share is a subset of the original blocks); use 'original'")
+        _supported(r, key + ".regime", can_pool=True,
+                   real_data="the language model's real share is a subset of the original blocks:")
         if entry["label"] in labels[:i]:
             raise ConfigError(f"config key '{key}.label': {entry['label']!r} is used twice")
     for name in ("histogram_generations", "example_generations"):

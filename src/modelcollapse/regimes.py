@@ -70,6 +70,22 @@ class Regime:
         return f"mix{self.real_fraction:g}" + ("-fresh" if self.real_source == "fresh" else "")
 
 
+POOLING = ("accumulate", "accumulate_subsample")
+
+
+def check_supported(regime: Regime, *, can_pool: bool, pool_needs: str = "", real_data: str) -> None:
+    """Reject, before any work, a regime a family cannot run; ValueError says why.
+
+    can_pool: the family can keep earlier generations' data (else `pool_needs` says what it would
+    take); real_data: what its real data are, for families with no truth to draw fresh data from.
+    """
+    if regime.name in POOLING and not can_pool:
+        raise ValueError(f"regime {regime.name!r} pools earlier generations' synthetic sets; it needs {pool_needs}")
+    if regime.real_source == "fresh":
+        raise ValueError(f"regime real_source 'fresh' needs draws from the true distribution; {real_data} "
+                         f"only 'original' is available")
+
+
 def split_sizes(regime: Regime, sample_size: int) -> tuple[int, int]:
     """(real, synthetic) points in a generation >= 1 training set, for the non-accumulating regimes.
 

@@ -61,6 +61,32 @@ def add_summarize(steps, func, help: str) -> argparse.ArgumentParser:
     return p
 
 
+def write_texts(argv, outputs, build, *, inputs, config=None) -> None:
+    """The `table` step every family shares: check the .tex outputs and the inputs, build every
+    text (`build()` -> one string per output; a bad request raises before anything is written),
+    write them atomically, one provenance record beside each."""
+    outputs = list(outputs)
+    for path in outputs:
+        check_output(path, ".tex")
+    check_inputs(inputs)
+    texts = build()
+    for path, text in zip(outputs, texts, strict=True):
+        io.write_text(path, text)
+    record(outputs, argv, config=config, inputs=inputs)
+
+
+def add_table(steps, func, help: str = "the paper's table and numbers from the summary CSV"):
+    """The `table` subcommand's shared options (--summary, --generations, --table, --numbers); a
+    family adds its own to the returned parser."""
+    p = steps.add_parser("table", help=help)
+    p.add_argument("--summary", required=True)
+    p.add_argument("--generations", type=nonnegative_int, nargs="+", required=True)
+    p.add_argument("--table", required=True)
+    p.add_argument("--numbers", required=True)
+    p.set_defaults(func=func)
+    return p
+
+
 def distinct_runs(*keys: str):
     """A `write_summary` check: every input is a different run (by `keys`) over the same generations."""
     def check(rows):

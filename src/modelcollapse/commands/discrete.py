@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, check_inputs, check_output, nonnegative_int,
-                                    record, regime_from_args)
+from modelcollapse.commands import (add_platform, add_regime, add_table, check_inputs, check_output,
+                                    nonnegative_int, record, regime_from_args, write_texts)
 
 # Keys every chain summary row starts with, in the sort order of the CSV.
 ROW_KEYS = ("regime", "num_symbols", "exponent", "sample_size", "replicates")
@@ -122,15 +122,13 @@ def table(args, argv):
     from modelcollapse.paper import macro_lines
     from modelcollapse.tables import discrete as tables
 
-    for path in (args.table, args.absorption_table, args.numbers):
-        check_output(path, ".tex")
-    check_inputs([args.summary, args.absorption])
-    rows, absorbed = io.read_csv(args.summary), io.read_csv(args.absorption)
-    io.write_text(args.table, tables.table_tex(rows, args.generations))
-    io.write_text(args.absorption_table, tables.absorption_table_tex(absorbed))
-    io.write_text(args.numbers, macro_lines(tables.numbers(rows, absorbed)))
-    record((args.table, args.absorption_table, args.numbers), argv, config={"generations": args.generations},
-           inputs=[args.summary, args.absorption])
+    def build():
+        rows, absorbed = io.read_csv(args.summary), io.read_csv(args.absorption)
+        return (tables.table_tex(rows, args.generations), tables.absorption_table_tex(absorbed),
+                macro_lines(tables.numbers(rows, absorbed)))
+
+    write_texts(argv, (args.table, args.absorption_table, args.numbers), build,
+                inputs=[args.summary, args.absorption], config={"generations": args.generations})
 
 
 def register(subparsers) -> None:
@@ -166,11 +164,6 @@ def register(subparsers) -> None:
     p.add_argument("--ranks", required=True, help="the --ranks-out CSV of summarize")
     p.add_argument("--out", required=True, help="PDF path; the PNG is written beside it")
     p.set_defaults(func=figure)
-    p = steps.add_parser("table", help="the paper's tables and numbers from the summary CSVs")
-    p.add_argument("--summary", required=True)
+    p = add_table(steps, table, help="the paper's tables and numbers from the summary CSVs")
     p.add_argument("--absorption", required=True, help="the CSV of `discrete absorption`")
-    p.add_argument("--generations", type=nonnegative_int, nargs="+", required=True)
-    p.add_argument("--table", required=True)
     p.add_argument("--absorption-table", required=True)
-    p.add_argument("--numbers", required=True)
-    p.set_defaults(func=table)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, check_inputs, check_output,
-                                    nonnegative_int, record, regime_from_args, write_summary)
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs,
+                                    check_output, nonnegative_int, record, regime_from_args, write_summary,
+                                    write_texts)
 
 
 def _config(args):
@@ -86,32 +87,27 @@ def table(args, argv):
     from modelcollapse.paper import macro_lines
     from modelcollapse.tables import gaussian as tables
 
-    check_output(args.table, ".tex")
-    check_output(args.numbers, ".tex")
-    check_inputs([args.summary])
-    rows = io.read_csv(args.summary)
-    io.write_text(args.table, tables.table_tex(rows, args.generations))
-    io.write_text(args.numbers, macro_lines(tables.numbers(rows, replicates=args.replicates)))
-    record((args.table, args.numbers), argv, config={"generations": args.generations}, inputs=[args.summary])
+    def build():
+        rows = io.read_csv(args.summary)
+        return tables.table_tex(rows, args.generations), macro_lines(tables.numbers(rows, replicates=args.replicates))
+
+    write_texts(argv, (args.table, args.numbers), build, inputs=[args.summary],
+                config={"generations": args.generations})
 
 
 def numbers(args, argv):
     from modelcollapse.paper import macro_lines
     from modelcollapse.tables import gaussian as tables
 
-    check_output(args.out, ".tex")
-    if args.table:
-        check_output(args.table, ".tex")
-        if args.kind != "regimes":
-            raise ValueError(f"--table is available for --kind regimes only, not {args.kind!r}")
-    check_inputs([args.summary])
-    rows = io.read_csv(args.summary)
-    io.write_text(args.out, macro_lines(getattr(tables, NUMBERS[args.kind])(rows)))
-    written = [args.out]
-    if args.table:
-        io.write_text(args.table, tables.regimes_table(rows))
-        written.append(args.table)
-    record(written, argv, inputs=[args.summary])
+    if args.table and args.kind != "regimes":
+        raise ValueError(f"--table is available for --kind regimes only, not {args.kind!r}")
+
+    def build():
+        rows = io.read_csv(args.summary)
+        texts = [macro_lines(getattr(tables, NUMBERS[args.kind])(rows))]
+        return texts + ([tables.regimes_table(rows)] if args.table else [])
+
+    write_texts(argv, [args.out] + ([args.table] if args.table else []), build, inputs=[args.summary])
 
 
 def register(subparsers) -> None:
@@ -145,10 +141,5 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--table", help="regimes only: also write the comparison table here")
     p.set_defaults(func=numbers)
-    p = steps.add_parser("table", help="the paper's table and numbers from the summary CSV")
-    p.add_argument("--summary", required=True)
-    p.add_argument("--generations", type=nonnegative_int, nargs="+", required=True)
+    p = add_table(steps, table)
     p.add_argument("--replicates", type=nonnegative_int, required=True)
-    p.add_argument("--table", required=True)
-    p.add_argument("--numbers", required=True)
-    p.set_defaults(func=table)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, check_inputs, check_output,
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_output,
                                     distinct_runs, figure_inputs, nonnegative_int, record, regime_from_args,
-                                    write_summary)
+                                    write_summary, write_texts)
 
 # Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
 # (tests/test_gmm.py checks they match).
@@ -94,15 +94,13 @@ def table(args, argv):
     from modelcollapse.paper import macro_lines
     from modelcollapse.tables import gmm as tables
 
-    check_output(args.table, ".tex")
-    check_output(args.numbers, ".tex")
-    check_inputs([args.summary])
-    rows = io.read_csv(args.summary)
-    table_text = tables.table_tex(rows, args.generations)  # checks the generations before writing anything
-    numbers = macro_lines(tables.numbers(rows, replicates=args.replicates, generations=args.generations))
-    io.write_text(args.table, table_text)
-    io.write_text(args.numbers, numbers)
-    record((args.table, args.numbers), argv, config={"generations": args.generations}, inputs=[args.summary])
+    def build():
+        rows = io.read_csv(args.summary)
+        return (tables.table_tex(rows, args.generations),
+                macro_lines(tables.numbers(rows, replicates=args.replicates, generations=args.generations)))
+
+    write_texts(argv, (args.table, args.numbers), build, inputs=[args.summary],
+                config={"generations": args.generations})
 
 
 def _float(text: str) -> float:
@@ -143,10 +141,5 @@ def register(subparsers) -> None:
     p.add_argument("--results", nargs="+", help="snapshots: simulate outputs, one row of panels each")
     p.add_argument("--out", required=True, help="PDF path; the PNG is written beside it")
     p.set_defaults(func=figure)
-    p = steps.add_parser("table", help="the paper's table and numbers from the summary CSV")
-    p.add_argument("--summary", required=True)
-    p.add_argument("--generations", type=nonnegative_int, nargs="+", required=True)
+    p = add_table(steps, table)
     p.add_argument("--replicates", type=nonnegative_int, required=True)
-    p.add_argument("--table", required=True)
-    p.add_argument("--numbers", required=True)
-    p.set_defaults(func=table)

@@ -15,7 +15,8 @@ import numpy as np
 
 from modelcollapse import io
 from modelcollapse.commands import (add_config_source, add_summarize, check_inputs, check_output, config_from_args,
-                                    distinct_runs, figure_inputs, nonnegative_int, record, write_summary)
+                                    distinct_runs, figure_inputs, nonnegative_int, record, write_summary,
+                                    write_texts)
 
 SCALARS = ("test_ppl", "val_loss", "unigram_entropy", "rare_share", "distinct_1", "distinct_2", "distinct_3",
            "distinct_4", "true_xent", "forbidden_share", "kl_truth_model", "data_ppl_median", "data_ppl_mean",
@@ -101,7 +102,7 @@ def pretrain(args, argv):
 def chain(args, argv):
     from flax import nnx
 
-    from modelcollapse import checkpoint, runtime
+    from modelcollapse import runtime
     from modelcollapse.lm import experiment
     from modelcollapse.lm import metrics as text_metrics
     from modelcollapse.lm.model import param_count
@@ -120,8 +121,7 @@ def chain(args, argv):
         if not args.base:
             raise ValueError("config lm.init is 'base': give --base (the .npz of `lm pretrain`)")
         check_inputs([args.base])
-        template = nnx.eval_shape(lambda: experiment.build_model(cfg, 0))
-        base_state = checkpoint.load(args.base, {"model": nnx.state(template)})[0]["model"]
+        base_state = nnx.state(experiment.load_model(cfg, args.base))
         inputs.append(args.base)
     corpus_cfg = corpus_config(block)
     truth = corpus_cfg.language() if corpus_cfg.name == "synthetic" else None
@@ -199,20 +199,14 @@ def table(args, argv):
     from modelcollapse.paper import macro_lines
     from modelcollapse.tables import lm as tables
 
-    check_output(args.table, ".tex")
-    check_output(args.examples, ".tex")
-    check_output(args.numbers, ".tex")
-    check_inputs([args.summary] + args.results)
-    rows = io.read_csv(args.summary)
-    table_text = tables.table_tex(rows)
-    examples = [_example_arrays(p) for p in args.results]
-    examples_text = tables.examples_tex(examples, args.generations)
-    numbers = macro_lines(tables.numbers(rows, examples=args.generations))
-    io.write_text(args.table, table_text)
-    io.write_text(args.examples, examples_text)
-    io.write_text(args.numbers, numbers)
-    record((args.table, args.examples, args.numbers), argv, config={"generations": args.generations},
-           inputs=[args.summary] + args.results)
+    def build():
+        rows = io.read_csv(args.summary)
+        examples = [_example_arrays(p) for p in args.results]
+        return (tables.table_tex(rows), tables.examples_tex(examples, args.generations),
+                macro_lines(tables.numbers(rows, examples=args.generations)))
+
+    write_texts(argv, (args.table, args.examples, args.numbers), build, inputs=[args.summary] + args.results,
+                config={"generations": args.generations})
 
 
 def _example_arrays(path) -> dict:

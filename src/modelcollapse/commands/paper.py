@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelcollapse import io
-from modelcollapse.commands import add_config_source, check_output, command_line, config_from_args
+from modelcollapse.commands import add_config_source, check_output, command_line, config_from_args, record
 
 
 def check_config(args, argv):
@@ -35,6 +35,7 @@ def timings(args, argv):
     if missing:
         raise FileNotFoundError(f"benchmark file(s) not found: {', '.join(missing)}")
     io.write_text(args.out, timings_tex(sorted(args.inputs)))
+    record(args.out, argv, inputs=sorted(args.inputs))
 
 
 def build(args, argv):

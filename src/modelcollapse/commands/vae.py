@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, check_inputs, check_output,
-                                    distinct_runs, figure_inputs, nonnegative_int, record, regime_from_args,
-                                    write_summary)
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs,
+                                    check_output, distinct_runs, figure_inputs, nonnegative_int, record,
+                                    regime_from_args, write_summary, write_texts)
 
 # Choices repeated here so that building the parser does not import JAX (tests check they match).
 DATASETS = ("digits", "mnist", "fashion_mnist")
@@ -92,6 +92,8 @@ def _vae_config(args):
 
 
 def chain(args, argv):
+    from flax import nnx
+
     from modelcollapse import runtime
     from modelcollapse.vae import classifier, experiment, models
 
@@ -116,8 +118,8 @@ def chain(args, argv):
     meta = {"dataset": args.dataset, "regime": regime.name, "regime_label": regime.label,
             "real_fraction": regime.real_fraction, "chain": args.chain, "architecture": cfg.architecture,
             "synthetic": cfg.synthetic, "n_train": len(train.images), "latent": cfg.latent, "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size, "n_params": models.count_params(experiment.build_model(
-                cfg, train.images.shape[1:], 0)), "classifier_accuracy":
+            "batch_size": cfg.batch_size, "n_params": models.count_params(nnx.eval_shape(
+                lambda: experiment.build_model(cfg, train.images.shape[1:], 0))), "classifier_accuracy":
             float(clf_meta.get("test_accuracy", np.nan))}
     io.save_npz(args.out, out | meta)
     record(args.out, argv, seed=args.seed, inputs=[args.classifier],
@@ -158,15 +160,12 @@ def table(args, argv):
     from modelcollapse.paper import macro_lines
     from modelcollapse.tables import vae as tables
 
-    check_output(args.table, ".tex")
-    check_output(args.numbers, ".tex")
-    check_inputs([args.summary])
-    rows = io.read_csv(args.summary)
-    table_text = tables.table_tex(rows, args.generations)  # checks the generations before writing anything
-    numbers = macro_lines(tables.numbers(rows, generations=args.generations))
-    io.write_text(args.table, table_text)
-    io.write_text(args.numbers, numbers)
-    record((args.table, args.numbers), argv, config={"generations": args.generations}, inputs=[args.summary])
+    def build():
+        rows = io.read_csv(args.summary)
+        return tables.table_tex(rows, args.generations), macro_lines(tables.numbers(rows, generations=args.generations))
+
+    write_texts(argv, (args.table, args.numbers), build, inputs=[args.summary],
+                config={"generations": args.generations})
 
 
 def _add_data(p) -> None:
@@ -225,9 +224,4 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="PDF path; the PNG is written beside it")
     p.set_defaults(func=figure)
 
-    p = steps.add_parser("table", help="the paper's table and numbers from the summary CSV")
-    p.add_argument("--summary", required=True)
-    p.add_argument("--generations", type=nonnegative_int, nargs="+", required=True)
-    p.add_argument("--table", required=True)
-    p.add_argument("--numbers", required=True)
-    p.set_defaults(func=table)
+    add_table(steps, table)

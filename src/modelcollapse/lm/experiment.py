@@ -44,7 +44,7 @@ from modelcollapse.lm import generate as lm_generate
 from modelcollapse.lm import likelihood, metrics as text_metrics
 from modelcollapse.lm.model import GPT, GPTConfig, init_cache, model_fns
 from modelcollapse.lm.train import OptimizerConfig, train
-from modelcollapse.regimes import Regime, split_sizes, uniform_subset
+from modelcollapse.regimes import Regime, check_supported, split_sizes, uniform_subset
 
 DECODINGS = ("beam", "sample", "greedy")
 INITS = ("scratch", "base")
@@ -203,6 +203,8 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
     and the example continuations [G + 1, examples, block]."""
     if cfg.init == "base" and base_state is None:
         raise ValueError("init 'base' needs the base model's state (see `pretrain`)")
+    check_supported(regime, can_pool=True,
+                    real_data="the language model's real share is a subset of the original blocks:")
     original = corpus["train"]
     block = original.shape[1]
     if cfg.model.context < 2 * block - 1:
@@ -216,14 +218,15 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
     per_generation, continuations, examples = [], [], []
     model0 = None
     for g in range(start):
-        trees = checkpoint.load_flat(_path(checkpoint_dir, g), "outputs")
-        per_generation.append(checkpoint.load_flat(_path(checkpoint_dir, g), "metrics"))
+        flat = checkpoint.load_flat(_path(checkpoint_dir, g), "outputs", "metrics")
+        trees = flat["outputs"]
+        per_generation.append(flat["metrics"])
         examples.append(trees["examples"])
         if "continuations" in trees:
             continuations.append(trees["continuations"])
         if g == 0:
-            model0 = _load_model(cfg, _path(checkpoint_dir, 0))
-    previous = _load_model(cfg, _path(checkpoint_dir, start - 1)) if start else None
+            model0 = load_model(cfg, _path(checkpoint_dir, 0))
+    previous = load_model(cfg, _path(checkpoint_dir, start - 1)) if start else None
 
     for g in range(start, cfg.generations + 1):
         if g >= 1 and len(continuations) < g:
@@ -263,7 +266,8 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
     return out | {"generation": np.arange(cfg.generations + 1), "examples": np.stack(examples)}
 
 
-def _load_model(cfg: LMConfig, path) -> GPT:
+def load_model(cfg: LMConfig, path) -> GPT:
+    """The model saved under "model" in a checkpoint (a generation's, or `pretrain`'s base model)."""
     model = nnx.eval_shape(lambda: build_model(cfg, 0))
     trees, _ = checkpoint.load(path, {"model": nnx.state(model)})
     nnx.update(model, trees["model"])

@@ -35,7 +35,7 @@ import optax
 from flax import nnx
 
 from modelcollapse import checkpoint
-from modelcollapse.regimes import Regime, split_sizes, uniform_subset
+from modelcollapse.regimes import POOLING, Regime, check_supported, split_sizes, uniform_subset
 from modelcollapse.vae import classifier, metrics as image_metrics, models
 from modelcollapse.vae.train import elbo_loss, encode_means, make_optimizer, sample_images, train as train_vae
 
@@ -84,12 +84,8 @@ class VAEConfig:
 
 def check_regime(regime: Regime, synthetic: str) -> None:
     """Reject regime / synthetic-mode pairs that have no meaning for images, before any work."""
-    if regime.name in ("accumulate", "accumulate_subsample") and synthetic != "fixed":
-        raise ValueError(f"regime {regime.name!r} pools earlier generations' synthetic sets; it needs "
-                         f"synthetic: fixed (got {synthetic!r})")
-    if regime.real_source == "fresh":
-        raise ValueError("regime real_source 'fresh' needs draws from the true distribution; for images "
-                         "only 'original' (a subset of the real training set) exists")
+    check_supported(regime, can_pool=synthetic == "fixed", pool_needs=f"synthetic: fixed (got {synthetic!r})",
+                    real_data="images have no truth to sample (the real share is a subset of the training set):")
 
 
 def build_model(cfg: VAEConfig, image_shape, seed: int) -> nnx.Module:
@@ -239,7 +235,7 @@ def _training_data(g, cfg, regime, real, previous, pool, key):
         n_real, _ = split_sizes(regime, cfg.batch_size)
         return {"images": real, "previous": nnx.state(previous)}, "fresh", n_real, len(real)
     size = cfg.synthetic_size or len(real)
-    if regime.name in ("accumulate", "accumulate_subsample"):
+    if regime.name in POOLING:
         images = np.concatenate([real] + pool)
         if regime.name == "accumulate_subsample":
             images = images[np.asarray(uniform_subset(jax.random.fold_in(key, _SUBSET), len(images), size))]
@@ -288,10 +284,10 @@ def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_im
         trees, _ = checkpoint.load(_checkpoint_path(checkpoint_dir, g), {"model": nnx.state(model)})
         nnx.update(model, trees["model"])
         models_kept[g] = model
-        per_generation.append(checkpoint.load_flat(_checkpoint_path(checkpoint_dir, g), "metrics"))
+        per_generation.append(checkpoint.load_flat(_checkpoint_path(checkpoint_dir, g), "metrics")["metrics"])
     scorer = Scorer(model0=models_kept.get(0), **scorer_parts) if start else None
     pool = []
-    if regime.name in ("accumulate", "accumulate_subsample"):  # redraw earlier sets: same keys, same bytes
+    if regime.name in POOLING:  # redraw earlier sets: same keys, same bytes
         pool = [_synthetic_set(models_kept[g - 1], cfg, len(train_images), keys[g]) for g in range(1, start)]
     previous = models_kept.get(start - 1)
     models_kept = {0: models_kept[0]} if 0 in models_kept else {}
