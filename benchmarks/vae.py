@@ -8,13 +8,16 @@ Trains, side by side in one run, with the same random batch (pixels uniform in [
     library default), JAX single jitted steps, PyTorch eager;
   - the paper's conv VAE (28x28x1, channels 64/128, latent 20, 647,081 parameters): JAX single
     jitted steps with the hand-written convolution gradients (the library default), JAX with a
-    4-step unrolled scan per call, PyTorch eager.
+    4-step unrolled scan per call, PyTorch eager;
+  - both library defaults once more compiled with XLA's default CPU options ('YNNPACK on'): the
+    library turns XLA's YNNPACK fusions off for the VAE family (`runtime.CPU_WITHOUT_YNNPACK`).
 Same loss (Bernoulli cross-entropy from logits summed over pixels + KL, mean over the batch) and
 Adam(lr 1e-3, coupled weight decay 1e-5) on both sides; PyTorch uses torch.set_num_threads(usable
 cores). Prints examples/second (best of --repeats timed runs of --steps steps, after warm-up), the
 JAX / PyTorch ratios against the targets (MLP >= 1.3x, conv >= 1.0x), and a per-layer table for the
 conv VAE: forward, input gradient and weight gradient of each convolution, in milliseconds, for
-our `vae.conv` functions, the stock XLA forms (autodiff of `lax` convolutions), and PyTorch
+our `vae.conv` functions, the stock XLA forms (autodiff of `lax` convolutions), both compiled
+as the library compiles them, and PyTorch
 (`aten.convolution_backward` with one output). Without torch the PyTorch columns are skipped with
 a note. On a shared machine, compare the ratios (measured in one run), not the absolute numbers.
 Always exits 0.
@@ -23,6 +26,7 @@ Always exits 0.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import time
@@ -35,16 +39,23 @@ from flax import nnx
 from jax import lax
 
 from modelcollapse import vae
+from modelcollapse.runtime import jit_with_cpu_options
 from modelcollapse.vae import conv as vconv
 
 from timing import best_of  # benchmarks/timing.py (the script's own folder is on sys.path)
+
+vae_train = importlib.import_module("modelcollapse.vae.train")  # the module; `vae.train` is its function
 
 MLP = dict(architecture="mlp", image_shape=(8, 8, 1), latent=8, hidden=(256, 128))
 CONV = dict(architecture="conv", image_shape=(28, 28, 1), latent=20, channels=(64, 128))
 
 
-def jax_examples_per_s(spec: dict, x: np.ndarray, *, steps: int, repeats: int, per_call: int, unroll) -> float:
-    """Training examples/s of `steps` steps (calls of `per_call` steps each) on the fixed batch x."""
+def jax_examples_per_s(spec: dict, x: np.ndarray, *, steps: int, repeats: int, per_call: int, unroll,
+                       xla_defaults: bool = False) -> float:
+    """Training examples/s of `steps` steps (calls of `per_call` steps each) on the fixed batch x.
+
+    xla_defaults: the same steps compiled with XLA's default CPU options (YNNPACK on) instead of the
+    library's options (`runtime.CPU_WITHOUT_YNNPACK`)."""
     model = vae.build_vae(spec["architecture"], image_shape=spec["image_shape"], latent=spec["latent"],
                           hidden=spec.get("hidden", (256, 128)), channels=spec.get("channels", (64, 128)))
     graphdef, state = nnx.split(model)
@@ -52,10 +63,14 @@ def jax_examples_per_s(spec: dict, x: np.ndarray, *, steps: int, repeats: int, p
     opt_state = optimizer.init(state)
     batch = (jnp.asarray(x),)
     key = jax.random.key(0)
-    if per_call == 1:
-        step = vae.make_train_step(graphdef, optimizer, lambda k, i, x: x)
+    batch_fn = lambda k, i, x: x  # noqa: E731
+    if xla_defaults:
+        chunk = jax.jit(vae_train._jit_chunk.__wrapped__, static_argnums=(0, 1, 2, 3, 4))
+        step = lambda s, o, k, i, b: chunk(graphdef, optimizer, batch_fn, per_call, unroll, s, o, k, i, b)  # noqa: E731
+    elif per_call == 1:
+        step = vae.make_train_step(graphdef, optimizer, batch_fn)
     else:
-        step = vae.make_train_chunk(graphdef, optimizer, lambda k, i, x: x, length=per_call, unroll=unroll)
+        step = vae.make_train_chunk(graphdef, optimizer, batch_fn, length=per_call, unroll=unroll)
     carry = [state, opt_state]
     steps = max(steps, per_call)
 
@@ -119,6 +134,7 @@ def layer_table(batch: int, repeats: int, with_torch: bool) -> list[tuple]:
     """Rows (layer, op, ours ms, stock XLA ms, torch ms) for the conv VAE's four convolutions."""
     rng = np.random.default_rng(0)
     dn = ("NHWC", "HWIO", "NHWC")
+    jit = jit_with_cpu_options  # as the library compiles them (YNNPACK off on the CPU)
 
     def stock_down(x, k):
         return lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn)
@@ -138,9 +154,9 @@ def layer_table(batch: int, repeats: int, with_torch: bool) -> list[tuple]:
         g = jnp.ones_like(ours(x, k))
         fns = {}
         for label, f in (("ours", ours), ("stock", stock)):
-            fns[label] = (jax.jit(f),
-                          jax.jit(lambda x, k, g, f=f: jax.vjp(lambda x: f(x, k), x)[1](g)[0]),
-                          jax.jit(lambda x, k, g, f=f: jax.vjp(lambda k: f(x, k), k)[1](g)[0]))
+            fns[label] = (jit(f),
+                          jit(lambda x, k, g, f=f: jax.vjp(lambda x: f(x, k), x)[1](g)[0]),
+                          jit(lambda x, k, g, f=f: jax.vjp(lambda k: f(x, k), k)[1](g)[0]))
         ms = {label: [best_of(lambda fn=fn: fn(x, k), repeats) * 1e3 if i == 0 else
                       best_of(lambda fn=fn: fn(x, k, g), repeats) * 1e3 for i, fn in enumerate(fs)]
               for label, fs in fns.items()}
@@ -150,8 +166,8 @@ def layer_table(batch: int, repeats: int, with_torch: bool) -> list[tuple]:
         if down and shape[3] > 1:  # NCHW / OIHW layout of the same stride-2 layer (stock XLA)
             xn, kn = jnp.transpose(x, (0, 3, 1, 2)), jnp.transpose(k, (3, 2, 0, 1))
             gn = jnp.transpose(g, (0, 3, 1, 2))
-            fwd = jax.jit(stock_down_nchw)
-            wgrad = jax.jit(lambda x, k, g: jax.vjp(lambda k: stock_down_nchw(x, k), k)[1](g)[0])
+            fwd = jit(stock_down_nchw)
+            wgrad = jit(lambda x, k, g: jax.vjp(lambda k: stock_down_nchw(x, k), k)[1](g)[0])
             rows.append((name + " NCHW", "forward", None, best_of(lambda: fwd(xn, kn), repeats) * 1e3, None))
             rows.append((name + " NCHW", "weight grad", None, best_of(lambda: wgrad(xn, kn, gn), repeats) * 1e3, None))
     return rows
@@ -219,14 +235,17 @@ def main() -> None:
         x = rng.random((a.batch,) + spec["image_shape"], np.float32)
         ours = jax_examples_per_s(spec, x, steps=steps, repeats=a.repeats, per_call=default[1], unroll=default[2])
         other = jax_examples_per_s(spec, x, steps=steps, repeats=a.repeats, per_call=alt[1], unroll=alt[2])
+        ynn = jax_examples_per_s(spec, x, steps=steps, repeats=a.repeats, per_call=default[1], unroll=default[2],
+                                 xla_defaults=True)
         theirs = torch_examples_per_s(spec, x, steps=steps, repeats=a.repeats) if with_torch else None
-        rows.append((label, default[0], ours, alt[0], other, theirs, target))
+        rows.append((label, default[0], ours, alt[0], other, ynn, theirs, target))
     print(f"\ntraining examples/s at batch {a.batch} (best of {a.repeats} runs, after warm-up)")
-    print(f"{'model':<16}{'JAX default':>26}{'JAX alternative':>30}{'PyTorch':>10}{'JAX/torch':>11}  target")
-    for label, dname, ours, aname, other, theirs, target in rows:
+    print(f"{'model':<16}{'JAX default':>26}{'JAX alternative':>30}{'YNNPACK on':>12}{'PyTorch':>10}{'JAX/torch':>11}"
+          f"  target")
+    for label, dname, ours, aname, other, ynn, theirs, target in rows:
         ratio = f"{ours / theirs:>10.2f}x" if theirs else f"{'-':>11}"
         verdict = ("PASS" if ours / theirs >= target else "MISS") if theirs else ""
-        print(f"{label:<16}{dname:>14}{ours:>12.0f}{aname:>18}{other:>12.0f}"
+        print(f"{label:<16}{dname:>14}{ours:>12.0f}{aname:>18}{other:>12.0f}{ynn:>12.0f}"
               f"{theirs if theirs else float('nan'):>10.0f}{ratio}  >= {target}x {verdict}")
     if not a.no_layers:
         print(f"\nconv VAE layers at batch {a.batch}, ms (best of {max(a.repeats, 5)}); 'stock' = autodiff of lax "

@@ -33,6 +33,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from modelcollapse.runtime import jit_with_cpu_options
+
 CHANNELS = (16, 32)  # conv channels of the first and second block
 HIDDEN = 128  # width of the feature (penultimate) layer
 # fold_in tags on the seed's key: what each random draw is for.
@@ -106,7 +108,7 @@ def loss_fn(model: DigitClassifier, images: jax.Array, labels: jax.Array) -> tup
 _ADAM = optax.scale_by_adam()
 
 
-@partial(jax.jit, static_argnums=0)
+@partial(jit_with_cpu_options, static_argnums=0)
 def _train_step(graphdef, params, opt_state, learning_rate, images, labels, idx):
     """One Adam step on the batch images[idx]; the whole training set stays on the device."""
     model = nnx.merge(graphdef, params)
@@ -116,7 +118,7 @@ def _train_step(graphdef, params, opt_state, learning_rate, images, labels, idx)
     return params, opt_state, loss
 
 
-@partial(jax.jit, static_argnums=(0, 3))
+@partial(jit_with_cpu_options, static_argnums=(0, 3))
 def _apply(graphdef, state, x, what):
     model = nnx.merge(graphdef, state)
     return jax.nn.softmax(model(x), axis=-1) if what == "proba" else model.features(x)

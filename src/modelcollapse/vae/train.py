@@ -41,6 +41,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from modelcollapse.runtime import jit_with_cpu_options
 from modelcollapse.vae.models import ConvVAE
 
 METRICS = ("loss", "recon", "kl")
@@ -100,10 +101,10 @@ def _step_body(graphdef, optimizer, batch_fn, state, opt_state, key, step_index,
 
 # graphdef, optimizer and batch_fn are static: one compilation per (architecture, optimizer object,
 # batch_fn object), reused by every later call with the same three, e.g. every generation of a chain.
-_jit_step = jax.jit(_step_body, static_argnums=(0, 1, 2))
+_jit_step = jit_with_cpu_options(_step_body, static_argnums=(0, 1, 2))
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+@partial(jit_with_cpu_options, static_argnums=(0, 1, 2, 3, 4))
 def _jit_chunk(graphdef, optimizer, batch_fn, length, unroll, state, opt_state, key, start, batch_args):
     def body(carry, i):
         s, o = carry
@@ -253,12 +254,12 @@ def _chunked(fn, graphdef, state, inputs: jax.Array, batch_size: int) -> np.ndar
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-@partial(jax.jit, static_argnums=0)
+@partial(jit_with_cpu_options, static_argnums=0)
 def _decode_probs(graphdef, state, z):
     return jax.nn.sigmoid(nnx.merge(graphdef, state).decode(z))
 
 
-@partial(jax.jit, static_argnums=0)
+@partial(jit_with_cpu_options, static_argnums=0)
 def _encode_mean(graphdef, state, x):
     return nnx.merge(graphdef, state).encode(x)[0]
 
