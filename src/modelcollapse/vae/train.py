@@ -172,18 +172,16 @@ def train(model: nnx.Module, *, batch_fn: Callable, steps: int, optimizer: optax
     state = jax.tree.map(jnp.array, state)  # a copy: the caller's model keeps its parameters
     opt_state = optimizer.init(state) if opt_state is None else opt_state
     conv = isinstance(model, ConvVAE)
-    chunks = {}  # length -> compiled chunk; at most two lengths (full and the tail)
-    step_fn = make_train_step(graphdef, optimizer, batch_fn) if steps_per_call == 1 else None
+    chunks = {}  # length -> compiled call; at most two lengths (full and the tail)
     collected, done, last_log, last_index = [], 0, 0, 0
     while done < steps:
-        if step_fn is not None:
-            state, opt_state, metrics = step_fn(state, opt_state, key, done, batch_args)
-            n = 1
-        else:
-            n = min(steps_per_call, steps - done)
-            if n not in chunks:
-                chunks[n] = make_train_chunk(graphdef, optimizer, batch_fn, length=n, unroll=True if conv else 1)
-            state, opt_state, metrics = chunks[n](state, opt_state, key, done, batch_args)
+        n = min(steps_per_call, steps - done)
+        if n not in chunks:
+            # one step is a plain jitted step: a scan of length 1 "unrolled" is still a loop, the slow
+            # case for convolution gradients
+            chunks[n] = (make_train_step(graphdef, optimizer, batch_fn) if n == 1 else
+                         make_train_chunk(graphdef, optimizer, batch_fn, length=n, unroll=True if conv else 1))
+        state, opt_state, metrics = chunks[n](state, opt_state, key, done, batch_args)
         collected.append(metrics)
         done += n
         if log_every and done - last_log >= log_every:
