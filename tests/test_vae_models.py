@@ -45,7 +45,7 @@ def _dilated_reference(x, k):
 # -- the convolutions
 
 
-@pytest.mark.parametrize("shape,c_out", [((2, 3, 5, 2), 3), ((3, 7, 7, 8), 4), ((2, 4, 4, 1), 5)])
+@pytest.mark.parametrize("shape,c_out", [((2, 3, 5, 2), 3), ((3, 7, 7, 8), 4), ((2, 4, 4, 1), 5), ((2, 3, 4, 3), 16)])
 def test_conv_up_forward_equals_definition(shape, c_out):
     rng = np.random.default_rng(0)
     x, k = _arr(rng, *shape), _arr(rng, 4, 4, shape[3], c_out)
@@ -86,6 +86,28 @@ def test_custom_vjp_equals_autodiff_of_lax_reference(layer, impl):
     for ours_g, ref_g in zip(vjp(g), vjp_ref(g)):
         assert ours_g.shape == ref_g.shape
         np.testing.assert_allclose(ours_g, ref_g, atol=_tol(ref_g, terms=terms), rtol=0)
+
+
+@pytest.mark.parametrize("c_out", [7, conv.ROW_PHASES_MIN_CHANNELS])  # 'auto' takes phases, then row_phases
+def test_up_input_gradient_of_down_by_each_form(c_out):
+    # conv_down's input gradient is _up of the cotangent: every form against autodiff of lax
+    rng = np.random.default_rng(4)
+    x, k = _arr(rng, 2, 6, 8, c_out), _arr(rng, 4, 4, c_out, 5)
+    g = _arr(rng, 2, 3, 4, 5)
+    ref = jax.vjp(lambda x: conv._down(x, k), x)[1](g)[0]
+    for impl in conv.UP_IMPLS:
+        got = jax.vjp(lambda x: conv.conv_down(x, k, impl=impl), x)[1](g)[0]
+        np.testing.assert_allclose(got, ref, atol=_tol(ref, terms=16 * 5), rtol=0)
+
+
+def test_add_channel_bias_gradients_equal_autodiff():
+    rng = np.random.default_rng(5)
+    y, b, g = _arr(rng, 3, 4, 5, 6), _arr(rng, 6), _arr(rng, 3, 4, 5, 6)
+    out, vjp = jax.vjp(conv.add_channel_bias, y, b)
+    np.testing.assert_array_equal(out, y + b)
+    dy, db = vjp(g)
+    np.testing.assert_array_equal(dy, g)
+    np.testing.assert_allclose(db, jnp.sum(g, axis=(0, 1, 2)), atol=_tol(g, terms=60), rtol=0)
 
 
 def test_conv_gradients_under_jit_and_grad_of_a_scalar():

@@ -19,7 +19,7 @@ batch 256, against ~14 ms for the forward pass of the matching `down`: the paper
 layers, so `conv_down` and `conv_up` use `jax.custom_vjp` to route every one to the fastest form:
 
     _down(x, K)        the stride-2 convolution (XLA's convolution, near matmul speed)
-    _up(x, K)          the transposed convolution, computed as 4 output phases (below)
+    _up(x, K)          the transposed convolution, computed by output phases (below)
     _correlate(X, Y)   dK[a, b, c, o] = sum X_pad[n, 2i + a, 2j + b, c] Y[n, i, j, o], the weight
                        gradient of `down` (XLA's own weight gradient of a strided convolution)
 
@@ -31,13 +31,17 @@ m - 1 (tap 3) and m (tap 1) when r = 0, and m (tap 2) and m + 1 (tap 0) when r =
 by one row, rows m + r + t (t = 0, 1) with tap 3 - 2t - r. So one stride-1 2x2 convolution of
 the padded input to 4 x Cout channels, Q[p] = sum_t x_pad[p + t] K2[t] with block r of K2[t]
 = K[3 - 2t - r] (and the same in columns), gives every phase: output (2m + r, 2l + s) is block
-(r, s) of Q[m + r, l + s]. That is (H + 1)(W + 1) / (H W) the multiply-adds of the direct form
-(1.3x at 7x7) in one dense convolution, where the textbook form convolves a 3/4-zero dilated
-input (4x the work). Measured on 2 quiet cores (a 16-core Xeon pinned to 2, jax 0.11.2) at batch
-256, 128 -> 64 channels, 7x7 -> 14x14: 18 ms (phases) against 41 ms (dilated) and 17 ms for the
-matching stride-2 `_down`; XLA's own weight gradient of either form took 2.2-2.8 s, `_correlate`
-38-48 ms (PyTorch's weight gradient: 18 ms; im2col + matmul forms of it were no faster here).
-`impl='dilated'` keeps the textbook form for the benchmark and the tests.
+(r, s) of Q[m + r, l + s] ('phases': (H + 1)(W + 1) / (H W) the multiply-adds of the direct form,
+1.3x at 7x7). 'row_phases' pads rows per parity instead, one convolution to 2 x Cout channels for
+each r: 1.14x at 7x7, the default from 16 output channels on ('auto'). The textbook form
+convolves a 3/4-zero dilated input (4x the work; 'dilated', kept for the benchmark and the tests).
+
+Measured with benchmarks/vae.py (2 cores, batch 256, XLA compiled as the VAE compiles it: without
+YNNPACK, `runtime.CPU_WITHOUT_YNNPACK`), ms for the 128 -> 64 layer (7x7 -> 14x14) and its 64 -> 128
+mirror: stride-2 convolution 12-15 (PyTorch 12-15); transposed convolution by phases 16-22, by
+row phases about 4 ms less in the whole training step, dilated 39-41; `_correlate` 16-23 (PyTorch
+12-16); XLA's autodiff weight gradient of the transposed convolution 2,160. `add_channel_bias`
+takes the layers' bias gradients off XLA's slow CPU reductions.
 """
 
 from __future__ import annotations
@@ -50,7 +54,10 @@ from jax import lax
 
 _DN = ("NHWC", "HWIO", "NHWC")
 KERNEL, STRIDE, PADDING = 4, 2, 1
-UP_IMPLS = ("phases", "dilated")
+UP_IMPLS = ("auto", "phases", "row_phases", "dilated")
+# 'auto' takes row_phases from this many output channels on (2 x O channels per convolution keep it
+# efficient) and phases below (the 64 -> 1 layer: 4 channels in one convolution beat 2 in two).
+ROW_PHASES_MIN_CHANNELS = 16
 
 
 def _check(x, kernel, name: str) -> None:
@@ -88,6 +95,23 @@ def _up_phases(x, kernel):
     return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, o)  # [B, H, r, W, s, O] -> [B, 2H, 2W, O]
 
 
+def _up_row_phases(x, kernel):
+    """The phases one output-row parity r at a time: Q_r = a stride-1 2x2 convolution of x padded by
+    (1 - r, r) rows and 1 column each side, to 2 x Cout channels (block s of tap (t, u) is
+    K[3 - 2t - r, 3 - 2u - s]); output (2m + r, 2l + s) is block s of Q_r[m, l + s]. H (W + 1) / (H W)
+    the direct multiply-adds (1.14x at 7x7) instead of (H + 1)(W + 1) / (H W)."""
+    b, h, w, _ = x.shape
+    o = kernel.shape[3]
+    rows = []
+    for r in range(2):
+        taps = [[jnp.concatenate([kernel[3 - 2 * t - r, 3 - 2 * u - s] for s in range(2)], axis=-1) for u in range(2)]
+                for t in range(2)]
+        q = lax.conv_general_dilated(x, jnp.stack([jnp.stack(row) for row in taps]), (1, 1), ((1 - r, r), (1, 1)),
+                                     dimension_numbers=_DN).reshape(b, h, w + 1, 2, o)
+        rows.append(jnp.stack([q[:, :, s:s + w, s] for s in range(2)], axis=3))  # [B, H, W, s, O]
+    return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, o)  # [B, H, r, W, s, O] -> [B, 2H, 2W, O]
+
+
 def _up_dilated(x, kernel):
     """The textbook form: a stride-1 convolution of the 2x-dilated input with the flipped kernel."""
     pad = KERNEL - 1 - PADDING
@@ -95,9 +119,11 @@ def _up_dilated(x, kernel):
                                     dimension_numbers=_DN)
 
 
-def _up(x, kernel, impl: str = "phases"):
+def _up(x, kernel, impl: str = "auto"):
     """Transposed convolution: [B, H, W, C] x [4, 4, C, O] -> [B, 2H, 2W, O]."""
-    return _up_phases(x, kernel) if impl == "phases" else _up_dilated(x, kernel)
+    if impl == "auto":
+        impl = "row_phases" if kernel.shape[3] >= ROW_PHASES_MIN_CHANNELS else "phases"
+    return {"phases": _up_phases, "row_phases": _up_row_phases, "dilated": _up_dilated}[impl](x, kernel)
 
 
 def _correlate(big, small):
@@ -144,7 +170,7 @@ def _conv_up_bwd(impl, res, g):
 _conv_up.defvjp(_conv_up_fwd, _conv_up_bwd)
 
 
-def conv_down(x: jax.Array, kernel: jax.Array, *, impl: str = "phases") -> jax.Array:
+def conv_down(x: jax.Array, kernel: jax.Array, *, impl: str = "auto") -> jax.Array:
     """PyTorch `Conv2d(C, O, kernel_size=4, stride=2, padding=1)` without bias, NHWC.
 
     x: [B, H, W, C] with H, W even; kernel: [4, 4, C, O]. Returns [B, H/2, W/2, O]. The gradient
@@ -159,16 +185,35 @@ def conv_down(x: jax.Array, kernel: jax.Array, *, impl: str = "phases") -> jax.A
     return _conv_down(x, kernel, impl)
 
 
-def conv_up(x: jax.Array, kernel: jax.Array, *, impl: str = "phases") -> jax.Array:
+def conv_up(x: jax.Array, kernel: jax.Array, *, impl: str = "auto") -> jax.Array:
     """PyTorch `ConvTranspose2d(C, O, kernel_size=4, stride=2, padding=1)` without bias, NHWC.
 
     x: [B, H, W, C]; kernel: [4, 4, C, O] (PyTorch's weight [C, O, 4, 4] permuted (2, 3, 0, 1)).
-    Returns [B, 2H, 2W, O]. `impl`: 'phases' (default, module docstring) or 'dilated'.
+    Returns [B, 2H, 2W, O]. `impl`: one of UP_IMPLS (module docstring); 'auto' picks by O.
     """
     _check(x, kernel, "conv_up")
     if impl not in UP_IMPLS:
         raise ValueError(f"impl must be one of {list(UP_IMPLS)}, got {impl!r}")
     return _conv_up(x, kernel, impl)
+
+
+@jax.custom_vjp
+def add_channel_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """y + bias over the last axis, whose bias gradient is a matrix-vector product with ones: XLA's
+    CPU reduction of a [256, 14, 14, 64] cotangent took 4.2 ms against 1.7 ms as a dot (2 cores)."""
+    return y + bias
+
+
+def _add_channel_bias_fwd(y, bias):
+    return y + bias, None
+
+
+def _add_channel_bias_bwd(_, g):
+    rows = g.size // g.shape[-1]
+    return g, jnp.ones((rows,), g.dtype) @ g.reshape(rows, g.shape[-1])
+
+
+add_channel_bias.defvjp(_add_channel_bias_fwd, _add_channel_bias_bwd)
 
 
 def conv_transpose_reference(x: jax.Array, kernel: jax.Array) -> jax.Array:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from modelcollapse.vae.conv import conv_down, conv_up
+from modelcollapse.vae.conv import add_channel_bias, conv_down, conv_up
 
 ARCHITECTURES = ("mlp", "conv")
 
@@ -55,7 +55,7 @@ class StrideConv(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = conv_down(x, self.kernel[...]) if self.down else conv_up(x, self.kernel[...])
-        return y + self.bias[...]
+        return add_channel_bias(y, self.bias[...])
 
 
 def _check_common(image_shape, latent) -> tuple[int, int, int]:
