@@ -45,10 +45,10 @@ from modelcollapse.runtime import jit_with_cpu_options
 from modelcollapse.vae.models import ConvVAE
 
 METRICS = ("loss", "recon", "kl")
-# Steps per jitted call. Measured with benchmarks/vae.py on 2 quiet cores (a 16-core Xeon pinned to
-# 2, jax 0.11.2), batch 256: MLP VAE 122k examples/s with a rolled scan of 50 against 115k with
-# single steps; conv VAE 985 examples/s with an unrolled scan of 4 against 883 with single steps
-# (a rolled scan of convolution gradients ran ~85x slower on the CPU: never roll it).
+# Steps per jitted call. Measured with benchmarks/vae.py on the 2-core machine (jax 0.10.2, YNNPACK
+# off), batch 256: MLP VAE 202k examples/s with a rolled scan of 50 against 154k with single steps;
+# conv VAE 2,189 examples/s with an unrolled scan of 4 against 1,871 with single steps (8 or 12 per
+# call: no faster; a rolled scan of convolution gradients ran ~85x slower on the CPU: never roll it).
 DENSE_STEPS_PER_CALL = 50
 CONV_STEPS_PER_CALL = 4  # unrolled
 
