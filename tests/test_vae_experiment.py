@@ -103,8 +103,26 @@ def test_fresh_batches_put_the_real_share_first_and_decode_the_rest():
     model = experiment.build_model(_cfg(), (8, 8, 1), 0)
     graphdef, state = nnx.split(model)
     batch = experiment._batch_fn(graphdef, "fresh", 6, 64)
-    x = np.asarray(batch(jax.random.key(0), 3, jnp.full((100, 8, 8, 1), 7.0), state))
+    x = np.asarray(batch(jax.random.key(0), 3, jnp.full((100, 8, 8, 1), 7.0), jax.random.key(1), state))
     assert x.shape == (64, 8, 8, 1)
     assert np.all(x[:6] == 7.0)  # real rows (the test's marker value)
     assert np.all((x[6:] > 0) & (x[6:] < 1))  # decoder means of the previous generation
     assert experiment._batch_fn(graphdef, "fresh", 6, 64) is batch  # one object: one compilation
+
+
+@pytest.mark.parametrize("mode,n_real,per_step", [("fixed", 0, 4), ("fresh", 4, 6)])
+def test_real_rows_come_once_per_epoch_with_the_keys_train_passes(mode, n_real, per_step):
+    # vae.train gives a batch function a different key every step; the epochs of real rows must
+    # still be permutations (they come from the generation's fixed shuffle key).
+    import jax
+    import jax.numpy as jnp
+
+    model = experiment.build_model(_cfg(), (8, 8, 1), 0)
+    graphdef, state = nnx.split(model)
+    batch = experiment._batch_fn(graphdef, mode, n_real, per_step)
+    images = jnp.arange(12.0).reshape(12, 1, 1, 1) * jnp.ones((1, 8, 8, 1))
+    extra = (state,) if mode == "fresh" else ()
+    rows = [np.asarray(batch(jax.random.fold_in(jax.random.key(0), step), step, images, jax.random.key(1), *extra))
+            [:4, 0, 0, 0] for step in range(6)]  # two epochs of 3 steps x 4 real rows
+    for epoch in (rows[:3], rows[3:]):
+        assert sorted(np.concatenate(epoch).astype(int)) == list(range(12))

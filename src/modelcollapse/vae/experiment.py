@@ -37,7 +37,8 @@ from flax import nnx
 from modelcollapse import checkpoint
 from modelcollapse.regimes import POOLING, Regime, check_supported, split_sizes, uniform_subset
 from modelcollapse.vae import classifier, metrics as image_metrics, models
-from modelcollapse.vae.train import elbo_loss, encode_means, make_optimizer, sample_images, train as train_vae
+from modelcollapse.vae.train import (decoder_means, elbo_loss, encode_means, epoch_rows, make_optimizer,
+                                     sample_images, shuffled_batches, train as train_vae)
 
 ARCHITECTURES = ("mlp", "conv")
 SYNTHETIC_MODES = ("fresh", "fixed")
@@ -102,34 +103,21 @@ def _int_seed(key) -> int:
 # ----------------------------------------------------------------------------------------------
 # Batches: pure functions of (key, step, *batch_args) for `vae.train.train`. The data are jit
 # arguments (never closure constants) and each function object is built once per (architecture,
-# mode, sizes), so one compilation serves every generation with the same shapes.
-
-def _epoch_rows(key, step, per_step: int, n: int):
-    """Rows of `per_step` items for `step` of an epoch-wise shuffle of range(n): [per_step] int32."""
-    steps_per_epoch = -(-n // per_step)
-    epoch, within = jnp.divmod(step, steps_per_epoch)
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-    return perm[(within * per_step + jnp.arange(per_step)) % n]
-
+# mode, sizes), so one compilation serves every generation with the same shapes. Real rows come in
+# shuffled epochs drawn from a shuffle key fixed for the generation (`epoch_rows`).
 
 @functools.lru_cache(maxsize=16)
 def _batch_fn(graphdef, mode: str, n_real: int, batch_size: int):
     """fixed: shuffled epochs of `images`; fresh: `n_real` real rows (their own shuffled epochs)
     then decoder means of z ~ N(0, I) from the previous generation's frozen state."""
     if mode == "fixed":
-        def fixed(key, step, images):
-            return images[_epoch_rows(key, step, batch_size, images.shape[0])]
-        return fixed
+        return shuffled_batches(batch_size)
 
-    def fresh(key, step, images, previous):
-        prev = nnx.merge(graphdef, previous)
-        k_real, k_z = jax.random.split(key)
-        z = jax.random.normal(k_z, (batch_size - n_real, prev.latent))
-        # stop_gradient: the previous generation is frozen data, not a parameter
-        synthetic = jax.lax.stop_gradient(jax.nn.sigmoid(prev.decode(z)))
+    def fresh(key, step, images, shuffle_key, previous):
+        synthetic = decoder_means(graphdef, previous, key, batch_size - n_real)
         if n_real == 0:
             return synthetic
-        real = images[_epoch_rows(k_real, step, n_real, images.shape[0])]
+        real = images[epoch_rows(shuffle_key, step, n_real, images.shape[0])]
         return jnp.concatenate([real, synthetic], axis=0)
     return fresh
 
@@ -139,12 +127,13 @@ def train_generation(model: nnx.Module, cfg: VAEConfig, *, data: dict, mode: str
     """Train `model` for `steps` Adam steps on batches drawn from `data`; returns (model,
     optimizer state, per-step losses [steps])."""
     graphdef = nnx.graphdef(model)
-    batch_args = (jnp.asarray(data["images"]),) + ((data["previous"],) if mode == "fresh" else ())
+    k_steps, k_shuffle = jax.random.split(key)
+    batch_args = (jnp.asarray(data["images"]), k_shuffle) + ((data["previous"],) if mode == "fresh" else ())
     # The config holds the paper's weight decay, which torch adds to the gradient of a loss SUMMED
     # over the batch; our loss is the per-example mean, so the same relative decay is wd / batch.
     optimizer = make_optimizer(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay / cfg.batch_size)
     model, history = train_vae(model, batch_fn=_batch_fn(graphdef, mode, n_real, cfg.batch_size),
-                               steps=steps, optimizer=optimizer, key=key, batch_args=batch_args)
+                               steps=steps, optimizer=optimizer, key=k_steps, batch_args=batch_args)
     return model, history["opt_state"], history["loss"]
 
 

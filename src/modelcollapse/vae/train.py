@@ -202,39 +202,59 @@ def _stack(collected: list[dict], names) -> dict[str, np.ndarray]:
 # -- batch functions
 
 
-def data_batches(data: jax.Array, *, batch_size: int, key: jax.Array) -> tuple[Callable, tuple]:
-    """Shuffled epochs of `data` [N, H, W, C]: returns (batch_fn, batch_args) for `train`.
+def epoch_rows(key: jax.Array, step, per_step: int, n: int) -> jax.Array:
+    """Rows [per_step] (int32) of range(n) for `step`: batch step mod E of epoch step // E
+    (E = ceil(n / per_step)) of a permutation drawn from fold_in(key, epoch), so every row comes
+    once per epoch; the last batch is filled up from the start of the same permutation (PyTorch's
+    DataLoader would give a smaller one). `key` must be the same for every step of a run (not the
+    per-step key `train` passes a batch function), or the epochs are not permutations."""
+    epoch, within = jnp.divmod(step, -(-n // per_step))
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    return perm[(within * per_step + jnp.arange(per_step)) % n]
 
-    Step i is batch i mod E of epoch i // E (E = ceil(N / batch_size)) of a permutation drawn from
-    fold_in(key, epoch): every example once per epoch. The last batch of an epoch is filled up from
-    the start of the same permutation (PyTorch's DataLoader would give a smaller batch).
-    """
+
+def decoder_means(graphdef, state, key: jax.Array, n: int) -> jax.Array:
+    """The paper's synthetic images: sigmoid(decode(z)) for z ~ N(0, I) [n, L] from a frozen model
+    (stop_gradient: the previous generation is data, not a parameter)."""
+    model = nnx.merge(graphdef, state)
+    z = jax.random.normal(key, (n, model.latent))
+    return jax.lax.stop_gradient(jax.nn.sigmoid(model.decode(z)))
+
+
+# Batch functions are built once per setting (cached), so that compiled steps (keyed on the
+# function object) are reused by every call with the same setting.
+
+@functools.lru_cache(maxsize=None)
+def shuffled_batches(batch_size: int) -> Callable:
+    """batch_fn(key, step, data, shuffle_key): the rows `epoch_rows(shuffle_key, step, ...)` of data."""
+    def batch_fn(_, step, data, shuffle_key):
+        return data[epoch_rows(shuffle_key, step, batch_size, data.shape[0])]
+    return batch_fn
+
+
+@functools.lru_cache(maxsize=None)
+def _decoded_batches(graphdef, batch_size: int) -> Callable:
+    def batch_fn(key, _, state):
+        return decoder_means(graphdef, state, key, batch_size)
+    return batch_fn
+
+
+def data_batches(data: jax.Array, *, batch_size: int, key: jax.Array) -> tuple[Callable, tuple]:
+    """Shuffled epochs of `data` [N, H, W, C] (`epoch_rows` with `key`): (batch_fn, batch_args) for `train`."""
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if data.ndim != 4 or data.shape[0] < 1:
         raise ValueError(f"data must be [N, H, W, C] with N >= 1, got shape {data.shape}")
-    n = data.shape[0]
-    per_epoch = -(-n // batch_size)
-
-    def batch_fn(_, step_index, data, key):
-        epoch, j = step_index // per_epoch, step_index % per_epoch
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-        return data[perm[(j * batch_size + jnp.arange(batch_size)) % n]]
-    return batch_fn, (jnp.asarray(data), key)
+    return shuffled_batches(batch_size), (jnp.asarray(data), key)
 
 
 def decoder_batches(model: nnx.Module, *, batch_size: int) -> tuple[Callable, tuple]:
-    """The paper's 'fresh' synthetic data: each batch is sigmoid(decode(z)), z ~ N(0, I) [batch_size, L],
-    from a frozen copy of `model` (the previous generation). Returns (batch_fn, batch_args)."""
+    """The paper's 'fresh' synthetic data: each batch is `decoder_means` of a frozen copy of `model`
+    (the previous generation) with the step's key. Returns (batch_fn, batch_args)."""
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     graphdef, state = nnx.split(model)
-    latent = model.latent
-
-    def batch_fn(key, _, state):
-        z = jax.random.normal(key, (batch_size, latent))
-        return jax.nn.sigmoid(jax.lax.stop_gradient(nnx.merge(graphdef, state).decode(z)))
-    return batch_fn, (state,)
+    return _decoded_batches(graphdef, batch_size), (state,)
 
 
 # -- sampling and encoding, in fixed-size chunks (one compilation, bounded memory)
