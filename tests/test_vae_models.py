@@ -143,6 +143,22 @@ def test_vae_steps_compile_without_ynnpack_on_the_cpu_and_agree_with_plain_jit()
     assert tuned._cache_size() == 1  # attributes are the jitted function's
 
 
+def test_map_in_batches_pads_to_one_shape_and_drops_the_padding():
+    from modelcollapse.runtime import map_in_batches
+
+    seen = []
+
+    def fn(batch):
+        seen.append(batch.shape)
+        return batch * 2
+
+    x = np.arange(14.0).reshape(7, 2)
+    np.testing.assert_array_equal(map_in_batches(fn, x, 3), x * 2)
+    assert seen == [(3, 2)] * 3  # 7 rows: two full batches and one padded with copies of row 0
+    with pytest.raises(ValueError, match="N >= 1"):
+        map_in_batches(fn, x[:0], 3)
+
+
 def test_conv_argument_checks():
     x, k = jnp.zeros((1, 7, 8, 2)), jnp.zeros((4, 4, 2, 3))
     with pytest.raises(ValueError, match="even"):

@@ -68,12 +68,16 @@ def load_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 def load(path: str | os.PathLike, like: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore the pytrees named in `like` (templates with the right structure, e.g. from
-    `nnx.eval_shape`) from `path`; returns (trees, meta). Raises ValueError naming the file and
-    the first leaf whose path or shape differs."""
+    `nnx.eval_shape`) from `path`, the file read once; returns (trees, meta). A template None
+    gives that tree's leaves as a flat dict {leaf path: array} (e.g. per-generation metrics).
+    Raises ValueError naming the file and the first leaf whose path or shape differs."""
     stored = io.load_npz(path)
     meta = json.loads(bytes(stored.pop(_META)).decode("utf-8"))
     trees = {}
     for name, template in like.items():
+        if template is None:
+            trees[name] = {k[len(name) + 1:]: v for k, v in stored.items() if k.startswith(name + "/")}
+            continue
         leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(template)
         leaves = []
         for tpath, tleaf in leaves_with_paths:
@@ -109,10 +113,8 @@ def latest(directory: str | os.PathLike, pattern: str = r"generation_(\d+)\.npz"
 
 
 def load_flat(path: str | os.PathLike, *names: str) -> dict[str, dict[str, np.ndarray]]:
-    """The leaves of flat dict trees (e.g. per-generation metrics) without a template, the file
-    read once: {name: {leaf: array}} for each of `names`."""
-    stored = io.load_npz(path)
-    return {name: {k[len(name) + 1:]: v for k, v in stored.items() if k.startswith(name + "/")} for name in names}
+    """`load` without templates: {name: {leaf: array}} for each of `names`, the file read once."""
+    return load(path, dict.fromkeys(names))[0]
 
 
 def resume_point(directory: str | os.PathLike, identity: Mapping[str, Any], last: int, log=print) -> int:

@@ -78,3 +78,20 @@ def jit_with_cpu_options(fn=None, *, cpu_options: dict = CPU_WITHOUT_YNNPACK, **
     if fn is None:
         return functools.partial(jit_with_cpu_options, cpu_options=cpu_options, **jit_kwargs)
     return _BackendJit(fn, cpu_options, jit_kwargs)
+
+
+def map_in_batches(fn, inputs, batch_size: int):
+    """fn(batch) over inputs [N, ...] (N >= 1) in batches of exactly `batch_size` rows, the last
+    padded with copies of the first row (their outputs dropped), so that a jitted `fn` compiles
+    once for any N; calls are dispatched before any result is read. Returns the outputs
+    concatenated along axis 0 as a numpy array [N, ...]."""
+    import numpy as np
+
+    n = len(inputs)
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"map_in_batches needs N >= 1 inputs and batch_size >= 1, got {n} and {batch_size}")
+    total = -(-n // batch_size) * batch_size
+    inputs = np.asarray(inputs)
+    padded = np.concatenate([inputs, np.repeat(inputs[:1], total - n, axis=0)])
+    out = [fn(padded[start:start + batch_size]) for start in range(0, total, batch_size)]
+    return np.concatenate([np.asarray(part) for part in out])[:n]

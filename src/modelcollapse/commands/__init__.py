@@ -155,6 +155,16 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value}")
+    return value
+
+
 def add_platform(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", choices=["auto", "cpu", "gpu", "tpu"], default="auto",
                         help="JAX backend (default: auto)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
@@ -10,8 +9,8 @@ import numpy as np
 
 from modelcollapse import io
 from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs,
-                                    check_output, distinct_runs, figure_inputs, nonnegative_int, record,
-                                    regime_from_args, write_summary, write_texts)
+                                    check_output, distinct_runs, figure_inputs, nonnegative_float, nonnegative_int,
+                                    record, regime_from_args, write_summary, write_texts)
 
 # Choices repeated here so that building the parser does not import JAX (tests check they match).
 DATASETS = ("digits", "mnist", "fashion_mnist")
@@ -20,16 +19,6 @@ SYNTHETIC_MODES = ("fresh", "fixed")
 # Scalar per-generation metrics of `vae.experiment.evaluate` that the summary CSV carries.
 SCALARS = ("latent_std", "class_entropy", "confidence", "precision", "recall", "frechet", "real_nelbo",
            "final_loss")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value}")
-    return value
 
 
 def _splits(args):
@@ -173,7 +162,7 @@ def _add_data(p) -> None:
                    help="digits (scikit-learn's 8x8, ships with it), mnist or fashion_mnist (IDX files)")
     p.add_argument("--data-dir", help="folder with mnist/ or fashion_mnist/ (default: $MODELCOLLAPSE_DATA_DIR)")
     p.add_argument("--seed", type=nonnegative_int, required=True, help="master seed")
-    p.add_argument("--validation-fraction", type=_positive_float, default=0.1,
+    p.add_argument("--validation-fraction", type=nonnegative_float, default=0.1,
                    help="share of the training split held out as real validation data")
 
 
@@ -184,7 +173,7 @@ def register(subparsers) -> None:
     _add_data(p)
     p.add_argument("--epochs", type=nonnegative_int, default=10)
     p.add_argument("--batch-size", type=nonnegative_int, default=128)
-    p.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    p.add_argument("--learning-rate", type=nonnegative_float, default=1e-3)
     add_platform(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=classifier_cmd)
@@ -200,8 +189,8 @@ def register(subparsers) -> None:
     p.add_argument("--generations", type=nonnegative_int, required=True, help="trainings after generation 0")
     p.add_argument("--epochs", type=nonnegative_int, default=30)
     p.add_argument("--batch-size", type=nonnegative_int, default=256)
-    p.add_argument("--learning-rate", type=_positive_float, default=1e-3)
-    p.add_argument("--weight-decay", type=_positive_float, default=1e-5)
+    p.add_argument("--learning-rate", type=nonnegative_float, default=1e-3)
+    p.add_argument("--weight-decay", type=nonnegative_float, default=1e-5)
     p.add_argument("--synthetic", choices=SYNTHETIC_MODES, default="fresh")
     p.add_argument("--synthetic-size", type=nonnegative_int, default=0, help="fixed: images per generation")
     p.add_argument("--eval-samples", type=nonnegative_int, default=1000)

@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from modelcollapse.lm.model import GPT
+from modelcollapse.runtime import map_in_batches
 
 
 @partial(jax.jit, static_argnums=0)
@@ -57,13 +58,10 @@ def sequence_log_likelihood(model: GPT, tokens, *, batch_size: int = 64, prefix_
         return np.zeros(0)
     graphdef, own_state = nnx.split(model)
     state = own_state if state is None else state
-    padded = -(-n // batch_size) * batch_size
-    tokens = np.concatenate([tokens, np.repeat(tokens[:1], padded - n, axis=0)]).astype(np.int32)
     first = jnp.int32(max(1, prefix_length))
-    # One jitted batch at a time (dispatched asynchronously): the compiled shape does not depend on N.
-    out = [_batch_log_likelihood(graphdef, state, jnp.asarray(tokens[i:i + batch_size]), first)
-           for i in range(0, padded, batch_size)]
-    return np.asarray(jnp.concatenate(out), np.float64)[:n]
+    out = map_in_batches(lambda batch: _batch_log_likelihood(graphdef, state, jnp.asarray(batch), first),
+                         tokens.astype(np.int32), batch_size)
+    return out.astype(np.float64)
 
 
 def sequence_perplexity(model: GPT, tokens, *, batch_size: int = 64, prefix_length: int = 0,

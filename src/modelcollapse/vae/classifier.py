@@ -33,7 +33,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from modelcollapse.runtime import jit_with_cpu_options
+from modelcollapse.runtime import jit_with_cpu_options, map_in_batches
 
 CHANNELS = (16, 32)  # conv channels of the first and second block
 HIDDEN = 128  # width of the feature (penultimate) layer
@@ -130,16 +130,10 @@ def _batched(model: DigitClassifier, x: np.ndarray, batch_size: int, what: str) 
     x = np.asarray(x, np.float32)
     if x.ndim != 4 or x.shape[1:] != model.image_shape:
         raise ValueError(f"x must be [N, {', '.join(map(str, model.image_shape))}], got shape {x.shape}")
+    if x.shape[0] == 0:
+        return np.zeros((0, model.n_classes if what == "proba" else HIDDEN), np.float32)
     graphdef, state = nnx.split(model)
-    out = []
-    for start in range(0, x.shape[0], batch_size):
-        batch = x[start:start + batch_size]
-        n = batch.shape[0]
-        if n < batch_size:  # pad the last batch: one compiled shape for every call
-            batch = np.concatenate([batch, np.zeros((batch_size - n,) + batch.shape[1:], batch.dtype)])
-        out.append(np.asarray(_apply(graphdef, state, jnp.asarray(batch), what))[:n])
-    width = model.n_classes if what == "proba" else HIDDEN
-    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+    return map_in_batches(lambda batch: _apply(graphdef, state, jnp.asarray(batch), what), x, batch_size)
 
 
 def predict_proba(model: DigitClassifier, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:

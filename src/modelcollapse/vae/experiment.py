@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from functools import partial
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import optax
 from flax import nnx
 
 from modelcollapse import checkpoint
+from modelcollapse.runtime import jit_with_cpu_options
 from modelcollapse.regimes import POOLING, Regime, check_supported, split_sizes, uniform_subset
 from modelcollapse.vae import classifier, metrics as image_metrics, models
 from modelcollapse.vae.train import (decoder_means, elbo_loss, encode_means, epoch_rows, make_optimizer,
@@ -192,16 +194,17 @@ def _density(values: np.ndarray) -> np.ndarray:
 
 def _mean_loss(model, images, key, batch_size) -> float:
     """Mean negative ELBO (one posterior sample per image) over `images`, in fixed-size batches."""
+    graphdef, state = nnx.split(model)
     total, n = 0.0, len(images)
     for i, start in enumerate(range(0, n, batch_size)):
         x = images[start:start + batch_size]
-        total += float(_batch_loss(model, jnp.asarray(x), jax.random.fold_in(key, i))) * len(x)
+        total += float(_batch_loss(graphdef, state, jnp.asarray(x), jax.random.fold_in(key, i))) * len(x)
     return total / n
 
 
-@nnx.jit
-def _batch_loss(model, x, key):
-    return elbo_loss(model, x, key)[0]
+@partial(jit_with_cpu_options, static_argnums=0)
+def _batch_loss(graphdef, state, x, key):
+    return elbo_loss(nnx.merge(graphdef, state), x, key)[0]
 
 
 def reference_scores(scorer: Scorer) -> dict[str, np.ndarray]:
@@ -270,10 +273,10 @@ def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_im
     per_generation, models_kept = [], {}
     for g in range(start):
         model = template()
-        trees, _ = checkpoint.load(_checkpoint_path(checkpoint_dir, g), {"model": nnx.state(model)})
+        trees, _ = checkpoint.load(_checkpoint_path(checkpoint_dir, g), {"model": nnx.state(model), "metrics": None})
         nnx.update(model, trees["model"])
         models_kept[g] = model
-        per_generation.append(checkpoint.load_flat(_checkpoint_path(checkpoint_dir, g), "metrics")["metrics"])
+        per_generation.append(trees["metrics"])
     scorer = Scorer(model0=models_kept.get(0), **scorer_parts) if start else None
     pool = []
     if regime.name in POOLING:  # redraw earlier sets: same keys, same bytes
@@ -284,7 +287,7 @@ def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_im
     for g in range(start, cfg.generations + 1):
         if g >= 1 and cfg.synthetic == "fixed":
             pool.append(_synthetic_set(previous, cfg, len(train_images), keys[g]))
-            if regime.name not in ("accumulate", "accumulate_subsample"):
+            if regime.name not in POOLING:
                 pool = pool[-1:]
         data, mode, n_real, n_items = _training_data(g, cfg, regime, train_images, previous, pool, keys[g])
         steps = cfg.epochs * math.ceil(n_items / cfg.batch_size)

@@ -41,7 +41,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from modelcollapse.runtime import jit_with_cpu_options
+from modelcollapse.runtime import jit_with_cpu_options, map_in_batches
 from modelcollapse.vae.models import ConvVAE
 
 METRICS = ("loss", "recon", "kl")
@@ -260,18 +260,6 @@ def decoder_batches(model: nnx.Module, *, batch_size: int) -> tuple[Callable, tu
 # -- sampling and encoding, in fixed-size chunks (one compilation, bounded memory)
 
 
-def _chunked(fn, graphdef, state, inputs: jax.Array, batch_size: int) -> np.ndarray:
-    n = inputs.shape[0]
-    out = []
-    for start in range(0, n, batch_size):
-        part = inputs[start:start + batch_size]
-        pad = batch_size - part.shape[0]  # the last chunk is padded so every call has one shape
-        if pad:
-            part = jnp.concatenate([part, jnp.zeros((pad,) + part.shape[1:], part.dtype)])
-        out.append(np.asarray(fn(graphdef, state, part))[:batch_size - pad])
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
-
-
 @partial(jit_with_cpu_options, static_argnums=0)
 def _decode_probs(graphdef, state, z):
     return jax.nn.sigmoid(nnx.merge(graphdef, state).decode(z))
@@ -295,7 +283,7 @@ def sample_images(model: nnx.Module, key: jax.Array, n: int, *, batch_size: int 
     z = jax.random.normal(key, (n, model.latent))
     if n == 0:
         return np.zeros((0,) + tuple(model.image_shape), np.float32)
-    return _chunked(_decode_probs, graphdef, state, z, min(batch_size, n))
+    return map_in_batches(lambda part: _decode_probs(graphdef, state, part), z, min(batch_size, n))
 
 
 def encode_means(model: nnx.Module, x, *, batch_size: int = 1000) -> np.ndarray:
@@ -306,4 +294,4 @@ def encode_means(model: nnx.Module, x, *, batch_size: int = 1000) -> np.ndarray:
     if x.shape[0] == 0:
         return np.zeros((0, model.latent), np.float32)
     graphdef, state = nnx.split(model)
-    return _chunked(_encode_mean, graphdef, state, x, min(batch_size, x.shape[0]))
+    return map_in_batches(lambda part: _encode_mean(graphdef, state, part), x, min(batch_size, x.shape[0]))
