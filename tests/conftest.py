@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +53,29 @@ def workflow_copy(tmp_path: Path) -> Path:
 def _jax_cache(tmp_path_factory):
     # Keep the tests' compilation cache out of the user's home.
     os.environ.setdefault("MODELCOLLAPSE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+def chisquare_pvalue(observed, expected) -> float:
+    """Pearson's chi-square p-value with the cells expected below 5 pooled into one: the chi-square
+    approximation needs about 5 expected per cell, and one draw in a cell expected 0.05 would
+    otherwise fail a correct sampler far more often than the test's level."""
+    from scipy import stats
+
+    o, e = np.asarray(observed, np.float64).ravel(), np.asarray(expected, np.float64).ravel()
+    small = e < 5
+    if small.any():
+        o, e = np.append(o[~small], o[small].sum()), np.append(e[~small], e[small].sum())
+    return float(stats.chisquare(o, e * o.sum() / e.sum()).pvalue)
+
+
+# ../shared/data (MNIST, Brown, GPT-2's BPE files) as CI provides it; read at import, before any
+# test's monkeypatch unsets the variable.
+REAL_DATA = os.environ.get("MODELCOLLAPSE_DATA_DIR")
+
+
+def real_data_dir(sub: str) -> Path:
+    """The real-data root if it has `sub`/, else skip the test saying how to provide it."""
+    if not REAL_DATA or not (Path(REAL_DATA) / sub).is_dir():
+        pytest.skip(f"real data not available: set MODELCOLLAPSE_DATA_DIR to a folder with {sub}/ "
+                    f"(CI: ../shared/data)")
+    return Path(REAL_DATA)

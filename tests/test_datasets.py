@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import real_data_dir
 from modelcollapse.datasets import fetch, idx, images, text
 from modelcollapse.datasets.images import ImageSet, load_images, train_validation_split
 
@@ -19,18 +20,6 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 # Published class counts (LeCun's MNIST page; Xiao et al. 2017 for Fashion-MNIST: 6,000 / 1,000 per class).
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
-
-# Read before the autouse fixture below unsets it for every test.
-REAL_DATA = os.environ.get("MODELCOLLAPSE_DATA_DIR")
-
-
-def _real_dir(sub):
-    root = REAL_DATA
-    if not root or not (Path(root) / sub).is_dir():
-        pytest.skip(f"real data not available: set MODELCOLLAPSE_DATA_DIR to a folder with {sub}/ "
-                    f"(CI: ../shared/data)")
-    return Path(root)
 
 
 @pytest.fixture(autouse=True)
@@ -334,7 +323,7 @@ def test_load_images_checks_arguments(kwargs, arg):
 
 
 def test_real_mnist():
-    root = _real_dir("mnist")
+    root = real_data_dir("mnist")
     for split, counts in (("train", MNIST_TRAIN_COUNTS), ("test", MNIST_TEST_COUNTS)):
         s = load_images("mnist", split=split, data_dir=root, download=False)
         assert s.images.shape == (sum(counts), 28, 28, 1) and s.images.dtype == np.float32
@@ -342,11 +331,16 @@ def test_real_mnist():
         assert s.images.min() == 0.0 and s.images.max() == 1.0
     # The pixels are k / 255 exactly (float32 rounding only).
     assert np.allclose(s.images * 255, np.round(s.images * 255), atol=1e-4)
+
+
+def test_mnist_checksums_are_the_shared_readmes():
     # The checksums in the code are those of the shared README (read independently here).
-    readme = (root / "README.md").read_text() if (root / "README.md").exists() else ""
+    readme = real_data_dir("mnist") / "README.md"
+    if not readme.is_file():
+        pytest.skip(f"{readme} not found: the checksums are compared with ../shared/data/README.md")
+    text = readme.read_text()
     for name, digest in images.CHECKSUMS["mnist"].items():
-        if readme:
-            assert f"{digest}  {name[:-3]}" in readme
+        assert f"{digest}  {name[:-3]}" in text
 
 
 def test_real_fashion_mnist():
@@ -401,7 +395,7 @@ def test_load_brown_missing_names_the_places(tmp_path, monkeypatch):
 
 
 def test_real_brown():
-    root = _real_dir("brown")
+    root = real_data_dir("brown")
     docs = text.load_brown(data_dir=root)
     # The corpus manual's composition: 500 texts in 15 genres (A..R).
     counts = {"news": 44, "editorial": 27, "reviews": 17, "religion": 17, "hobbies": 36, "lore": 48,

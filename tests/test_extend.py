@@ -6,7 +6,6 @@ schema block, the rules file (a Snakemake dry run) and the example's CLI."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,7 @@ import pytest
 import yaml
 from scipy import integrate, special
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 # examples/ sits at the repository root and is not installed with the package; pytest puts only
 # tests/ on sys.path, so put the root first (as `python -m examples.exponential.cli` run from the
 # root does, and as exponential.smk does for Snakemake).

@@ -55,8 +55,10 @@ def test_training_blocks_per_regime():
     assert np.all(mixed[np.setdiff1d(np.arange(40), real_rows)] == -2)
     pool = experiment.training_blocks(2, Regime(name="accumulate"), original, conts, key)
     assert pool.shape == (120, BLOCK)
+    np.testing.assert_array_equal(pool, np.concatenate([original, conts[0], conts[1]]))  # all data so far
     sub = experiment.training_blocks(2, Regime(name="accumulate_subsample"), original, conts, key)
     assert sub.shape == original.shape and len({tuple(r) for r in sub}) >= 3
+    assert {tuple(r) for r in sub} <= {tuple(r) for r in pool}
 
 
 def test_rows_pair_consecutive_blocks():
@@ -96,6 +98,7 @@ def test_protocol_prompts_and_selection_use_the_original(corpus, monkeypatch, tm
     assert out["data_ppl"].shape == (2, len(data["train"]))
     assert out["examples"].shape == (2, 1, BLOCK)
     assert np.all(out["test_ppl"] > 1) and np.all(np.isfinite(out["kl_truth_model"]))
+    assert np.all(out["kl_truth_model"] >= 0)  # a KL divergence
 
 
 def test_killed_chain_resumes_to_identical_files(corpus, tmp_path):

@@ -3,17 +3,16 @@ published ids and a pure-Python port of OpenAI's encoder.py, on tiny vocabularie
 the real files in $MODELCOLLAPSE_DATA_DIR/gpt2-bpe (skipped when absent); words against hand-made cases."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import regex
 
+from conftest import REAL_DATA, real_data_dir
 from modelcollapse.datasets import fetch
 from modelcollapse.lm import tokenizers as tk
 
-REAL_DATA = os.environ.get("MODELCOLLAPSE_DATA_DIR")
 SAMPLES = ["hello world", "Hello, World!", "", " ", "  leading and trailing  ", "tabs\tand\nnewlines\n\n\n",
            "it's we'll they've I'm you'd she's", "naïve café résumé", "数学 and 日本語テキスト", "emoji 🙂👍🏽 done",
            "numbers 1234567 3.14159 -42", "   multiple   spaces\r\nwindows", "<|endoftext|> in text",
@@ -191,9 +190,7 @@ def test_gpt2_locate_missing_names_the_places(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def gpt2():
-    if not REAL_DATA or not (Path(REAL_DATA) / "gpt2-bpe").is_dir():
-        pytest.skip("GPT-2 BPE files not available: set MODELCOLLAPSE_DATA_DIR to a folder with gpt2-bpe/")
-    folder = Path(REAL_DATA) / "gpt2-bpe"
+    folder = real_data_dir("gpt2-bpe") / "gpt2-bpe"
     encoder = json.loads((folder / "encoder.json").read_text(encoding="utf-8"))
     merges = [tuple(line.split(" ")) for line in (folder / "vocab.bpe").read_text(encoding="utf-8").split("\n")[1:]
               if line]

@@ -41,8 +41,10 @@ def test_training_data_per_regime_and_mode(parts):
     assert np.all(images[images[:, 0, 0, 0] < 0] == -2.0)  # the rest is the latest synthetic set
     data, _, _, n = experiment._training_data(2, fixed, Regime(name="accumulate"), train, None, pool, key)
     assert n == len(train) + 100
+    np.testing.assert_array_equal(data["images"], np.concatenate([train] + pool))  # all data so far
     data, _, _, n = experiment._training_data(2, fixed, Regime(name="accumulate_subsample"), train, None, pool, key)
     assert n == 50
+    assert set(np.unique(data["images"][:, 0, 0, 0])) <= set(np.unique(np.concatenate([train] + pool)[:, 0, 0, 0]))
     model = experiment.build_model(_cfg(), (8, 8, 1), 0)
     data, mode, n_real, n = experiment._training_data(1, _cfg(), Regime(name="mix", real_fraction=0.25), train,
                                                       model, [], key)

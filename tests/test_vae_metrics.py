@@ -3,7 +3,6 @@
 sqrtm, Monte Carlo), the KDE against scipy.stats.gaussian_kde, and the classifier's architecture,
 batching, rebuild from its state and accuracy on the 8x8 digits and (when the data is there) MNIST."""
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +11,11 @@ import pytest
 from flax import nnx
 from scipy import linalg, stats
 
+from conftest import real_data_dir
 from modelcollapse.datasets import fetch
 from modelcollapse.datasets.images import load_images
 from modelcollapse.vae import classifier, metrics
+from modelcollapse.vae.models import count_params
 
 Z = 4.0  # Monte-Carlo tolerance in standard errors
 
@@ -228,10 +229,6 @@ def test_kde_absolute_bandwidth_and_normalisation():
 # -- the classifier
 
 
-def _n_params(model):
-    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
 @pytest.mark.parametrize("shape, blocks", [((28, 28, 1), 2), ((8, 8, 1), 1)])
 def test_classifier_shapes_and_parameter_count(shape, blocks):
     # Abstract parameters: shapes without initialising (or computing) anything.
@@ -241,7 +238,7 @@ def test_classifier_shapes_and_parameter_count(shape, blocks):
     channels = (c,) + classifier.CHANNELS[:blocks]
     convs = sum(9 * a * b + b for a, b in zip(channels, channels[1:]))
     flat = (h // 2 ** blocks) * (w // 2 ** blocks) * channels[-1]
-    assert _n_params(model) == convs + flat * 128 + 128 + 128 * 10 + 10
+    assert count_params(model) == convs + flat * 128 + 128 + 128 * 10 + 10
     x = jax.ShapeDtypeStruct((5,) + shape, jnp.float32)  # shapes only: nothing is computed
     assert nnx.eval_shape(lambda m, v: m(v), model, x).shape == (5, 10)
     assert nnx.eval_shape(lambda m, v: m.features(v), model, x).shape == (5, classifier.HIDDEN)
@@ -316,9 +313,7 @@ def test_training_is_deterministic_given_the_seed_and_compiles_once():
 
 
 def _mnist(split):
-    data_dir = os.environ.get(fetch.ENV_VAR)
-    if not data_dir:
-        pytest.skip(f"MNIST accuracy needs the data: set {fetch.ENV_VAR} (CI: ../shared/data)")
+    data_dir = real_data_dir("mnist")
     try:
         return load_images("mnist", split=split, data_dir=data_dir, download=False)
     except fetch.DataNotFoundError as err:

@@ -161,10 +161,12 @@ def _check_gaussian(g) -> None:
 def _check_discrete(d) -> None:
     import numpy as np
 
+    from modelcollapse.regimes import POOLING
+
     _check_within_generations(d, "discrete")
     regime = _regime(d["regime"], "discrete.regime")
     pool = max(d["sample_sizes"]) * (d["generations"] + 1)
-    limit = 2**31 if regime.name in ("accumulate", "accumulate_subsample") else None  # int32 pool indices
+    limit = 2**31 if regime.name in POOLING else None  # int32 pool indices
     if limit and pool >= limit:
         raise ConfigError(f"config key 'discrete.regime': {regime.name} pools M x (generations + 1) = {pool} "
                           f"points, which must stay below {limit}; lower discrete.sample_sizes or generations")
@@ -178,6 +180,8 @@ def _check_discrete(d) -> None:
 
 
 def _check_gmm(g) -> None:
+    from modelcollapse.regimes import POOLING
+
     if g["sample_size"] < g["n_components"]:
         raise ConfigError(f"config key 'gmm.sample_size': {g['sample_size']} must be at least gmm.n_components = "
                           f"{g['n_components']} (EM needs a point per component)")
@@ -185,7 +189,7 @@ def _check_gmm(g) -> None:
         raise ConfigError(f"config key 'gmm.snapshots': none of {g['snapshots']} is at most gmm.generations = "
                           f"{g['generations']}; the figure and the table need at least one")
     regime = _regime(g["regime"], "gmm.regime")
-    if regime.name in ("accumulate", "accumulate_subsample"):
+    if regime.name in POOLING:
         # float32 2-D points, N (G + 1) per chain; accumulate also keeps a [d, pool] training view.
         copies = 2 if regime.name == "accumulate" else 1
         need = copies * 4 * 2 * g["replicates"] * g["sample_size"] * (g["generations"] + 1)

@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modelcollapse.regimes import Regime, split_sizes, subsample_counts
+from modelcollapse.regimes import POOLING, Regime, split_sizes, subsample_counts
 from modelcollapse.theory import discrete as theory
 
 __all__ = ["DiscreteConfig", "DiscreteChains", "DiscreteMetrics", "zipf", "rare_mask", "uniform_index",
@@ -226,7 +226,7 @@ def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Reg
     """
     num_symbols = weights.shape[0]
     n_real, n_syn = split_sizes(regime, m)
-    accumulate = regime.name in ("accumulate", "accumulate_subsample")
+    accumulate = regime.name in POOLING
     # The original data set: generation 0's M draws from q (searching q's 2^30 integer weights).
     original = count_symbols(draw_symbols(jax.random.fold_in(key, 0), weights, m), num_symbols)
 

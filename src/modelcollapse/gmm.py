@@ -59,7 +59,7 @@ import numpy as np
 
 from modelcollapse import metrics
 from modelcollapse.gaussian import replicate_keys
-from modelcollapse.regimes import Regime, append, split_sizes, uniform_subset
+from modelcollapse.regimes import POOLING, Regime, append, split_sizes, uniform_subset
 from modelcollapse.theory import gmm as theory
 
 DATASETS = ("blob", "two_blobs")
@@ -513,7 +513,7 @@ class _Static(NamedTuple):
 def _regime_start(original, st: _Static) -> dict:
     """A chain's regime state after generation 0 (arrays; empty for replace). original [d, n]."""
     state = {}
-    if st.regime.name in ("accumulate", "accumulate_subsample"):  # [N (G+1), d]: regimes.append's layout
+    if st.regime.name in POOLING:  # [N (G+1), d]: regimes.append's layout
         pool = jnp.zeros((st.n * (st.generations + 1), original.shape[0]), original.dtype)
         state["pool"], state["size"] = append(pool, jnp.int32(0), original.T)
     if st.regime.name == "mix" and st.regime.real_source == "original" and split_sizes(st.regime, st.n)[0]:
@@ -531,7 +531,7 @@ def _training_set(kg, xt, state: dict, truth_params, st: _Static):
     w = jnp.ones(n, xt.dtype)
     if regime.name == "replace":
         return xt, w, state
-    if regime.name in ("accumulate", "accumulate_subsample"):
+    if regime.name in POOLING:
         state["pool"], state["size"] = append(state["pool"], state["size"], xt.T)
         if regime.name == "accumulate":
             pool = state["pool"].T

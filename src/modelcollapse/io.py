@@ -154,9 +154,10 @@ def jax_backend() -> dict[str, Any]:
             "x64": bool(jax.config.jax_enable_x64)}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike, *, opener=open) -> str:
+    """SHA-256 (hex) of the bytes `opener(path, "rb")` reads (e.g. gzip.open: the decompressed bytes)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with opener(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

@@ -97,6 +97,8 @@ def timings_tex(paths) -> str:
         with open(path, encoding="utf-8") as fh:
             header, values = fh.readline().split("\t"), fh.readline().split("\t")
         record = dict(zip([h.strip() for h in header], [v.strip() for v in values]))
+        if "s" not in record:
+            raise ValueError(f"{path}: not a Snakemake benchmark file (no 's' column of wall seconds)")
         rows.append((path.stem, float(record["s"]), _float_or_nan(record.get("cpu_time")),
                      _float_or_nan(record.get("max_rss"))))
     if not rows:

@@ -27,5 +27,9 @@ def all_targets():
     return targets
 
 
-def config_json():
-    return json.dumps(config, sort_keys=True)
+def config_json(*blocks):
+    """The config as JSON for a rule's params; with `blocks`, only those blocks and the shared
+    top-level keys (the non-block ones: seed, platform, data_dir), so a change elsewhere does not
+    rerun the rule."""
+    part = config if not blocks else {k: v for k, v in config.items() if k in blocks or not isinstance(v, dict)}
+    return json.dumps(part, sort_keys=True)

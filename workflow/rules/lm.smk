@@ -12,12 +12,6 @@ PAPER_INPUTS.extend(["paper/generated/lm_table.tex", "paper/generated/lm_example
                      "paper/generated/lm_numbers.tex"])
 
 
-def lm_config_json():
-    """The part of the config the LM steps read: a change elsewhere does not rerun them."""
-    keys = ("seed", "platform", "data_dir", "lm")
-    return json.dumps({k: config[k] for k in keys if k in config}, sort_keys=True)
-
-
 def lm_chain_inputs(wildcards):
     inputs = {"corpus": f"{LM_DIR}/corpus.npz"}
     if LM["init"] == "base":
@@ -34,7 +28,7 @@ rule lm_corpus:
     benchmark:
         "results/timings/lm_corpus.tsv"
     params:
-        config=lm_config_json(),
+        config=config_json("lm"),
     threads: 1
     shell:
         "{PY} lm corpus --config-json {params.config:q} --out {output.npz} > {log} 2>&1"
@@ -51,7 +45,7 @@ rule lm_pretrain:
     benchmark:
         "results/timings/lm_pretrain.tsv"
     params:
-        config=lm_config_json(),
+        config=config_json("lm"),
     threads: 1
     shell:
         "{PY} lm pretrain --config-json {params.config:q} --corpus {input} --out {output.npz} > {log} 2>&1"
@@ -73,7 +67,7 @@ rule lm_chain:
         label="|".join(re.escape(label) for label in LM_LABELS),
         chain=r"\d+",
     params:
-        config=lm_config_json(),
+        config=config_json("lm"),
         base=lambda wildcards, input: f"--base {input.base}" if "base" in input.keys() else "",
     threads: 1
     shell:

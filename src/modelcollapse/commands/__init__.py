@@ -44,7 +44,11 @@ def write_summary(args, argv, summarize_file, *, order: tuple[str, ...], check=N
     check_inputs(args.inputs)
     rows = []
     for path in args.inputs:
-        rows.extend(tidy_rows(*summarize_file(io.load_npz(path))))
+        try:
+            rows.extend(tidy_rows(*summarize_file(io.load_npz(path))))
+        except KeyError as err:  # not this family's results, or written by an older version of the step
+            raise ValueError(f"{path}: no array {err.args[0]!r}; is it a result of this family's simulate/chain "
+                             f"step, and was that step rerun after an update?") from None
     if check is not None:
         check(rows)
     rows.sort(key=lambda r: tuple(r[k] for k in order + ("generation",)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_table, check_inputs, check_output,
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs, check_output,
                                     nonnegative_int, record, regime_from_args, write_texts)
 
 # Keys every chain summary row starts with, in the sort order of the CSV.
@@ -148,12 +148,9 @@ def register(subparsers) -> None:
     add_platform(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=simulate)
-    p = steps.add_parser("summarize", help="per-generation statistics and exact theory of several .npz; writes CSV")
-    p.add_argument("--out", required=True)
+    p = add_summarize(steps, summarize, "per-generation statistics and exact theory of several .npz; writes CSV")
     p.add_argument("--ranks-out", help="also write P(symbol lost) by rank at --rank-generations to this CSV")
     p.add_argument("--rank-generations", type=nonnegative_int, nargs="+")
-    p.add_argument("inputs", nargs="+")
-    p.set_defaults(func=summarize)
     p = steps.add_parser("absorption", help="which symbol each chain of one .npz fixed on, against theory; "
                                             "writes CSV")
     p.add_argument("--out", required=True)

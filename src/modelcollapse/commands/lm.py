@@ -144,9 +144,18 @@ def chain(args, argv):
             "num_beams": cfg.num_beams, "repetition_penalty": cfg.repetition_penalty,
             "entropy_rate": truth.entropy_rate if truth else np.nan,
             "truth_unigram_entropy": truth.unigram_entropy if truth else np.nan}
+    assert meta.keys() == RUN_KEYS.keys(), "chain's run settings and RUN_KEYS must name the same keys"
     io.save_npz(args.out, out | texts | meta)
     record(args.out, argv, seed=config["seed"], inputs=inputs,
            config={"lm": block, "regime": entry, "chain": args.chain})
+
+
+# The run's settings that `chain` stores beside its arrays and `summarize` puts on every CSV row, with
+# the type each has there (the order of the CSV's columns).
+RUN_KEYS = {"label": str, "regime": str, "chain": int, "real_fraction": float, "epochs": float, "corpus": str,
+            "init": str, "decoding": str, "n_blocks": int, "vocab_size": int, "block_size": int, "n_layers": int,
+            "d_model": int, "n_heads": int, "context": int, "n_params": int, "num_beams": int,
+            "repetition_penalty": float, "entropy_rate": float, "truth_unigram_entropy": float}
 
 
 def _decoder(data, config):
@@ -157,16 +166,7 @@ def _decoder(data, config):
 
 def summarize(args, argv):
     def one(data):
-        keys = {"label": str(data["label"]), "regime": str(data["regime"]), "chain": int(data["chain"]),
-                "real_fraction": float(data["real_fraction"]),
-                "epochs": float(data["epochs"]), "corpus": str(data["corpus"]), "init": str(data["init"]),
-                "decoding": str(data["decoding"]), "n_blocks": int(data["n_blocks"]),
-                "vocab_size": int(data["vocab_size"]), "block_size": int(data["block_size"]),
-                "n_layers": int(data["n_layers"]), "d_model": int(data["d_model"]), "n_heads": int(data["n_heads"]),
-                "context": int(data["context"]), "n_params": int(data["n_params"]),
-                "num_beams": int(data["num_beams"]), "repetition_penalty": float(data["repetition_penalty"]),
-                "entropy_rate": float(data["entropy_rate"]),
-                "truth_unigram_entropy": float(data["truth_unigram_entropy"])}
+        keys = {name: cast(data[name]) for name, cast in RUN_KEYS.items()}
         ppl = data["data_ppl"]  # [G + 1, n_blocks]
         stats = {"generation": data["generation"], "data_ppl_median": np.median(ppl, axis=1),
                  "data_ppl_mean": ppl.mean(axis=1), "data_ppl_q90": np.quantile(ppl, 0.9, axis=1)}

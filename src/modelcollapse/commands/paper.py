@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from modelcollapse import io
-from modelcollapse.commands import add_config_source, check_output, command_line, config_from_args, record
+from modelcollapse.commands import add_config_source, check_output, command_line, config_from_args, write_texts
 
 
 def check_config(args, argv):
@@ -30,12 +28,8 @@ def provenance(args, argv):
 def timings(args, argv):
     from modelcollapse.paper import timings_tex
 
-    check_output(args.out, ".tex")
-    missing = [p for p in args.inputs if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"benchmark file(s) not found: {', '.join(missing)}")
-    io.write_text(args.out, timings_tex(sorted(args.inputs)))
-    record(args.out, argv, inputs=sorted(args.inputs))
+    inputs = sorted(args.inputs)
+    write_texts(argv, [args.out], lambda: [timings_tex(inputs)], inputs=inputs)
 
 
 def build(args, argv):

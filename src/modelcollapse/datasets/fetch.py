@@ -22,7 +22,6 @@ hash of (seed, index), pure integer arithmetic, so a split never changes with th
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import urllib.error
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modelcollapse import io
 from modelcollapse.io import atomic_path
 from modelcollapse.runtime import cache_dir
 
@@ -77,12 +77,7 @@ def sha256(path: str | os.PathLike, *, checksum_of: str = "file") -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns, checksum_of)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
-        opener = gzip.open if checksum_of == "decompressed" else open
-        with opener(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
+        _DIGESTS[key] = io.file_sha256(path, opener=gzip.open if checksum_of == "decompressed" else open)
     return _DIGESTS[key]
 
 

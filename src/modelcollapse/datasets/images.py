@@ -55,9 +55,6 @@ MIRRORS = {
     "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
 }
 EXTRA_DIRS = {"fashion_mnist": ("/usr/share/datasets/fashion-mnist",)}
-SIZES = {"mnist": {"train": 60_000, "test": 10_000}, "fashion_mnist": {"train": 60_000, "test": 10_000}}
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                   "Bag", "Ankle boot")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

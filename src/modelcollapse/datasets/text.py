@@ -32,7 +32,6 @@ BROWN_SUBDIR = "brown"
 NLTK_DIRS = tuple(str(Path(p).expanduser() / "corpora" / "brown") for p in
                   ("~/nltk_data", "/usr/share/nltk_data", "/usr/local/share/nltk_data",
                    "/usr/lib/nltk_data", "/usr/local/lib/nltk_data"))
-BROWN_FILES = 500
 # Brown's punctuation tokens: attach to the previous word / to the next word.
 _CLOSE = {",", ".", ";", ":", "?", "!", ")", "]", "''", "'"}
 _OPEN = {"(", "[", "``"}

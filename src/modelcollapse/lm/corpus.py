@@ -21,8 +21,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from modelcollapse.lm.tokenizers import TOKENIZERS
+
 CORPORA = ("synthetic", "brown", "wikitext2")
-TOKENIZERS = ("gpt2", "byte", "word")
 SPLITS = ("train", "validation", "test", "pretrain")
 
 

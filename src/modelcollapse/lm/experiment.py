@@ -46,7 +46,7 @@ from modelcollapse.lm.model import GPT, GPTConfig, init_cache, model_fns
 from modelcollapse.lm.train import OptimizerConfig, train
 from modelcollapse.regimes import Regime, check_supported, split_sizes, uniform_subset
 
-DECODINGS = ("beam", "sample", "greedy")
+DECODINGS = lm_generate.MODES
 INITS = ("scratch", "base")
 _INIT, _TRAIN, _GENERATE, _SUBSET = range(4)
 
@@ -117,7 +117,7 @@ def continue_blocks(model: GPT, prompts: np.ndarray, cfg: LMConfig, key, *, new_
     return np.asarray(lm_generate.generate(
         decoder, prompts, max_new_tokens=new_tokens, key=key, mode=cfg.decoding, temperature=cfg.temperature,
         top_k=cfg.top_k, top_p=cfg.top_p, num_beams=cfg.num_beams, repetition_penalty=cfg.repetition_penalty,
-        length_penalty=cfg.length_penalty, batch_size=min(cfg.generate_batch, len(prompts))), np.int32)
+        length_penalty=cfg.length_penalty, batch_size=cfg.generate_batch), np.int32)
 
 
 def training_blocks(g: int, regime: Regime, original: np.ndarray, continuations: list[np.ndarray], key) -> np.ndarray:

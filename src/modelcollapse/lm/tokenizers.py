@@ -33,7 +33,6 @@ TOKENIZERS = ("byte", "gpt2", "word")
 # contractions grouped).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 GPT2_EOT = "<|endoftext|>"
-GPT2_EOT_ID = 50256
 # SHA-256 from /work/shared/data/README.md; the same as tiktoken's expected hashes for these files.
 GPT2_FILES = {"encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
               "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"}
