@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from modelcollapse.regimes import POOLING, Regime, split_sizes, subsample_counts
+from modelcollapse.runtime import replicate_keys
 from modelcollapse.theory import discrete as theory
 
 __all__ = ["DiscreteConfig", "DiscreteChains", "DiscreteMetrics", "zipf", "rare_mask", "uniform_index",
@@ -81,9 +82,6 @@ def zipf(num_symbols: int, exponent: float) -> np.ndarray:
 rare_mask = theory.rare_mask
 
 
-def replicate_keys(seed: int, replicates: int) -> jax.Array:
-    """One key per replicate chain, fold_in(key(seed), r); [replicates] typed keys (as gaussian.py)."""
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(seed), jnp.arange(replicates))
 
 
 def _int_arg(name: str, value, minimum: int) -> int:

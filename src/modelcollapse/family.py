@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from modelcollapse.regimes import NAMES, Regime, append, split_sizes, training_size, uniform_subset
+from modelcollapse.runtime import replicate_keys
 
 
 # eq=False: a family hashes by identity, so `jit` can take it as a static argument (its `truth`
@@ -211,7 +212,7 @@ def simulate(family: Family, seed: int, *, sample_size: int, generations: int, r
     if name == "mix" and dict(params)["real_source"] == "original" and \
             split_sizes(Regime(name="mix", real_fraction=dict(params)["real_fraction"]), sample_size)[0] > n_original:
         raise ValueError(f"regime mix takes more real points per generation than n_original = {n_original}")
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(seed), jnp.arange(replicates))
+    keys = replicate_keys(seed, replicates)
     out = _simulate(keys, family=family, regime=name, params=params, m=int(sample_size),
                     n_original=int(n_original), generations=int(generations))
     truth = family.metrics(family.truth)

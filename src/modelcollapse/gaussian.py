@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from modelcollapse import metrics, theory
+from modelcollapse.runtime import replicate_keys
 from modelcollapse.regimes import Regime, append, split_sizes, uniform_subset
 
 SAMPLERS = ("points", "stats")
@@ -286,9 +287,6 @@ def _simulate_mv(keys, sizes, chol0, *, m, ddof):
     return jax.vmap(partial(_mv_chain, m=m, ddof=ddof), in_axes=(0, None, None))(keys, sizes, chol0)
 
 
-def replicate_keys(seed: int, replicates: int) -> jax.Array:
-    """One key per replicate chain, fold_in(key(seed), r); [replicates] typed keys."""
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(seed), jnp.arange(replicates))
 
 
 def _prepend(first, rest):

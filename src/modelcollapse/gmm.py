@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from modelcollapse import metrics
-from modelcollapse.gaussian import replicate_keys
+from modelcollapse.runtime import replicate_keys
 from modelcollapse.regimes import POOLING, Regime, append, split_sizes, uniform_subset
 from modelcollapse.theory import gmm as theory
 

@@ -32,8 +32,11 @@ def configure(platform: str = "auto") -> str:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     try:
         backend = jax.default_backend()
-    except RuntimeError as err:
-        raise RuntimeError(f"platform {platform!r} requested but JAX cannot start it: {err}") from None
+    except (RuntimeError, AssertionError) as err:  # jax asserts when no backend of jax_platforms exists
+        detail = str(err).splitlines()[0] if str(err) else "no such device found"
+        raise RuntimeError(f"platform {platform!r} requested but JAX cannot start it ({detail}); expected a "
+                           f"{platform.upper()} with its jaxlib plugin installed (e.g. pip install -e '.[cuda]'), "
+                           f"or use platform 'cpu' or 'auto'") from None
     expected = {"cuda": "gpu"}.get(wanted, wanted)
     if expected is not None and backend != expected:
         raise RuntimeError(f"platform {platform!r} requested but JAX runs on {backend!r} "
@@ -95,3 +98,45 @@ def map_in_batches(fn, inputs, batch_size: int):
     padded = np.concatenate([inputs, np.repeat(inputs[:1], total - n, axis=0)])
     out = [fn(padded[start:start + batch_size]) for start in range(0, total, batch_size)]
     return np.concatenate([np.asarray(part) for part in out])[:n]
+
+
+REPLICATE_AXIS = "replicates"
+
+
+def replicate_devices(replicates: int) -> int:
+    """How many local devices the replicate axis is spread over: the most that divide `replicates`
+    evenly (so no chain is padded or dropped), at most jax.local_device_count()."""
+    import math
+
+    import jax
+
+    return math.gcd(int(replicates), jax.local_device_count())
+
+
+def shard_replicates(x):
+    """`x` [R, ...] laid over the local devices along axis 0 (a one-axis `Mesh` named 'replicates').
+
+    A jitted, vmapped chain that receives its replicate keys this way runs each device's share of the
+    chains there: XLA's partitioner carries the layout through vmap and scan, and the chains never
+    talk to each other, so nothing is exchanged until the results are read. On one device this
+    returns `x` unchanged. Results equal those of one device (tests/test_devices.py)."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    n = replicate_devices(x.shape[0])
+    if n == 1:
+        return x
+    mesh = Mesh(np.array(jax.local_devices()[:n]), (REPLICATE_AXIS,))
+    return jax.device_put(x, NamedSharding(mesh, PartitionSpec(REPLICATE_AXIS)))
+
+
+def replicate_keys(seed: int, replicates: int):
+    """One key per replicate chain, fold_in(key(seed), r), [replicates] typed keys laid over the local
+    devices (`shard_replicates`): a chain's draws depend on its seed and index only, not on how many
+    chains run or where."""
+    import jax
+    import jax.numpy as jnp
+
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(seed), jnp.arange(replicates))
+    return shard_replicates(keys)
