@@ -142,6 +142,30 @@ def test_banded_transition_matrix_is_the_dense_binomial_matrix():
     np.testing.assert_allclose(band.sum(axis=1), 1.0, atol=1e-14)
 
 
+def test_ancestor_matrix_is_the_occupancy_law():
+    # P(a balls fill a' of M boxes) = C(M, a') a'! S(a, a') / M^a in exact integers (scipy's Stirling
+    # numbers); entries below 1e-30 are dropped, which moves others by less than that.
+    from math import comb, factorial
+
+    from scipy.special import stirling2
+
+    m = 30
+    exact = np.array([[comb(m, b) * factorial(b) * int(stirling2(a, b, exact=True)) / m**a for b in range(m + 1)]
+                      for a in range(m + 1)])
+    np.testing.assert_allclose(theory.ancestor_matrix(m).toarray(), exact, rtol=1e-14, atol=1e-29)
+
+
+@pytest.mark.parametrize("q,m,g", [(zipf_numpy(40, 1.1), 500, 300), (np.full(4, 0.25), 60, 200)])
+def test_dual_summaries_match_the_banded_loss_recursion(q, m, g):
+    # survival_theory runs the ancestral (dual) route; loss_probabilities the forward recursion f = P f.
+    at = [1, 2, 17, g]
+    th = theory.survival_theory(q, sample_size=m, generations=g, at=at)
+    lost = theory.loss_probabilities(q, sample_size=m, generations=g)  # [G+1, K]
+    np.testing.assert_allclose(th["survivors"], (1 - lost).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(th["surviving_mass"], (1 - lost) @ q, rtol=1e-12)
+    np.testing.assert_allclose(th["alive"], 1 - lost[at], rtol=1e-10, atol=1e-14)
+
+
 def test_theory_past_the_exact_limit_is_nan_not_wrong():
     big = theory.MAX_EXACT_SAMPLE_SIZE + 1
     out = theory.expected_survivors(Q, sample_size=big, generations=3)
