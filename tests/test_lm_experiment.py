@@ -111,7 +111,8 @@ def test_killed_chain_resumes_to_identical_files(corpus, tmp_path):
     with pytest.raises(Killed):
         experiment.run_chain(cfg, seed=1, chain=2, regime=regime, corpus=data, ref=ref,
                              checkpoint_dir=tmp_path / "killed", log=kill_at("generation 1"))
-    assert checkpoint.latest(tmp_path / "killed")[0] == 1
+    (folder,) = (tmp_path / "killed").iterdir()  # keyed by settings and inputs (checkpoint.resume)
+    assert checkpoint.latest(folder)[0] == 1
     lines = []
     resumed = experiment.run_chain(cfg, seed=1, chain=2, regime=regime, corpus=data, ref=ref,
                                    checkpoint_dir=tmp_path / "killed", log=lines.append)
@@ -119,7 +120,7 @@ def test_killed_chain_resumes_to_identical_files(corpus, tmp_path):
     assert whole.keys() == resumed.keys()
     for name in whole:
         np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
-    assert_same_files(tmp_path / "whole", tmp_path / "killed", [f"generation_{g:03d}.npz" for g in range(3)])
+    assert_same_files(tmp_path / "whole" / folder.name, folder, [f"generation_{g:03d}.npz" for g in range(3)])
 
 
 def test_checkpoints_of_other_settings_are_not_resumed(corpus, tmp_path):

@@ -78,10 +78,11 @@ def test_killed_chain_resumes_to_identical_files(parts, tmp_path, synthetic, reg
         experiment.run_chain(cfg, checkpoint_dir=tmp_path / "killed", log=kill_at("generation 1"), **run)
     lines = []
     resumed = experiment.run_chain(cfg, checkpoint_dir=tmp_path / "killed", log=lines.append, **run)
-    assert lines[0] == f"resuming after generation 1 (checkpoints in {tmp_path / 'killed'})"
+    (folder,) = (tmp_path / "killed").iterdir()  # keyed by settings and inputs (checkpoint.resume)
+    assert lines[0] == f"resuming after generation 1 (checkpoints in {folder})"
     for name in whole:
         np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
-    assert_same_files(tmp_path / "whole", tmp_path / "killed", [f"generation_{g:03d}.npz" for g in range(3)])
+    assert_same_files(tmp_path / "whole" / folder.name, folder, [f"generation_{g:03d}.npz" for g in range(3)])
     assert whole["grid_images"].shape == (3, 4, 8, 8)
     assert whole["density"].shape == (3, len(experiment.KDE_GRID))
     np.testing.assert_allclose(whole["class_hist"].sum(axis=1), 1.0)
@@ -92,10 +93,13 @@ def test_changed_settings_start_afresh(parts, tmp_path):
     train, scorer = parts
     run = dict(seed=0, chain=0, regime=Regime(), train_images=train, scorer_parts=scorer, checkpoint_dir=tmp_path)
     experiment.run_chain(_cfg(generations=1), log=lambda s: None, **run)
+    (old,) = tmp_path.iterdir()
     lines = []
     experiment.run_chain(_cfg(generations=1, epochs=2), log=lines.append, **run)
-    assert "other settings" in lines[0]
-    assert checkpoint.load_meta(tmp_path / "generation_001.npz")["identity"]["config"]["epochs"] == 2
+    assert "other settings" in lines[0] and not lines[1].startswith("resuming")
+    (new,) = set(tmp_path.iterdir()) - {old}  # the old settings' checkpoints are kept beside
+    assert checkpoint.load_meta(new / "generation_001.npz")["identity"]["config"]["epochs"] == 2
+    assert checkpoint.load_meta(old / "generation_001.npz")["identity"]["config"]["epochs"] == 1
 
 
 def test_fresh_batches_put_the_real_share_first_and_decode_the_rest():

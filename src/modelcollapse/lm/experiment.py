@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -192,15 +191,16 @@ def _kl(model: GPT, ref: Reference, cfg: LMConfig) -> float:
     return total / count
 
 
-def _path(directory, g) -> Path:
-    return Path(directory) / f"generation_{g:03d}.npz"
+_path = checkpoint.generation_path
 
 
 def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: dict, ref: Reference,
               checkpoint_dir, base_state=None, identity: dict | None = None,
               log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
     """Run (or resume) one chain; returns per-generation metrics stacked along axis 0 ([G + 1, ...])
-    and the example continuations [G + 1, examples, block]."""
+    and the example continuations [G + 1, examples, block]. Checkpoints go to
+    `checkpoint_dir/<key>/generation_NNN.npz`, keyed by the settings, `identity` and the SHA-256 of
+    the corpus, the reference arrays and the base model (see `checkpoint.resume`)."""
     if cfg.init == "base" and base_state is None:
         raise ValueError("init 'base' needs the base model's state (see `pretrain`)")
     check_supported(regime, can_pool=True,
@@ -212,9 +212,16 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
                          f"(a {block}-token prompt and {block} generated tokens)")
     chain_key = jax.random.fold_in(jax.random.key(seed), chain)
     keys = [jax.random.fold_in(chain_key, g) for g in range(cfg.generations + 1)]
+    # Keyed by everything the chain reads, besides its settings: a changed corpus or base model
+    # never resumes from checkpoints made with the old one (checkpoint.resume).
+    inputs = {"corpus": dict(corpus), "base_state": base_state,
+              "reference": {f.name: getattr(ref, f.name) for f in dataclasses.fields(ref) if f.name != "truth"}}
+    truth = dataclasses.asdict(ref.truth) if dataclasses.is_dataclass(ref.truth) else repr(ref.truth)
     identity = dict(identity or {}) | {"seed": seed, "chain": chain, "regime": dataclasses.asdict(regime),
-                                       "config": dataclasses.asdict(cfg)}
-    start = checkpoint.resume_point(checkpoint_dir, identity, cfg.generations, log)
+                                       "config": dataclasses.asdict(cfg), "truth": truth,
+                                       "inputs_sha256": checkpoint.fingerprint(inputs)}
+    # from here on checkpoint_dir is this run's keyed folder, checkpoint_dir/<key>/
+    start, checkpoint_dir = checkpoint.resume(checkpoint_dir, identity, cfg.generations, log)
     per_generation, continuations, examples = [], [], []
     model0 = None
     for g in range(start):

@@ -27,7 +27,6 @@ import functools
 import math
 from functools import partial
 from collections.abc import Callable
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -246,8 +245,7 @@ def _synthetic_set(model, cfg, n_real_images, key) -> np.ndarray:
     return np.asarray(sample_images(model, jax.random.fold_in(key, _SYNTH), size))
 
 
-def _checkpoint_path(directory, g) -> Path:
-    return Path(directory) / f"generation_{g:03d}.npz"
+_checkpoint_path = checkpoint.generation_path
 
 
 def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_images: np.ndarray,
@@ -256,8 +254,11 @@ def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_im
     """Run (or resume) one chain; returns per-generation metrics stacked along axis 0 ([G + 1, ...]).
 
     scorer_parts: classifier, real_features, validation (see Scorer); generation 0's model is
-    added once trained. Checkpoints go to `checkpoint_dir/generation_NNN.npz`; `identity` (e.g. the
-    data set) joins the settings that a checkpoint must match to be resumed from.
+    added once trained. Checkpoints go to `checkpoint_dir/<key>/generation_NNN.npz` (see
+    `checkpoint.resume`), keyed by the settings, `identity` (e.g. the data set's name) and the
+    SHA-256 of what the chain reads: the training images, the classifier's parameters and the
+    validation images. A retrained classifier or other data therefore never resumes from
+    checkpoints scored with the old ones.
     """
     check_regime(regime, cfg.synthetic)
     image_shape = train_images.shape[1:]
@@ -267,9 +268,17 @@ def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_im
     def template():
         return nnx.eval_shape(lambda: build_model(cfg, image_shape, 0))
 
+    # What the chain reads, hashed into its checkpoints' key. Not real_features: it is computed from the
+    # classifier (hashed) and the test set (fixed by the data set's name and checksums), and on a GPU its
+    # last bits may differ from run to run, which must not stop a killed chain from resuming.
+    inputs = {"train_images": train_images} | {
+        name: nnx.state(part) if isinstance(part, nnx.Module) else part
+        for name, part in scorer_parts.items() if name != "real_features"}
     identity = dict(identity or {}) | {"seed": seed, "chain": chain, "config": dataclasses.asdict(cfg),
-                                       "regime": dataclasses.asdict(regime), "n_train": len(train_images)}
-    start = checkpoint.resume_point(checkpoint_dir, identity, cfg.generations, log)
+                                       "regime": dataclasses.asdict(regime), "n_train": len(train_images),
+                                       "inputs_sha256": checkpoint.fingerprint(inputs)}
+    # from here on checkpoint_dir is this run's keyed folder, checkpoint_dir/<key>/
+    start, checkpoint_dir = checkpoint.resume(checkpoint_dir, identity, cfg.generations, log)
     per_generation, models_kept = [], {}
     for g in range(start):
         model = template()
