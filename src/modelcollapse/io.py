@@ -163,18 +163,33 @@ def file_sha256(path: str | os.PathLike, *, opener=open) -> str:
     return h.hexdigest()
 
 
+# Data files the loaders read since the last provenance record: {path: SHA-256 of its bytes}. One
+# process makes one result (a CLI command), so "read since the last record" is "read to make it".
+_DATA_READ: dict[str, str] = {}
+
+
+def note_input(path: str | os.PathLike, sha256: str | None = None) -> None:
+    """Note a data file a loader read (its SHA-256 of the file's bytes, computed if not given), so
+    that the next `provenance` record lists it among the inputs."""
+    _DATA_READ[str(path)] = sha256 or file_sha256(path)
+
+
 def provenance(*, command: str, config: Mapping[str, Any], seed: int | None,
                inputs: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
     """The record written beside a result: what made it, from what, with which software.
 
-    No wall-clock time is recorded, so that rerunning the same config gives identical records
-    (Snakemake's `benchmark:` files keep the timings instead).
+    "inputs" maps every input file to its SHA-256: the `inputs` given, and every data file the
+    loaders read since the last record (`note_input`; e.g. the Brown texts behind a corpus), which
+    this call then forgets. No wall-clock time is recorded, so that rerunning the same config gives
+    identical records (Snakemake's `benchmark:` files keep the timings instead).
     """
+    read = dict(_DATA_READ)
+    _DATA_READ.clear()
     return {
         "command": command,
         "config": dict(config),
         "seed": seed,
-        "inputs": {str(p): file_sha256(p) for p in inputs},
+        "inputs": read | {str(p): file_sha256(p) for p in inputs},
         "git": git_commit(),
         "packages": package_versions(),
         "python": platform.python_version(),

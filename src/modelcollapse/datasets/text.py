@@ -4,7 +4,8 @@
   `word/tag`, sentences on their own tab-indented lines, and `cats.txt` mapping file -> genre.
   `load_brown` strips the tags and detokenises: one sentence per line, no space before closing
   punctuation or after opening brackets, Brown's `` and '' quote tokens turned into ".
-  Brown has no official split: `split_documents` makes a fixed one by document.
+  Brown has no official split: `split_documents` makes a fixed one by document. Its files are
+  checked against their SHA-256 (`brown_sha256.py`) and for Brown's format before use.
 - wikitext-2-raw-v1 (Merity, Xiong, Bradbury & Socher 2016, arXiv:1609.07843): the three files
   `wikitext-2-raw/wiki.{train,valid,test}.raw`, read verbatim. The paper fine-tunes OPT-125m on
   it cut into 64-token blocks (`make_blocks`).
@@ -19,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from modelcollapse import io
 from modelcollapse.datasets import fetch
+from modelcollapse.datasets.brown_sha256 import BROWN_SHA256
 from modelcollapse.io import atomic_path
 
 BROWN_SUBDIR = "brown"
@@ -58,11 +61,26 @@ class Document:
     text: str  # plain text, one sentence per line
 
 
-def load_brown(*, data_dir: str | os.PathLike | None = None) -> list[Document]:
+def _manifest(text: str) -> dict[str, str]:
+    """`sha256sum` lines -> {file name: hex digest}."""
+    return {name: digest for digest, name in (line.split() for line in text.splitlines() if line.strip())}
+
+
+BROWN_FILES = _manifest(BROWN_SHA256)  # cats.txt and the 500 texts -> SHA-256
+
+
+def load_brown(*, data_dir: str | os.PathLike | None = None,
+               checksums: Mapping[str, str] | None = BROWN_FILES) -> list[Document]:
     """The 500 Brown texts in `cats.txt` order, tags stripped (see the module docstring).
 
-    Looks in `<data_dir>/brown/`, then NLTK's data folders. Raises fetch.DataNotFoundError naming
-    the folders searched, or ValueError if a folder has `cats.txt` but misses texts it lists.
+    Looks in `<data_dir>/brown/`, then NLTK's data folders. Every file read is checked: against
+    `checksums` ({file name: SHA-256}; default: NLTK's Brown, `BROWN_FILES`), and in any case for
+    Brown's format (ASCII text of `word/tag` tokens, not empty), and recorded with its SHA-256 for
+    the provenance of what is made from it (`io.note_input`). checksums=None checks the format only
+    (a corpus in Brown's layout that is not Brown itself). Raises fetch.DataNotFoundError naming the
+    folders searched, fetch.ChecksumError naming every file whose SHA-256 differs (corrupt, emptied,
+    another version), fetch.DataFormatError naming a file that is not tagged Brown text, ValueError
+    if a folder has `cats.txt` but misses texts it lists.
     """
     root = fetch.data_dir(data_dir)
     candidates = ([root / BROWN_SUBDIR] if root is not None else []) + [Path(p) for p in NLTK_DIRS]
@@ -76,18 +94,71 @@ def load_brown(*, data_dir: str | os.PathLike | None = None) -> list[Document]:
             f"To fix: put NLTK's Brown corpus (files ca01 ... cr09 and cats.txt; "
             f"python -m nltk.downloader brown) in {hint}/ and point ${fetch.ENV_VAR} (or --data-dir) "
             f"at its parent.")
+    if checksums is not None:
+        _verify_all(folder, {"cats.txt": checksums["cats.txt"]})
     categories = {}
-    for line in (folder / "cats.txt").read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(_ascii(folder / "cats.txt").splitlines(), 1):
         if line.strip():
-            file_id, category = line.split()[:2]
-            categories[file_id] = category
+            fields = line.split()
+            if len(fields) < 2:
+                raise fetch.DataFormatError(f"{folder / 'cats.txt'}, line {number}: expected '<file> <genre>', "
+                                            f"got {line.strip()[:60]!r}; not Brown's cats.txt")
+            categories[fields[0]] = fields[1]
+    if not categories:
+        raise fetch.DataFormatError(f"{folder / 'cats.txt'} lists no files; not Brown's cats.txt")
     missing = [f for f in categories if not (folder / f).is_file()]
     if missing:
         raise ValueError(f"{folder}: {len(missing)} Brown files listed in cats.txt are missing "
                          f"(e.g. {', '.join(missing[:5])})")
-    # Brown is plain ASCII; latin-1 reads any byte, so an odd character cannot stop the load.
-    return [Document(file_id=f, category=c, text=brown_text((folder / f).read_text(encoding="latin-1")))
-            for f, c in categories.items()]
+    if checksums is not None:
+        _verify_all(folder, {f: checksums.get(f, "") for f in categories})
+    docs = [Document(file_id=f, category=c, text=brown_text(_tagged(folder / f))) for f, c in categories.items()]
+    for name in ["cats.txt", *categories]:
+        io.note_input(folder / name, fetch.sha256(folder / name))
+    return docs
+
+
+def _verify_all(folder: Path, files: Mapping[str, str]) -> None:
+    """One ChecksumError naming every file of `files` whose SHA-256 differs (a file the manifest
+    does not list counts as one: cats.txt names a text Brown does not have)."""
+    bad = []
+    for name, expected in files.items():
+        try:
+            got = fetch.sha256(folder / name)
+        except OSError as err:
+            bad.append(f"{name} (unreadable: {err})")
+            continue
+        if not expected:
+            bad.append(f"{name} (not a file of the Brown corpus)")
+        elif got != expected:
+            size = (folder / name).stat().st_size
+            bad.append(f"{name} ({'empty' if size == 0 else f'{size:,} bytes'}: SHA-256 {got}, expected {expected})")
+    if bad:
+        raise fetch.ChecksumError(
+            f"data set 'brown' in {folder}: {len(bad)} file(s) fail their checksum: " + "; ".join(bad[:10])
+            + ("; ..." if len(bad) > 10 else "") + ". They are corrupt, emptied or another version of the "
+            "corpus: replace them with NLTK's Brown (python -m nltk.downloader brown).")
+
+
+def _ascii(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("ascii")
+    except UnicodeDecodeError as err:
+        raise fetch.DataFormatError(f"{path}: byte {err.start} is not ASCII; Brown's files are plain ASCII text, "
+                                    f"this one is corrupt or not part of the corpus") from None
+
+
+def _tagged(path: Path) -> str:
+    """A Brown text file's content, after checking that it is one: ASCII, not empty, every token `word/tag`."""
+    text = _ascii(path)
+    tokens = text.split()
+    if not tokens:
+        raise fetch.DataFormatError(f"{path} is empty; a Brown text has about 2,000 tagged words")
+    bad = next((t for t in tokens if not all(t.rpartition("/")[::2])), None)
+    if bad is not None:
+        raise fetch.DataFormatError(f"{path}: token {bad[:40]!r} is not 'word/tag'; the file is corrupt "
+                                    f"or not a tagged Brown text")
+    return text
 
 
 def brown_sentences(tagged: str) -> list[list[str]]:
