@@ -1,6 +1,7 @@
 """The CLI: same arguments give byte-identical files; bad arguments fail first and write nothing."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -78,3 +79,105 @@ def test_bad_simulate_arguments_fail_before_work(tmp_path, change, message):
 def test_missing_input_is_named(tmp_path):
     result = run_cli("gaussian", "summarize", "--out", tmp_path / "s.csv", tmp_path / "nope.npz")
     assert result.returncode == 2 and "nope.npz" in result.stderr
+
+
+# -- failures: one line, no traceback, nothing left behind (issue 15, finding 4) ----------------------------
+
+def test_a_failure_is_one_line_without_traceback_unless_debug(tmp_path):
+    (tmp_path / "folder.npz").mkdir()
+    result = run_cli(*SIM, "--out", tmp_path / "folder.npz")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"modelcollapse gaussian simulate: error: output {tmp_path / 'folder.npz'} is a folder; expected a file path "
+        f"ending in .npz"]
+    debug = run_cli("--debug", *SIM, "--out", tmp_path / "folder.npz")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_a_disk_full_while_writing_removes_what_was_written(tmp_path, monkeypatch, capsys):
+    """The .npz is written, then the provenance record hits ENOSPC: the one-line error names the
+    output, and the .npz (which would look finished) is removed with any temporary file."""
+    import errno
+
+    from modelcollapse import cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io, "write_provenance", full)
+    out = tmp_path / "r.npz"
+    code = cli.main([str(a) for a in SIM] + ["--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip() == f"modelcollapse gaussian simulate: error: no space left on the device while writing {out}; " \
+                          f"free some space or write elsewhere"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_command_keeps_an_older_output_it_did_not_replace(tmp_path, capsys):
+    from modelcollapse import cli
+
+    out = tmp_path / "s.csv"
+    out.write_text("older\n")
+    code = cli.main(["gaussian", "summarize", "--out", str(out), str(tmp_path / "missing.npz")])
+    assert code == 2 and "missing.npz" in capsys.readouterr().err
+    assert out.read_text() == "older\n"
+
+
+def test_memory_estimate_refuses_before_work(tmp_path, monkeypatch, capsys):
+    """Issue 15, finding 5: sizes the schema allows used to die in XLA (SIGABRT, no message)."""
+    from modelcollapse import cli
+
+    monkeypatch.setenv("MODELCOLLAPSE_MEMORY_LIMIT", "1M")
+    code = cli.main(["gaussian", "simulate", "--seed", "0", "--sample-size", "100", "--generations", "1000",
+                     "--replicates", "1000", "--platform", "cpu", "--out", str(tmp_path / "r.npz")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--replicates 1000, --generations 1000, --sample-size 100 needs about 3" in err
+    assert "MiB of memory, more than the 1.0 MiB allowed here (MODELCOLLAPSE_MEMORY_LIMIT)" in err
+    assert list(tmp_path.iterdir()) == []
+    from modelcollapse.commands import memory_limit, parse_bytes
+
+    assert parse_bytes("64G") == 64 * 2**30 and parse_bytes("512m") == 512 * 2**20 and parse_bytes("1000") == 1000
+    monkeypatch.delenv("MODELCOLLAPSE_MEMORY_LIMIT")
+    limit, source = memory_limit()
+    assert limit > 2**20 and source
+
+
+def test_paper_build_uses_the_runs_generated_files_and_figures(tmp_path, monkeypatch):
+    """latexmk runs in paper/<run>/build/, where generated/ and figures/ are the run's own (a stand-in
+    latexmk checks what LaTeX would open)."""
+    from modelcollapse import paper
+
+    src = tmp_path / "paper"
+    (src / "sections").mkdir(parents=True)
+    (src / "main.tex").write_text("\\input{sections/a}\\input{generated/n}\\includegraphics{fig}")
+    (src / "sections" / "a.tex").write_text("a")
+    (src / "refs.bib").write_text("")
+    gen, fig = tmp_path / "paper" / "smoke" / "generated", tmp_path / "figures" / "smoke"
+    gen.mkdir(parents=True)
+    fig.mkdir(parents=True)
+    (gen / "n.tex").write_text("n")
+    (fig / "fig.pdf").write_text("%PDF-")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "latexmk"
+    fake.write_text("#!/bin/sh\nfor f in main.tex sections/a.tex generated/n.tex figures/fig.pdf refs.bib; do\n"
+                    "  test -f \"$f\" || { echo \"missing $f\" >&2; exit 1; }\ndone\n"
+                    "echo '%PDF-1.5 built' > main.pdf\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    out = tmp_path / "paper" / "smoke" / "main.pdf"
+    paper.build_pdf(src / "main.tex", out, generated=gen, figures=fig)
+    assert out.read_text() == "%PDF-1.5 built\n"
+    assert (tmp_path / "paper" / "smoke" / "build" / "generated").resolve() == gen.resolve()
+    assert not (tmp_path / "paper" / "smoke" / "build" / "smoke").exists()  # a run's folder is not a source
+
+
+def test_readme_says_how_to_unlock_and_switch_runs():
+    """Issue 15: after `kill -9` of Snakemake the README says how to --unlock; it says how to switch runs."""
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert "snakemake --configfile config/smoke.yaml --unlock" in readme and "Directory cannot\nbe locked" in readme
+    assert "### Runs: configs side by side" in readme and "--config run=" in readme

@@ -139,3 +139,68 @@ def test_a_step_can_be_given_only_its_block():
     bad = _set(copy.deepcopy(lm_only), "lm.model.context", 16)
     with pytest.raises(ConfigError, match="lm.model.context"):
         check_config(bad, blocks=("lm",))
+
+
+# -- reading files strictly (issue 15, finding 8) ---------------------------------------------------------
+
+@pytest.mark.parametrize("text,key,lines", [
+    ("seed: 0\nseed: 1\n", "seed", "lines 1 and 2"),
+    ("gaussian:\n  generations: 3\n  replicates: 2\n  generations: 4\n", "gaussian.generations", "lines 2 and 4"),
+    ("lm:\n  regimes:\n    - {label: A, label: B}\n", "lm.regimes[0].label", "lines 3 and 3"),
+])
+def test_a_key_given_twice_is_an_error_naming_key_and_lines(tmp_path, text, key, lines):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"'{key}' is given twice ({lines})" in str(err.value) and "dup.yaml" in str(err.value)
+
+
+def test_a_config_that_is_not_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("seed: 0\nplatform: cpu\n# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml is not UTF-8 text \(byte 0xe9 on line 3\)"):
+        load_config(path)
+
+
+def test_a_missing_block_says_nothing_is_filled_in(tmp_path):
+    path = tmp_path / "partial.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in _smoke().items() if k != "gmm"}))
+    with pytest.raises(ConfigError, match=r"'gmm' is a required property; a config file is complete by itself"):
+        load_config(path)
+
+
+# -- runs (issue 15, finding 7) -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("run,files,expected", [
+    (None, [], "default"),
+    (None, ["config/config.yaml"], "default"),
+    (None, ["config/smoke.yaml"], "smoke"),
+    (None, ["/somewhere/config/paper.yaml"], "paper"),
+    (None, ["config/smoke.yaml", "extra/lr-sweep.v2.yaml"], "lr-sweep.v2"),
+    ("mine", ["config/smoke.yaml"], "mine"),
+])
+def test_run_name(run, files, expected):
+    from modelcollapse.config import run_name
+
+    assert run_name({"run": run} if run else {}, files) == expected
+
+
+def test_a_file_name_that_cannot_name_a_run_asks_for_the_run_key():
+    from modelcollapse.config import run_name
+
+    with pytest.raises(ConfigError, match=r"config key 'run'.*set run: NAME"):
+        run_name({}, ["my config.yaml"])
+
+
+@pytest.mark.parametrize("bad", ["../up", "a/b", "", ".hidden", "x" * 65])
+def test_bad_run_names_are_rejected(bad):
+    with pytest.raises(ConfigError, match="'run'"):
+        check_config(_smoke() | {"run": bad})
+
+
+def test_shipped_configs_are_different_runs():
+    from modelcollapse.config import run_name
+
+    names = [run_name(load_config(p), [p]) for p in SHIPPED]
+    assert sorted(names) == ["default", "paper", "smoke"]

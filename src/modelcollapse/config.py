@@ -2,12 +2,18 @@
 
 The JSON schema (`config.schema.yaml`, linked from `workflow/schemas/`) checks types, ranges,
 enums and unknown keys; `check_config` adds the checks a schema cannot express (one key
-bounded by another). Every error names the key and what was expected.
+bounded by another). Every error names the key and what was expected. Files are read strictly:
+UTF-8 only, and a key given twice in one mapping is an error naming the key and both lines
+(plain YAML keeps the last one silently).
+
+Runs: every config's outputs live apart, under `results/<run>/`, `figures/<run>/` and
+`paper/<run>/` (see `run_name`): the `run` key if set, else the config file's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,22 +31,85 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file and validate it; raises ConfigError naming the file and key."""
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config file's mapping, read strictly: ConfigError naming the file for a missing file,
+    bytes that are not UTF-8 (with the line), invalid YAML, a key given twice in one mapping (with
+    the key and both lines) or a top level that is not a mapping. Does not validate the keys."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; expected a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    raw = path.read_bytes()
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line}); "
+                          f"save it as UTF-8") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _reject_duplicate_keys(node)
+        config = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(config).__name__}")
+    return config
+
+
+def _reject_duplicate_keys(node, path: str = "") -> None:
+    """ConfigError for the first mapping key given twice under `node` (a composed YAML node)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            dotted = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in seen and key != "<<":
+                raise ConfigError(f"config key '{dotted}' is given twice (lines {seen[key]} and {line}); "
+                                  f"keep one")
+            seen[key] = line
+            _reject_duplicate_keys(value_node, dotted)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _reject_duplicate_keys(item, f"{path}[{i}]")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it; raises ConfigError naming the file and key."""
+    config = read_yaml(path)
     try:
         check_config(config)
+        run_name(config, [path])
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     return config
+
+
+# The run of config/config.yaml (the file every other config is a variant of).
+DEFAULT_RUN = "default"
+_RUN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+def run_name(config: Mapping[str, Any], configfiles: Sequence[str | Path] = ()) -> str:
+    """The name of the run whose outputs this config writes (`results/<run>/`, `figures/<run>/`,
+    `paper/<run>/`): the `run` key if set, else the name of the last config file given without
+    its extension (config/smoke.yaml -> 'smoke', config/paper.yaml -> 'paper'), where
+    config/config.yaml and no file at all give 'default'."""
+    if config.get("run"):
+        return str(config["run"])
+    if not configfiles:
+        return DEFAULT_RUN
+    stem = Path(configfiles[-1]).stem
+    if stem == "config":
+        return DEFAULT_RUN
+    if not _RUN.fullmatch(stem):
+        raise ConfigError(f"config key 'run': not set, and the config file name {stem!r} cannot name the run's "
+                          f"folders (letters, digits, '_', '.', '-'); set run: NAME in the file")
+    return stem
 
 
 def _key_path(path) -> str:
@@ -56,6 +125,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         return f"config key '{key}': {error.message}; allowed keys: {', '.join(allowed)}"
     if error.validator == "required":
+        if not error.absolute_path:  # a whole block (or a shared key) is missing
+            return (f"config key '{key}': {error.message}; a config file is complete by itself (nothing is filled "
+                    f"in from config/config.yaml): copy the missing block from config/smoke.yaml or "
+                    f"config/config.yaml")
         return f"config key '{key}': {error.message}"
     expected = error.schema.get("description")
     hint = f" (expected: {expected.strip()})" if expected else ""

@@ -120,20 +120,40 @@ def _float_or_nan(text) -> float:
         return math.nan
 
 
-def build_pdf(tex: str | Path, out_pdf: str | Path) -> Path:
-    """Run latexmk on `tex` in a scratch build folder beside it; move the PDF atomically to `out_pdf`."""
+def build_pdf(tex: str | Path, out_pdf: str | Path, *, generated: str | Path | None = None,
+              figures: str | Path | None = None) -> Path:
+    """Run latexmk on `tex` with one run's generated files and figures; move the PDF atomically to `out_pdf`.
+
+    The paper's sources read `generated/<name>.tex` and `figures/<name>.pdf` relative to the folder
+    LaTeX runs in. That folder is `<out_pdf's folder>/build/`, where this links `tex`'s folder's
+    sources (main.tex, sections/, refs.bib, ...), `generated` -> `generated` (default: generated/
+    beside `tex`) and `figures` -> `figures` (default: figures/ beside `tex`'s folder), so runs of
+    different configs build their own PDFs side by side from the same sources.
+    """
     tex, out_pdf = Path(tex).resolve(), Path(out_pdf)
+    generated = Path(generated) if generated is not None else tex.parent / "generated"
+    figures = Path(figures) if figures is not None else tex.parent.parent / "figures"
     if not tex.is_file():
         raise FileNotFoundError(f"paper source {tex} does not exist")
     latexmk = shutil.which("latexmk")
     if latexmk is None:
         raise RuntimeError(f"latexmk is not on PATH, so {out_pdf} cannot be built. {TEX_INSTALL_HINT}")
-    build_dir = tex.parent / "build"
-    build_dir.mkdir(exist_ok=True)
+    for name, folder in (("--generated", generated), ("--figures", figures)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{name} {folder} is not a folder (run the workflow first; see README)")
+    build_dir = out_pdf.resolve().parent / "build"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    links = {entry.name: entry for entry in tex.parent.iterdir() if _is_source(entry)}
+    links |= {"generated": generated.resolve(), "figures": figures.resolve()}
+    for name, target in links.items():
+        link = build_dir / name
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=target.is_dir())
     env = dict(os.environ, SOURCE_DATE_EPOCH="0", FORCE_SOURCE_DATE="1")
     cmd = [latexmk, "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
            f"-outdir={build_dir}", tex.name]
-    result = subprocess.run(cmd, cwd=tex.parent, env=env, capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=build_dir, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         log = build_dir / (tex.stem + ".log")
         errors = [line for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
@@ -143,3 +163,11 @@ def build_pdf(tex: str | Path, out_pdf: str | Path) -> Path:
         shutil.copyfile(build_dir / (tex.stem + ".pdf"), tmp)
     return out_pdf
 
+
+def _is_source(entry: Path) -> bool:
+    """A paper source to link into the build folder: not a build product, nor a run's folder."""
+    if entry.name in ("build", "generated", "figures") or entry.name.startswith("."):
+        return False
+    if entry.is_dir():
+        return not (entry / "generated").exists() and not (entry / "main.pdf").exists()
+    return entry.suffix in (".tex", ".bib", ".bst", ".sty", ".cls", ".cfg")

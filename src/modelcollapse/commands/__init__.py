@@ -1,18 +1,33 @@
 """CLI subcommands, one module per experiment family, each with `register(subparsers)`.
 
-A command function takes `(args, argv)`, checks its arguments before any computation, and
-raises ValueError / FileNotFoundError / RuntimeError with a message naming the argument;
-`modelcollapse.cli.main` turns those into one line on stderr and exit status 2.
+A command function takes `(args, argv)`, checks its arguments before any computation (the
+outputs' folders, the inputs, the memory the job needs), and raises ValueError /
+FileNotFoundError / RuntimeError with a message naming the argument, file or config key;
+`modelcollapse.cli.main` turns every failure into one line on stderr, a non-zero exit status,
+and removes the outputs the failed command wrote.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import re
 import shlex
-from collections.abc import Iterable
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from modelcollapse import io
+
+# Argument names (argparse dests) that name files a command writes, and files it reads: a failed
+# command's new outputs are removed (cli.main), and error messages name the inputs.
+OUTPUT_ARGS = ("out", "table", "numbers", "examples", "absorption_table", "ranks_out")
+INPUT_ARGS = ("inputs", "input", "summary", "ranks", "absorption", "results", "corpus", "base", "classifier",
+              "config", "tex")
 
 
 def command_line(argv: list[str]) -> str:
@@ -44,8 +59,9 @@ def write_summary(args, argv, summarize_file, *, order: tuple[str, ...], check=N
     check_inputs(args.inputs)
     rows = []
     for path in args.inputs:
+        data = load_npz(path)
         try:
-            rows.extend(tidy_rows(*summarize_file(io.load_npz(path))))
+            rows.extend(tidy_rows(*summarize_file(data)))
         except KeyError as err:  # not this family's results, or written by an older version of the step
             raise ValueError(f"{path}: no array {err.args[0]!r}; is it a result of this family's simulate/chain "
                              f"step, and was that step rerun after an update?") from None
@@ -132,21 +148,186 @@ def config_from_args(args, *, blocks: tuple[str, ...] | None = None) -> dict:
     from modelcollapse.config import check_config, load_config
 
     if args.config_json is not None:
-        config = json.loads(args.config_json)
+        try:
+            config = json.loads(args.config_json)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--config-json is not valid JSON ({err}); expected the config as one JSON object") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"--config-json must be a JSON object of config keys, got {type(config).__name__}")
         check_config(config, blocks=blocks)
         return config
     return load_config(args.config)
 
 
 def check_output(path: str, suffix: str) -> None:
-    if Path(path).suffix != suffix:
+    """Before any work: `path` ends in `suffix`, is not a folder, and its folder can be written
+    (it, or the nearest folder above it that exists, since missing folders are created)."""
+    path = Path(path)
+    if path.suffix != suffix:
         raise ValueError(f"output {path} must end in {suffix}")
+    if path.is_dir():
+        raise ValueError(f"output {path} is a folder; expected a file path ending in {suffix}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"output {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"output {path}: folder {folder} is not writable (read-only or another user's); "
+                              f"expected a writable folder")
 
 
 def check_inputs(paths: Iterable[str]) -> None:
-    missing = [str(p) for p in paths if not Path(p).is_file()]
+    paths = [Path(p) for p in paths]
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        raise ValueError(f"input {', '.join(folders)} is a folder; expected a file")
+    missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"input file(s) not found: {', '.join(missing)}")
+
+
+# What a truncated, emptied or foreign file raises inside np.load / zipfile.
+_UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError)
+
+
+def load_npz(path, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Every array of an .npz result (or only `names`, read on demand); a file that is missing,
+    truncated or not an .npz, or that lacks one of `names`, raises an error naming the file."""
+    check_inputs([path])
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):  # a bare .npy
+            raise ValueError("a single array, not an .npz archive")
+        with data:
+            files = data.files
+            missing = [name for name in names or () if name not in files]
+            if missing:
+                raise KeyError(missing[0])
+            return {name: data[name] for name in (files if names is None else names)}
+    except KeyError as err:
+        raise ValueError(f"{path}: no array {err.args[0]!r}; is it the result of the right step, and was that "
+                         f"step rerun after an update?") from None
+    except _UNREADABLE as err:
+        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err}); is it truncated or "
+                         f"from another program? Rerun the step that writes it") from None
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    """A summary CSV's rows; a missing, empty or undecodable file raises an error naming it."""
+    check_inputs([path])
+    try:
+        rows = io.read_csv(path)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable CSV file ({type(err).__name__}: {err})") from None
+    if not rows:
+        raise ValueError(f"{path} holds no rows; rerun the step that writes it")
+    return rows
+
+
+# -- memory: refuse before starting what cannot fit --------------------------------------------------
+
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """'64G', '512m', '1000000' -> bytes (binary units)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
+    if not match:
+        raise ValueError(f"MODELCOLLAPSE_MEMORY_LIMIT={text!r}: expected a size such as 64G or 512M")
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+def memory_limit() -> tuple[int, str]:
+    """The bytes a job may use here and where that number comes from: $MODELCOLLAPSE_MEMORY_LIMIT, else
+    the machine's physical memory (os.sysconf, or /proc/meminfo), lowered to a cgroup's limit (a
+    container's, or a Slurm job's allocation) when one is set."""
+    if os.environ.get("MODELCOLLAPSE_MEMORY_LIMIT"):
+        return parse_bytes(os.environ["MODELCOLLAPSE_MEMORY_LIMIT"]), "MODELCOLLAPSE_MEMORY_LIMIT"
+    try:
+        limit, source = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "physical memory"
+    except (ValueError, OSError, AttributeError):
+        limit, source = _meminfo_total(), "physical memory (/proc/meminfo)"
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < limit:
+            limit, source = int(text), f"the cgroup limit in {path}"
+    return limit, source
+
+
+def _meminfo_total() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2**63  # unknown: do not refuse
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def check_memory(need: float, *, what: str, lower: str) -> None:
+    """Refuse a job whose estimated peak memory `need` (bytes) exceeds what this machine allows:
+    a ValueError naming the estimate, the limit, and the arguments to `lower`."""
+    limit, source = memory_limit()
+    if need > limit:
+        raise ValueError(f"{what} needs about {format_bytes(need)} of memory, more than the {format_bytes(limit)} "
+                         f"allowed here ({source}); lower {lower}")
+
+
+# -- what a failed command leaves behind ---------------------------------------------------------------
+
+
+def output_files(args) -> list[Path]:
+    """Every file a command may write: its outputs, their provenance records, a figure's PNG."""
+    paths = []
+    for name in OUTPUT_ARGS:
+        value = getattr(args, name, None)
+        if not value:
+            continue
+        path = Path(value)
+        written = [path] + ([path.with_suffix(".png")] if path.suffix == ".pdf" else [])
+        paths += [p for w in written for p in (w, io.provenance_path(w))]
+    return paths
+
+
+def input_files(args) -> list[str]:
+    found = []
+    for name in INPUT_ARGS:
+        value = getattr(args, name, None)
+        found += [str(v) for v in (value if isinstance(value, list) else [value]) if v]
+    return found
+
+
+def _identity(path: Path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def snapshot(paths: Iterable[Path]) -> dict[Path, tuple | None]:
+    return {p: _identity(p) for p in paths}
+
+
+def remove_written(before: dict[Path, tuple | None]) -> None:
+    """Remove the files of `before` that were created or replaced since it was taken (an output
+    without its provenance, or the first of several outputs, must not look finished)."""
+    for path, old in before.items():
+        if _identity(path) != old and path.is_file():
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def nonnegative_int(text: str) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs, check_output,
-                                    nonnegative_int, record, regime_from_args, write_texts)
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs, check_memory,
+                                    check_output, load_npz, nonnegative_int, read_csv, record, regime_from_args,
+                                    write_texts)
 
 # Keys every chain summary row starts with, in the sort order of the CSV.
 ROW_KEYS = ("regime", "num_symbols", "exponent", "sample_size", "replicates")
@@ -22,11 +23,22 @@ def _config(args):
                                    exponent=args.exponent, regime=regime)
 
 
+def memory_needed(cfg) -> float:
+    """Estimated peak bytes of `simulate`: four per-generation metrics [R, G+1] (4 bytes each) about
+    three times over (device, host, .npz buffer), and a few [R, K] arrays (counts, probabilities,
+    first_zero, the final p, a pool's counts)."""
+    r, g, k = cfg.replicates, cfg.generations, cfg.num_symbols
+    return 3 * 4 * 4.0 * r * (g + 1) + 8 * 4.0 * r * k
+
+
 def simulate(args, argv):
     from modelcollapse import discrete, runtime
 
     cfg = _config(args)
     check_output(args.out, ".npz")
+    check_memory(memory_needed(cfg), what=f"discrete simulate with --replicates {cfg.replicates}, --generations "
+                 f"{cfg.generations}, --num-symbols {cfg.num_symbols}",
+                 lower="--replicates, --generations or --num-symbols")
     runtime.configure(args.platform)
     q = cfg.probs
     result = discrete.simulate_metrics(args.seed, probs=q, sample_size=cfg.sample_size,
@@ -61,7 +73,7 @@ def summarize(args, argv):
         if not args.rank_generations:
             raise ValueError("--ranks-out needs --rank-generations")
     check_inputs(args.inputs)
-    loaded = [(path, io.load_npz(path)) for path in args.inputs]
+    loaded = [(path, load_npz(path)) for path in args.inputs]
     for path, data in loaded:
         if "survivors" not in data:
             raise ValueError(f"{path} holds no per-generation metrics (simulated with --keep final)")
@@ -97,7 +109,7 @@ def absorption(args, argv):
 
     check_output(args.out, ".csv")
     check_inputs([args.input])
-    data = io.load_npz(args.input)
+    data = load_npz(args.input)
     if _regime_of(data).name != "replace":
         raise ValueError(f"{args.input}: the absorption summary needs regime 'replace', got {str(data['regime'])!r}")
     m, g = int(data["sample_size"]), int(data["generations"])
@@ -114,7 +126,7 @@ def figure(args, argv):
 
     check_output(args.out, ".pdf")
     check_inputs([args.summary, args.ranks])
-    written = plot.plot(io.read_csv(args.summary), io.read_csv(args.ranks), args.out)
+    written = plot.plot(read_csv(args.summary), read_csv(args.ranks), args.out)
     record(written, argv, inputs=[args.summary, args.ranks])
 
 
@@ -123,7 +135,7 @@ def table(args, argv):
     from modelcollapse.tables import discrete as tables
 
     def build():
-        rows, absorbed = io.read_csv(args.summary), io.read_csv(args.absorption)
+        rows, absorbed = read_csv(args.summary), read_csv(args.absorption)
         return (tables.table_tex(rows, args.generations), tables.absorption_table_tex(absorbed),
                 macro_lines(tables.numbers(rows, absorbed)))
 

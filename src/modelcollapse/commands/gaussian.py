@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs,
-                                    check_output, nonnegative_int, record, regime_from_args, write_summary,
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs, check_memory,
+                                    check_output, nonnegative_int, read_csv, record, regime_from_args, write_summary,
                                     write_texts)
 
 
@@ -24,11 +24,29 @@ def _config(args):
                                    correlation=args.correlation, sampler=args.sampler)
 
 
+def memory_needed(cfg) -> float:
+    """Estimated peak bytes of `simulate` for `cfg`: the float32 trajectories [R, G+1] (d > 1: means
+    [R, G+1, d] and Cholesky factors and covariances [R, G+1, d, d]) exist about four times at once
+    (device result, host copy, the prepended generation 0, the .npz buffer), plus each generation's
+    draws [R, M] a few times and, for the pooling regimes, the stored pool [R, M x G]."""
+    from modelcollapse.regimes import POOLING
+
+    r, g, d = cfg.replicates, cfg.generations, cfg.dim
+    per_generation = (2 if d == 1 else d + 2 * d * d + 2) * 4.0 * r * (g + 1)
+    m = float(max(cfg.sizes))
+    draws = 4.0 * r * m * d * 4 if cfg.resolved_sampler == "points" else 0.0
+    pool = 4.0 * r * m * g * 2 if cfg.regime.name in POOLING else 0.0
+    return 4 * per_generation + draws + pool
+
+
 def simulate(args, argv):
     from modelcollapse import gaussian, runtime
 
     cfg = _config(args)
     check_output(args.out, ".npz")
+    check_memory(memory_needed(cfg), what=f"gaussian simulate with --replicates {cfg.replicates}, --generations "
+                 f"{cfg.generations}, --sample-size {args.sample_size}" + (f", --dim {cfg.dim}" if cfg.dim > 1 else ""),
+                 lower="--replicates or --generations (or --sample-size)")
     runtime.configure(args.platform)
     chains = gaussian.simulate(args.seed, **{f: getattr(cfg, f) for f in (
         "sample_size", "generations", "replicates", "estimator", "regime", "dim", "correlation", "sampler")})
@@ -79,7 +97,7 @@ def figure(args, argv):
     check_output(args.out, ".pdf")
     check_inputs([args.summary])
     draw = getattr(plot, FIGURES[args.kind])
-    written = draw(io.read_csv(args.summary), args.out)
+    written = draw(read_csv(args.summary), args.out)
     record(written, argv, inputs=[args.summary])
 
 
@@ -88,7 +106,7 @@ def table(args, argv):
     from modelcollapse.tables import gaussian as tables
 
     def build():
-        rows = io.read_csv(args.summary)
+        rows = read_csv(args.summary)
         return tables.table_tex(rows, args.generations), macro_lines(tables.numbers(rows, replicates=args.replicates))
 
     write_texts(argv, (args.table, args.numbers), build, inputs=[args.summary],
@@ -103,7 +121,7 @@ def numbers(args, argv):
         raise ValueError(f"--table is available for --kind regimes only, not {args.kind!r}")
 
     def build():
-        rows = io.read_csv(args.summary)
+        rows = read_csv(args.summary)
         texts = [macro_lines(getattr(tables, NUMBERS[args.kind])(rows))]
         return texts + ([tables.regimes_table(rows)] if args.table else [])
 

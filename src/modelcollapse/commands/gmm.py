@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_output,
-                                    distinct_runs, figure_inputs, nonnegative_int, record, regime_from_args,
-                                    write_summary, write_texts)
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_memory, check_output,
+                                    distinct_runs, figure_inputs, load_npz, nonnegative_int, read_csv, record,
+                                    regime_from_args, write_summary, write_texts)
 
 # Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
 # (tests/test_gmm.py checks they match).
@@ -28,11 +28,28 @@ def _config(args):
                          snapshots=tuple(args.snapshots))
 
 
+def memory_needed(cfg) -> float:
+    """Estimated peak bytes of `simulate`: the per-generation fits (weights [R, G+1, K], means
+    [R, G+1, K, 2], covariances [R, G+1, K, 2, 2] in float32, five [R, G+1] diagnostics) about three
+    times over, each generation's points and responsibilities [R, N, 2 + K] a few times, and for
+    the pooling regimes every point drawn, [R, N (G+1), 2] (twice for accumulate)."""
+    from modelcollapse.regimes import POOLING
+
+    r, g, n, k = cfg.replicates, cfg.generations, cfg.sample_size, cfg.n_components
+    fits = 3 * (4.0 * 7 * k + 25) * r * (g + 1)
+    working = 4 * 4.0 * r * n * (2 + k)
+    pool = (2 if cfg.regime.name == "accumulate" else 1) * 8.0 * r * n * (g + 1) if cfg.regime.name in POOLING else 0
+    return fits + working + pool
+
+
 def simulate(args, argv):
     from modelcollapse import gmm, runtime
 
     cfg = _config(args)
     check_output(args.out, ".npz")
+    check_memory(memory_needed(cfg), what=f"gmm simulate with --replicates {cfg.replicates}, --generations "
+                 f"{cfg.generations}, --sample-size {cfg.sample_size}",
+                 lower="--replicates, --generations or --sample-size")
     if not 1 <= args.slots <= cfg.replicates and args.slots != 0:
         raise ValueError(f"--slots must be 0 (automatic) or in [1, replicates = {cfg.replicates}], got {args.slots}")
     runtime.configure(args.platform)
@@ -77,7 +94,7 @@ def figure(args, argv):
     inputs = figure_inputs(args, from_summary=args.kind == "distance", summary_from="gmm summarize",
                            results_from="gmm simulate")
     if args.kind == "distance":
-        written = plot.plot_distance(io.read_csv(args.summary), args.out)
+        written = plot.plot_distance(read_csv(args.summary), args.out)
     else:
         written = plot.plot_snapshots([_snapshots(path) for path in inputs], args.out)
     record(written, argv, inputs=inputs)
@@ -85,9 +102,8 @@ def figure(args, argv):
 
 def _snapshots(path) -> dict[str, np.ndarray]:
     """Only the arrays the snapshot grid draws (np.load reads an .npz member on access)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in ("data", "regime_label", "snapshot_generations", "snapshot_points",
-                                              "snapshot_weights", "snapshot_means", "snapshot_covs")}
+    return load_npz(path, ("data", "regime_label", "snapshot_generations", "snapshot_points", "snapshot_weights",
+                           "snapshot_means", "snapshot_covs"))
 
 
 def table(args, argv):
@@ -95,7 +111,7 @@ def table(args, argv):
     from modelcollapse.tables import gmm as tables
 
     def build():
-        rows = io.read_csv(args.summary)
+        rows = read_csv(args.summary)
         return (tables.table_tex(rows, args.generations),
                 macro_lines(tables.numbers(rows, replicates=args.replicates, generations=args.generations)))
 

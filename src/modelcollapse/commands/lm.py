@@ -15,8 +15,8 @@ import numpy as np
 
 from modelcollapse import io
 from modelcollapse.commands import (add_config_source, add_summarize, check_inputs, check_output, config_from_args,
-                                    distinct_runs, figure_inputs, nonnegative_int, record, write_summary,
-                                    write_texts)
+                                    distinct_runs, figure_inputs, load_npz, nonnegative_int, read_csv, record,
+                                    write_summary, write_texts)
 
 SCALARS = ("test_ppl", "val_loss", "unigram_entropy", "rare_share", "distinct_1", "distinct_2", "distinct_3",
            "distinct_4", "true_xent", "forbidden_share", "kl_truth_model", "data_ppl_median", "data_ppl_mean",
@@ -67,8 +67,7 @@ def corpus_cmd(args, argv):
 
 
 def _load_corpus(path) -> dict:
-    check_inputs([path])
-    return io.load_npz(path)
+    return load_npz(path)
 
 
 def pretrain(args, argv):
@@ -78,7 +77,6 @@ def pretrain(args, argv):
 
     from modelcollapse import checkpoint, runtime
     from modelcollapse.lm import experiment
-    from modelcollapse.lm.train import train
 
     config = config_from_args(args, blocks=("lm",))
     check_output(args.out, ".npz")
@@ -88,7 +86,7 @@ def pretrain(args, argv):
     cfg = lm_config(block, vocab_size=int(data["vocab_size"]), epochs=block["pretrain_epochs"])
     key = jax.random.fold_in(jax.random.key(config["seed"]), 2**20)  # apart from every chain's keys
     model = experiment.build_model(cfg, experiment._int_seed(key))
-    result = train(model, train_blocks=experiment.rows(data["pretrain"]),
+    result = _train_base(model, train_blocks=experiment.rows(data["pretrain"]),
                    validation_blocks=experiment.rows(data["validation"]), key=jax.random.fold_in(key, 1),
                    batch_size=cfg.batch_size, epochs=cfg.epochs, optimizer=cfg.optimizer,
                    eval_every=cfg.eval_every, steps_per_call=cfg.steps_per_call, progress=None)
@@ -97,6 +95,15 @@ def pretrain(args, argv):
                                                             "best_step": result.best_step})
     record(args.out, argv, seed=config["seed"], config=block, inputs=[args.corpus])
     print(f"base model: validation loss {result.best_val_loss:.4f} at step {result.best_step}")
+
+
+def _train_base(*args, **kwargs):
+    from modelcollapse.lm.train import train
+
+    try:
+        return train(*args, **kwargs)
+    except FloatingPointError as err:
+        raise FloatingPointError(f"base model: {err}: config key lm.optimizer.learning_rate") from err
 
 
 def chain(args, argv):
@@ -129,10 +136,14 @@ def chain(args, argv):
                                test_rows=experiment.rows(data["test"]), test_blocks=data["test"],
                                rare=text_metrics.rare_mask(data["train"], cfg.model.vocab_size), truth=truth)
     checkpoint_dir = args.checkpoint_dir or str(Path(args.out).with_suffix("")) + ".checkpoints"
-    out = experiment.run_chain(cfg, seed=config["seed"], chain=args.chain, regime=regime, corpus=data, ref=ref,
-                               checkpoint_dir=checkpoint_dir, base_state=base_state,
-                               identity={"corpus": dataclasses.asdict(corpus_cfg), "label": args.regime},
-                               log=lambda line: print(line, flush=True))
+    try:
+        out = experiment.run_chain(cfg, seed=config["seed"], chain=args.chain, regime=regime, corpus=data, ref=ref,
+                                   checkpoint_dir=checkpoint_dir, base_state=base_state,
+                                   identity={"corpus": dataclasses.asdict(corpus_cfg), "label": args.regime},
+                                   log=lambda line: print(line, flush=True))
+    except FloatingPointError as err:  # NaN loss or TrainingDiverged: say which chain and generation
+        raise FloatingPointError(f"regime {args.regime}, chain {args.chain}, generation "
+                                 f"{_failed_generation(err)}: {err}: config key lm.optimizer.learning_rate") from err
     decode = _decoder(data, config)
     texts = {"example_prompts": np.array([decode(p) for p in data["train"][: cfg.examples]]),
              "example_texts": np.array([[decode(t) for t in per_gen] for per_gen in out["examples"]])}
@@ -148,6 +159,17 @@ def chain(args, argv):
     io.save_npz(args.out, out | texts | meta)
     record(args.out, argv, seed=config["seed"], inputs=inputs,
            config={"lm": block, "regime": entry, "chain": args.chain})
+
+
+def _failed_generation(err: BaseException) -> str:
+    """The generation `run_chain` was training when `err` was raised: its loop variable `g`, read from
+    the innermost run_chain frame of the traceback (the library's message names only the step)."""
+    tb, generation = err.__traceback__, "?"
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "run_chain" and isinstance(tb.tb_frame.f_locals.get("g"), int):
+            generation = str(tb.tb_frame.f_locals["g"])
+        tb = tb.tb_next
+    return generation
 
 
 # The run's settings that `chain` stores beside its arrays and `summarize` puts on every CSV row, with
@@ -184,15 +206,14 @@ def figure(args, argv):
     inputs = figure_inputs(args, from_summary=args.kind == "metrics", summary_from="lm summarize",
                            results_from="lm chain")
     if args.kind == "metrics":
-        written = plot.plot_metrics(io.read_csv(args.summary), args.out)
+        written = plot.plot_metrics(read_csv(args.summary), args.out)
     else:
         written = plot.plot_perplexity([_perplexity_arrays(p) for p in inputs], args.generations, args.out)
     record(written, argv, inputs=inputs)
 
 
 def _perplexity_arrays(path) -> dict:
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in ("label", "chain", "decoding", "generation", "data_ppl", "test_ppl")}
+    return load_npz(path, ("label", "chain", "decoding", "generation", "data_ppl", "test_ppl"))
 
 
 def table(args, argv):
@@ -200,7 +221,7 @@ def table(args, argv):
     from modelcollapse.tables import lm as tables
 
     def build():
-        rows = io.read_csv(args.summary)
+        rows = read_csv(args.summary)
         examples = [_example_arrays(p) for p in args.results]
         return (tables.table_tex(rows), tables.examples_tex(examples, args.generations),
                 macro_lines(tables.numbers(rows, examples=args.generations)))
@@ -210,8 +231,7 @@ def table(args, argv):
 
 
 def _example_arrays(path) -> dict:
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in ("label", "chain", "example_prompts", "example_texts")}
+    return load_npz(path, ("label", "chain", "example_prompts", "example_texts"))
 
 
 def register(subparsers) -> None:

@@ -9,8 +9,10 @@ from modelcollapse.commands import add_config_source, check_output, command_line
 def check_config(args, argv):
     from modelcollapse.config import load_config
 
-    load_config(args.config)
-    print(f"{args.config}: ok")
+    from modelcollapse.config import run_name
+
+    run = run_name(load_config(args.config), [args.config])
+    print(f"{args.config}: ok (run '{run}': results/{run}/, figures/{run}/, paper/{run}/)")
 
 
 def provenance(args, argv):
@@ -36,7 +38,7 @@ def build(args, argv):
     from modelcollapse.paper import build_pdf
 
     check_output(args.out, ".pdf")
-    build_pdf(args.tex, args.out)
+    build_pdf(args.tex, args.out, generated=args.generated, figures=args.figures)
 
 
 def register(subparsers) -> None:
@@ -55,5 +57,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=timings)
     p = steps.add_parser("build", help="latexmk the paper into a PDF")
     p.add_argument("--tex", required=True)
+    p.add_argument("--generated", help="the run's generated .tex folder (default: generated/ beside --tex)")
+    p.add_argument("--figures", help="the run's figures folder (default: figures/ beside --tex's folder)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=build)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs,
-                                    check_output, distinct_runs, figure_inputs, nonnegative_float, nonnegative_int,
-                                    record, regime_from_args, write_summary, write_texts)
+from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs, check_output,
+                                    distinct_runs, figure_inputs, load_npz, nonnegative_float, nonnegative_int,
+                                    read_csv, record, regime_from_args, write_summary, write_texts)
 
 # Choices repeated here so that building the parser does not import JAX (tests check they match).
 DATASETS = ("digits", "mnist", "fashion_mnist")
@@ -25,12 +25,15 @@ def _splits(args):
     """(train, validation, test) ImageSets; validation is carved from train with the master seed."""
     from modelcollapse.datasets import images
 
-    if not 0 < args.validation_fraction < 1:
-        raise ValueError(f"--validation-fraction must be in (0, 1), got {args.validation_fraction}")
     train = images.load_images(args.dataset, split="train", data_dir=args.data_dir)
     train, validation = images.train_validation_split(train, validation_fraction=args.validation_fraction,
                                                       seed=args.seed)
     return train, validation, images.load_images(args.dataset, split="test", data_dir=args.data_dir)
+
+
+def _check_data_args(args) -> None:
+    if not 0 < args.validation_fraction < 1:
+        raise ValueError(f"--validation-fraction must be in (0, 1), got {args.validation_fraction}")
 
 
 def classifier_cmd(args, argv):
@@ -40,6 +43,7 @@ def classifier_cmd(args, argv):
     from modelcollapse.vae import classifier
 
     check_output(args.out, ".npz")
+    _check_data_args(args)
     runtime.configure(args.platform)
     train, validation, test = _splits(args)
     model, report = classifier.train_classifier(
@@ -87,6 +91,7 @@ def chain(args, argv):
     from modelcollapse.vae import classifier, experiment, models
 
     check_output(args.out, ".npz")
+    _check_data_args(args)
     check_inputs([args.classifier])
     cfg = _vae_config(args)
     regime = regime_from_args(args)
@@ -137,11 +142,11 @@ def figure(args, argv):
     inputs = figure_inputs(args, from_summary=args.kind == "metrics", summary_from="vae summarize",
                            results_from="vae chain")
     if args.kind == "metrics":
-        written = plot.plot_metrics(io.read_csv(args.summary), args.out)
+        written = plot.plot_metrics(read_csv(args.summary), args.out)
     elif args.kind == "samples":
-        written = plot.plot_samples([io.load_npz(path) for path in inputs], args.generations, args.out)
+        written = plot.plot_samples([load_npz(path) for path in inputs], args.generations, args.out)
     else:
-        written = plot.plot_latent_density([io.load_npz(path) for path in inputs], args.out)
+        written = plot.plot_latent_density([load_npz(path) for path in inputs], args.out)
     record(written, argv, inputs=inputs)
 
 
@@ -150,7 +155,7 @@ def table(args, argv):
     from modelcollapse.tables import vae as tables
 
     def build():
-        rows = io.read_csv(args.summary)
+        rows = read_csv(args.summary)
         return tables.table_tex(rows, args.generations), macro_lines(tables.numbers(rows, generations=args.generations))
 
     write_texts(argv, (args.table, args.numbers), build, inputs=[args.summary],

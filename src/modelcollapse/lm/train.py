@@ -19,7 +19,10 @@ tail probabilities whose loss this project measures.
 Model selection: the validation loss (mean next-token negative log-likelihood over all validation
 blocks, in nats) is computed every `eval_every` steps and after the last; the parameters with the
 lowest one are returned (the paper keeps the best checkpoint by validation loss). A NaN/inf training
-loss raises FloatingPointError naming the first bad step.
+loss raises FloatingPointError naming the first bad step; a training whose loss on its own training
+batches ends more than DIVERGED_MARGIN nats above log V (a uniform guess over the vocabulary, about
+where a fresh model starts) has diverged and raises TrainingDiverged (a FloatingPointError): a
+collapsing chain still fits its own, ever narrower, training data, so this never stops a collapse.
 
 Speed: `steps_per_call` optimizer steps run in one jitted `lax.scan` (parameters and optimizer state
 donated), so Python and dispatch overhead are paid once per call: at the default model size and
@@ -82,6 +85,14 @@ class HistoryRow(NamedTuple):
     val_loss: float  # mean validation negative log-likelihood (nats/token)
     val_ppl: float  # exp(val_loss)
     lr: float  # learning rate of the last step taken
+
+
+# nats/token above log V at which the last evaluation interval's mean training loss means "diverged".
+DIVERGED_MARGIN = 1.0
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training ended far worse than a uniform guess on its own data: the learning rate is too high."""
 
 
 class TrainResult(NamedTuple):
@@ -302,4 +313,10 @@ def train(model: GPT, *, train_blocks, validation_blocks, key: jax.Array, batch_
                 best_state = nnx.merge_state(jax.tree.map(jnp.copy, params), rest)
     finally:
         bar.close()
+    uniform = math.log(model.config.vocab_size)
+    if history[-1].train_loss > uniform + DIVERGED_MARGIN:
+        raise TrainingDiverged(f"training diverged: the mean training loss over its last steps "
+                               f"(after step {history[-2].step if len(history) > 1 else 0}) is {history[-1].train_loss:.3g} nats/token, worse than a uniform guess (log V = "
+                               f"{uniform:.3g}) by more than {DIVERGED_MARGIN}; lower the learning rate (now "
+                               f"{optimizer.learning_rate:g})")
     return TrainResult(best_state, best_step, best_loss, history)
