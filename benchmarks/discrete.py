@@ -8,7 +8,8 @@ surviving-symbol count and homozygosity of every generation) as (1) the library'
 `simulate_metrics` and (2) a NumPy loop over generations, each generation one vectorised
 `rng.multinomial` over all chains (conditional binomials, BTPE). Then, unless --no-samplers, the
 per-draw cost of the exact multinomial samplers considered for the library, inside the same
-jit(vmap(scan)), to show why it draws uniform indices into the training multiset.
+jit(vmap(scan)) from counts to counts, to show why it draws uniform indices into the training
+multiset (the library's replace chains also skip the owner table: their state is the M symbols).
 Always exits 0.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from timing import best_of  # benchmarks/timing.py (the script's own folder is on sys.path)
 from modelcollapse import discrete
-from modelcollapse.discrete import count_symbols, draw_symbols, replicate_keys
+from modelcollapse.discrete import count_symbols, draw_symbols, exact_indices, replicate_keys
 
 
 def numpy_chains(q, m, r, g, seed=0):
@@ -43,8 +44,15 @@ def numpy_chains(q, m, r, g, seed=0):
 # -- alternative exact samplers for one generation of one chain: counts [K] -> counts [K]
 
 
-def draw_library(key, counts, m):
+def draw_uniform_index(key, counts, m):
+    """64-bit uniform index (2 words) into the owner table: the library's sampler before issue 17."""
     return count_symbols(draw_symbols(key, counts, m, total=m), counts.shape[0])
+
+
+def draw_lemire(key, counts, m):
+    """32-bit Lemire index (1 word, exact rejection) into the owner table."""
+    owner = jnp.repeat(jnp.arange(counts.shape[0], dtype=jnp.int32), counts, total_repeat_length=m)
+    return count_symbols(owner[exact_indices(key[None], m)[0]], counts.shape[0])
 
 
 def draw_jax_multinomial(key, counts, m):
@@ -77,7 +85,8 @@ def draw_binomial_tree(key, counts, m):
     return n[:k].astype(jnp.int32)
 
 
-SAMPLERS = {"library: uniform index + owner table": draw_library,
+SAMPLERS = {"Lemire 32-bit index + owner table": draw_lemire,
+            "64-bit uniform index + owner table": draw_uniform_index,
             "randint + binary search + bincount": draw_randint_search,
             "binary tree of jax.random.binomial": draw_binomial_tree,
             "jax.random.multinomial": draw_jax_multinomial}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import chisquare_pvalue
 from modelcollapse import discrete, metrics, regimes
 from modelcollapse.regimes import Regime
 from modelcollapse.theory import discrete as theory
@@ -191,6 +192,35 @@ def test_mulhi_and_uniform_index_are_exact():
     assert idx.min() >= 0 and idx.max() < total
     counts = np.bincount(idx, minlength=total)
     assert np.all(np.abs(counts - n / total) < Z * np.sqrt(n * (1 / total) * (1 - 1 / total)))
+
+
+def test_one_replace_generation_follows_the_multinomial_law():
+    # The replace step: M exact uniform indices into the training set's M symbols. Every count vector
+    # of the next generation against Multinomial(M, c / M) (pmf by scipy), chi-square with pooled cells.
+    c, r = np.array([5, 4, 2, 1]), 40_000
+    m = int(c.sum())
+    symbols = np.repeat(np.arange(c.size), c)
+    idx = np.asarray(discrete.exact_indices(discrete.replicate_keys(3, r), m))
+    drawn = np.stack([np.bincount(row, minlength=c.size) for row in symbols[idx]])
+    outcomes = np.array([v for v in itertools.product(range(m + 1), repeat=c.size) if sum(v) == m])
+    code = {tuple(v): i for i, v in enumerate(outcomes)}
+    observed = np.bincount([code[tuple(v)] for v in drawn], minlength=len(outcomes))
+    expected = r * stats.multinomial(m, c / m).pmf(outcomes)
+    assert chisquare_pvalue(observed, expected) > 1e-4
+
+
+def test_exact_indices_redraw_rejected_words_and_stay_uniform():
+    # m = 40,000: Lemire rejects a word with probability (2^32 mod m) / 2^32 = 1.7e-6, so 1.2e6
+    # draws redraw a few; the redrawn positions change and everything stays uniform over [0, m).
+    m, keys = 40_000, discrete.replicate_keys(5, 30)
+    words = np.asarray(discrete._words(keys, m)).astype(np.uint64)
+    rejected = (words * m) % 2**32 < 2**32 % m
+    assert rejected.sum() >= 1
+    idx = np.asarray(discrete.exact_indices(keys, m))
+    np.testing.assert_array_equal(idx[~rejected], ((words * m) >> np.uint64(32))[~rejected])
+    assert idx.min() >= 0 and idx.max() < m
+    observed = np.bincount(idx.ravel() // 400, minlength=100)
+    assert chisquare_pvalue(observed, np.full(100, idx.size / 100)) > 1e-4
 
 
 def test_integer_weights_sum_to_two_to_the_thirty_and_keep_every_symbol():

@@ -23,20 +23,27 @@ exchangeable points, so the counts are sufficient):
   (`real_source: original`, via `subsample_counts`) or n_real fresh draws from q (`fresh`).
 
 Sampling. Every training set is a multiset of integer counts, and Multinomial(n, c / sum c) is
-n uniform draws from that multiset: each draw is a 64-bit uniform index into [0, sum c) mapped
-to its symbol, then the symbols are counted. This is exact (the index's bias is below
-sum(c) / 2^64) and was the fastest exact JAX sampler measured (benchmarks/discrete.py, K = 1000,
-2-core CPU, microseconds per chain and generation at M = 100 / 1000 / 10,000): 8 / 19 / 94,
-against 10 / 41 / 295 for jax.random.randint + binary search, 296 / 434 / 353 for a vectorised
-binary tree of jax.random.binomial, and 511 / 681 / 1240 for jax.random.multinomial (a scan of K
-sequential float binomials, each running both its inversion and its BTRS rejection loop until
-the slowest lane finishes). The cost is O(M) per generation, half of it the random bits: a
-training set of constant size M is indexed through an owner table (the symbol of each of its M
-points); the growing `accumulate` pool through a binary search of its cumulative counts. (On
-the CPU NumPy's rng.multinomial is still 1.6-3x faster: its conditional binomials stop at the
-last surviving symbol. The binomial tree's cost does not grow with M, so it would overtake the
-owner table near M = 40,000 at K = 1000, but jax.random.binomial runs its rejection tests in
-float32 arithmetic, so it is not used here.) q itself is sampled as integer weights
+n uniform draws from that multiset: each draw is a uniform index into [0, sum c) mapped to its
+symbol, then the symbols are counted. The replace chains (and mix without real data) carry the
+training set as its M symbols, so a generation is symbols[exact_indices] (no owner table rebuilt
+from counts), with Lemire's exact 32-bit multiply-and-reject index (one word per draw, against
+two for the 64-bit index), and run their replicates in blocks whose [b, M] arrays stay in cache
+(`_replace_chunk`). Against NumPy's loop of rng.multinomial over all chains
+(benchmarks/discrete.py, K = 1000, R = 200, G = 100, busy 2-core CPU, median of three runs at
+M = 100 / 1000 / 10,000): NumPy / JAX = 2.98 / 2.07 / 0.82 (JAX 4.3 / 8.0 / 92 microseconds per
+chain and generation), against 0.79 / 0.68 / 0.17 for the previous sampler (the same draws
+through a 64-bit index and an owner table rebuilt from the counts every generation; 8 / 19 / 94
+microseconds on a quiet machine). Slower exact samplers measured (quiet): 10 / 41 / 295 for
+jax.random.randint + binary search, 296 / 434 / 353 for a vectorised binary tree of
+jax.random.binomial, and 511 / 681 / 1240 for jax.random.multinomial (a scan of K sequential
+float binomials, each running both its inversion and its BTRS rejection loop until the slowest
+lane finishes); two forced host devices (half the chains on each core) were no faster on the
+busy machine. At M = 10,000 NumPy stays faster (1.2x; goal 1.5x the other way): any index sampler costs O(M) random
+words and counts per generation, while NumPy's conditional binomials (BTPE) cost O(survivors),
+and an exact binomial in JAX needs float64 rejection tests (jax.random.binomial runs them in
+float32, so it is not used here). The other regimes index the owner table of their counts with
+the 64-bit `uniform_index` (its bias is below sum(c) / 2^64); the growing `accumulate` pool
+through a binary search of its cumulative counts. q itself is sampled as integer weights
 round(q 2^30) (total exactly 2^30), so a probability is off by at most 2^-31 (relative 1e-5 for
 q_k = 1e-4).
 
@@ -46,7 +53,8 @@ the final distribution, which is what the experiment needs at K = 1000, G = 1000
 
 Keys: replicate r uses fold_in(key(seed), r) and generation g folds in g on top (purposes within
 a generation fold in 1: real data, 2: subsample), so a chain's numbers do not depend on how many
-replicates run beside it or how they are batched.
+replicates run beside it or how they are batched. (The replace step's draws changed in issue 17:
+the same keys now give other, equally exact, chains from generation 2 on.)
 """
 
 from __future__ import annotations
@@ -65,7 +73,8 @@ from modelcollapse.runtime import replicate_keys
 from modelcollapse.theory import discrete as theory
 
 __all__ = ["DiscreteConfig", "DiscreteChains", "DiscreteMetrics", "zipf", "rare_mask", "uniform_index",
-           "draw_symbols", "count_symbols", "integer_weights", "simulate", "simulate_metrics", "replicate_keys",
+           "exact_indices", "draw_symbols", "count_symbols", "integer_weights", "simulate", "simulate_metrics",
+           "replicate_keys",
            "summarize", "summarize_ranks", "summarize_absorption"]
 
 WEIGHT_BITS = 30  # q is sampled as integer weights summing to 2^30 (see the module docstring)
@@ -200,6 +209,36 @@ def count_symbols(symbols: jax.Array, num_symbols: int) -> jax.Array:
     return jnp.bincount(symbols, length=num_symbols).astype(jnp.int32)
 
 
+def _words(keys: jax.Array, n: int) -> jax.Array:
+    """n uniform 32-bit words per key; [b] keys -> uint32 [b, n]."""
+    with jax.threefry_partitionable(False):  # classic threefry: half the hashing (see gaussian.py)
+        return jax.vmap(lambda k: jax.random.bits(k, (n,), jnp.uint32))(keys)
+
+
+def exact_indices(keys: jax.Array, m: int) -> jax.Array:
+    """m uniform integers in [0, m) per key, exactly; [b] keys -> int32 [b, m].
+
+    m < 2^16: Lemire's multiply-and-reject (ACM TOMACS 29 (2019) 3), one 32-bit word X per index:
+    X m = hi 2^32 + lo, and hi is exactly uniform once the lo < 2^32 mod m (probability < m / 2^32)
+    are redrawn. The redraw is a while loop over the whole [b, m] block (key fold_in(key, attempt)),
+    taken in a few percent of generations at M = 1000, b = 200; a key's indices do not depend on
+    the other keys. Larger m: `uniform_index` (64 bits an index).
+    """
+    if m >= 2**16:
+        return jax.vmap(uniform_index, in_axes=(0, None, None))(keys, m, m)
+    mm, reject_below = jnp.uint32(m), jnp.uint32(2**32 % m)
+
+    def redraw(state):
+        x, attempt = state
+        fresh = _words(jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, attempt), m)
+        return jnp.where(x * mm < reject_below, fresh, x), attempt + 1
+
+    x, _ = jax.lax.while_loop(lambda state: jnp.any(state[0] * mm < reject_below), redraw,
+                              (_words(keys, m), jnp.int32(1)))
+    # hi = floor(X m / 2^32) from 16-bit limbs (exact for m < 2^16; no uint64 without x64)
+    return (((x >> 16) * mm + (((x & 0xFFFF) * mm) >> 16)) >> 16).astype(jnp.int32)
+
+
 def integer_weights(probs) -> np.ndarray:
     """round(q 2^30) by largest remainders, so the total is exactly 2^30; int32 [K].
 
@@ -216,8 +255,31 @@ def integer_weights(probs) -> np.ndarray:
 # -- the chain
 
 
+def _original_symbols(key, weights, m: int) -> jax.Array:
+    """The original data set: generation 0's M draws from q (searching q's 2^30 integer weights); [M]."""
+    return draw_symbols(jax.random.fold_in(key, 0), weights, m)
+
+
+def _fit(counts):
+    """p = counts / their sum (the maximum-likelihood fit), float32 [..., K]."""
+    return counts.astype(jnp.float32) / jnp.sum(counts, axis=-1, keepdims=True).astype(jnp.float32)
+
+
+def _metrics(counts, first_zero, n, *, q32, rare_q32, generations: int):
+    """One chain's metrics of generation n (training counts [K]) and its updated first_zero [K]."""
+    alive = counts > 0
+    p = _fit(counts)
+    first_zero = jnp.where((first_zero > generations) & ~alive, n, first_zero)
+    on = alive.astype(jnp.float32)
+    row = (jnp.sum(alive, dtype=jnp.int32), jnp.dot(on, rare_q32), jnp.dot(on, q32), jnp.sum(p * p))
+    return row, first_zero
+
+
+
 def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Regime, trajectory: bool):
-    """One chain. weights: integer q [K]; q32, rare_q32: q and q on the rare half, float32 [K].
+    """One chain of any regime (`_simulate` runs replace, and mix without real data, as `_replace_chunk`).
+
+    weights: integer q [K]; q32, rare_q32: q and q on the rare half, float32 [K].
 
     trajectory: return the training counts [G, K]; else (survivors, rare_mass, surviving_mass,
     homozygosity) each [G] for generations 1..G, first_zero [K] and the final p [K].
@@ -225,19 +287,8 @@ def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Reg
     num_symbols = weights.shape[0]
     n_real, n_syn = split_sizes(regime, m)
     accumulate = regime.name in POOLING
-    # The original data set: generation 0's M draws from q (searching q's 2^30 integer weights).
-    original = count_symbols(draw_symbols(jax.random.fold_in(key, 0), weights, m), num_symbols)
-
-    def fit(counts):
-        return counts.astype(jnp.float32) / jnp.sum(counts).astype(jnp.float32)
-
-    def metrics(counts, first_zero, n):
-        alive = counts > 0
-        p = fit(counts)
-        first_zero = jnp.where((first_zero > generations) & ~alive, n, first_zero)
-        on = alive.astype(jnp.float32)
-        row = (jnp.sum(alive, dtype=jnp.int32), jnp.dot(on, rare_q32), jnp.dot(on, q32), jnp.sum(p * p))
-        return row, first_zero
+    original = count_symbols(_original_symbols(key, weights, m), num_symbols)
+    metrics = partial(_metrics, q32=q32, rare_q32=rare_q32, generations=generations)
 
     def step(carry, g):
         # carry: the training counts of generation g (its fit is counts / sum), and what the regime keeps.
@@ -284,11 +335,65 @@ def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Reg
     row1, start["first_zero"] = metrics(original, first_zero0, 1)
     carry, rows = jax.lax.scan(step, start, jnp.arange(1, generations))
     rows = tuple(jnp.concatenate([a[None], b]) for a, b in zip(row1, rows))
-    return rows, carry["first_zero"], fit(carry["train"])
+    return rows, carry["first_zero"], _fit(carry["train"])
+
+
+def _replace_chunk(keys, weights, q32, rare_q32, *, m: int, generations: int, trajectory: bool):
+    """b replace-regime chains at once (keys [b]); returns what `_chain` returns, each with a leading [b].
+
+    The state is the training set itself as M symbols [b, M], not its counts: the next training
+    set is M uniform draws from it, symbols[exact_indices], so no owner table is rebuilt from
+    counts, and the indices take one 32-bit word each. Counts [b, K] are formed only for the
+    metrics. The chains run as one block (not vmap) so that exact_indices' rare redraw is one
+    real branch for the block.
+    """
+    num_symbols = weights.shape[0]
+    count = jax.vmap(partial(count_symbols, num_symbols=num_symbols))
+    metrics = jax.vmap(partial(_metrics, q32=q32, rare_q32=rare_q32, generations=generations),
+                       in_axes=(0, 0, None))
+    symbols = jax.vmap(_original_symbols, in_axes=(0, None, None))(keys, weights, m)  # [b, M]
+    original = count(symbols)
+
+    def step(carry, g):
+        idx = exact_indices(jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, g), m)
+        carry = dict(carry, symbols=jnp.take_along_axis(carry["symbols"], idx, axis=1))
+        train = count(carry["symbols"])
+        if trajectory:
+            return carry, train
+        row, carry["first_zero"] = metrics(train, carry["first_zero"], g + 1)
+        carry["train"] = train
+        return carry, row
+
+    gens = jnp.arange(1, generations)
+    if trajectory:
+        _, rest = jax.lax.scan(step, {"symbols": symbols}, gens)  # [G-1, b, K]
+        return jnp.concatenate([original[:, None], jnp.moveaxis(rest, 0, 1)], axis=1)
+    first_zero0 = jnp.broadcast_to(jnp.where(weights > 0, generations + 1, 0).astype(jnp.int32), original.shape)
+    row1, first_zero = metrics(original, first_zero0, 1)
+    carry, rows = jax.lax.scan(step, {"symbols": symbols, "first_zero": first_zero, "train": original}, gens)
+    rows = tuple(jnp.concatenate([a[:, None], b.T], axis=1) for a, b in zip(row1, rows))
+    return rows, carry["first_zero"], _fit(carry["train"])
+
+
+# Chains per block of `_replace_chunk`: a block's [b, M] symbols and words stay in cache (measured at
+# K = 1000, 2-core CPU: b = R for M <= 1000; about 50 at M = 10,000).
+CHUNK_DRAWS = 2**19
 
 
 @partial(jax.jit, static_argnames=("m", "generations", "regime", "trajectory"))
 def _simulate(keys, weights, q32, rare_q32, *, m, generations, regime, trajectory):
+    if regime.name == "replace" or (regime.name == "mix" and split_sizes(regime, m)[0] == 0):
+        r = keys.shape[0]
+        b = min(r, max(1, CHUNK_DRAWS // m))
+        pad = -r % b  # repeated chains fill the last block; each chain depends on its key alone
+        keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
+        n = keys.shape[0] // b
+        chunk = partial(_replace_chunk, weights=weights, q32=q32, rare_q32=rare_q32, m=m,
+                        generations=generations, trajectory=trajectory)
+        # Block j runs chains j, n + j, 2n + j, ...: a device's share of the replicate axis
+        # (runtime.replicate_keys) stays on that device in every block.
+        out = jax.lax.map(chunk, keys.reshape(b, n).T)
+        return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1).reshape(-1, *a.shape[2:])[:r], out)
     chain = partial(_chain, m=m, generations=generations, regime=regime, trajectory=trajectory)
     return jax.vmap(chain, in_axes=(0, None, None, None))(keys, weights, q32, rare_q32)
 
