@@ -8,19 +8,28 @@ CORES ?= all
 # Debian/Ubuntu packages that give latexmk + pdflatex for paper/main.pdf.
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended latexmk
 
-.PHONY: reproduce test smoke report benchmark install tex clean
+# Every config's outputs live apart: results/<run>/, figures/<run>/, paper/<run>/main.pdf, where
+# <run> is the config's `run:` key or its file name (config.yaml -> default, smoke.yaml -> smoke).
+RUN ?= default
 
-reproduce: $(VENV)/.installed tex  ## run the whole workflow on $(CONFIG): results, figures, paper/main.pdf
+.PHONY: reproduce test smoke report benchmark install tex unlock clean clean-run
+
+reproduce: $(VENV)/.installed tex  ## run the whole workflow on $(CONFIG): results, figures, paper/<run>/main.pdf
+	$(BIN)/python -m modelcollapse check-config $(CONFIG)
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES)
 
 test: $(VENV)/.installed  ## run the test suite
 	$(BIN)/python -m pytest
 
-smoke: $(VENV)/.installed tex  ## the whole workflow at seconds scale
+smoke: $(VENV)/.installed tex  ## the whole workflow at seconds scale, into results/smoke/ etc.
+	$(BIN)/python -m modelcollapse check-config config/smoke.yaml
 	$(BIN)/snakemake --configfile config/smoke.yaml --cores $(CORES)
 
-report: $(VENV)/.installed  ## Snakemake's HTML report of the last run
+report: $(VENV)/.installed  ## Snakemake's HTML report of the last run of $(CONFIG)
 	$(BIN)/snakemake --configfile $(CONFIG) --report report.html
+
+unlock: $(VENV)/.installed  ## after Snakemake was killed (kill -9, power loss): release its lock on the folder
+	$(BIN)/snakemake --configfile $(CONFIG) --unlock
 
 benchmark: $(VENV)/.installed  ## timing tables, not tests (a few minutes each)
 	for b in gaussian discrete gmm vae lm; do $(BIN)/python benchmarks/$$b.py || exit 1; done
@@ -50,5 +59,9 @@ tex:
 		exit 1; \
 	fi
 
-clean:  ## remove generated results, figures and paper build files (keeps .venv)
-	rm -rf results logs paper/generated paper/build paper/main.pdf figures/*.pdf figures/*.png figures/*.provenance.json .snakemake report.html
+clean-run:  ## remove one run's outputs: make clean-run RUN=smoke
+	rm -rf results/$(RUN) figures/$(RUN) paper/$(RUN) logs/$(RUN)
+
+clean:  ## remove every run's results, figures and paper builds (keeps .venv)
+	rm -rf results logs figures/*/ paper/*/generated paper/*/build paper/*/main.pdf .snakemake report.html
+	find paper -mindepth 1 -maxdepth 1 -type d -empty -delete

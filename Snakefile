@@ -1,11 +1,10 @@
 # modelcollapse: the model-collapse experiments of Shumailov et al. (Nature 2024) as one DAG.
-# Run: `make reproduce` (or `snakemake --cores all`); one figure: `snakemake figures/gaussian_fit.pdf`.
+# Run: `make reproduce` (or `snakemake --cores all`); one figure: `snakemake figures/default/gaussian_fit.pdf`.
+# The config is config/config.yaml, or the file given with --configfile (complete by itself);
+# outputs go to results/<run>/, figures/<run>/ and paper/<run>/ (workflow/rules/common.smk).
 from snakemake.utils import min_version
 
 min_version("8.0")
-
-
-configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

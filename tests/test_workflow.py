@@ -1,4 +1,8 @@
-"""End to end: `snakemake --configfile config/smoke.yaml` in a temporary copy of the workflow."""
+"""End to end: `snakemake --configfile config/smoke.yaml` in a temporary copy of the workflow.
+
+The smoke config is the run `smoke`: its outputs live in results/smoke/, figures/smoke/,
+paper/smoke/ and logs/smoke/, apart from every other config's.
+"""
 
 import re
 import shutil
@@ -12,6 +16,7 @@ from conftest import copy_workflow
 
 HAVE_LATEX = shutil.which("latexmk") is not None
 pytestmark = pytest.mark.slow
+RES, FIG, GEN = "results/smoke", "figures/smoke", "paper/smoke/generated"
 
 
 def snakemake(cwd, *args):
@@ -39,35 +44,36 @@ def smoke_run(tmp_path_factory):
 
 
 def _produced(repo):
-    files = [*repo.glob("results/**/*"), *repo.glob("paper/generated/*"), *repo.glob("figures/*.png")]
+    files = [*repo.glob("results/**/*"), *repo.glob("paper/*/generated/*"), *repo.glob("figures/*/*.png")]
     return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(files)
             if p.is_file() and "timings" not in p.parts}
 
 
 def test_smoke_builds_results_figure_and_table(smoke_run):
-    for name in ("results/gaussian/summary.csv", "figures/gaussian_fit.pdf", "figures/gaussian_fit.png",
-                 "paper/generated/gaussian_table.tex", "paper/generated/gaussian_numbers.tex",
-                 "paper/generated/provenance.tex"):
+    for name in (f"{RES}/gaussian/summary.csv", f"{FIG}/gaussian_fit.pdf", f"{FIG}/gaussian_fit.png",
+                 f"{GEN}/gaussian_table.tex", f"{GEN}/gaussian_numbers.tex", f"{GEN}/provenance.tex"):
         assert (smoke_run / name).stat().st_size > 0, name
-    assert len(list(smoke_run.glob("results/gaussian/*.npz"))) == 4  # 2 estimators x 2 sample sizes
-    assert len(list(smoke_run.glob("results/gaussian/regimes/*.npz"))) == 4
-    assert len(list(smoke_run.glob("results/gaussian/schedules/*.npz"))) == 3
-    assert len(list(smoke_run.glob("results/gaussian/multivariate/*.npz"))) == 2
+    assert len(list(smoke_run.glob(f"{RES}/gaussian/*.npz"))) == 4  # 2 estimators x 2 sample sizes
+    assert len(list(smoke_run.glob(f"{RES}/gaussian/regimes/*.npz"))) == 4
+    assert len(list(smoke_run.glob(f"{RES}/gaussian/schedules/*.npz"))) == 3
+    assert len(list(smoke_run.glob(f"{RES}/gaussian/multivariate/*.npz"))) == 2
+    assert sorted(p.name for p in (smoke_run / "results").iterdir()) == ["smoke"]  # nothing outside the run
+    assert sorted(p.name for p in (smoke_run / "figures").iterdir()) == ["smoke"]
     for npz in smoke_run.glob("results/**/*.npz"):
-        if npz.parent.name.endswith(".checkpoints"):  # resumable state; its identity is inside the file
+        if any(part.endswith(".checkpoints") for part in npz.parts):  # resumable state, identity inside
             continue
         assert (npz.parent / (npz.name + ".provenance.json")).exists(), npz
     for family in ("vae/digits", "lm/synthetic"):
-        assert (smoke_run / "results" / family / "summary.csv").stat().st_size > 0, family
+        assert (smoke_run / RES / family / "summary.csv").stat().st_size > 0, family
     for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics"):
-        assert (smoke_run / "figures" / f"{name}.png").stat().st_size > 0, name
-    assert list(smoke_run.glob("results/timings/*.tsv")), "every compute rule records its wall time"
+        assert (smoke_run / FIG / f"{name}.png").stat().st_size > 0, name
+    assert list(smoke_run.glob(f"{RES}/timings/*.tsv")), "every compute rule records its wall time"
 
 
 @pytest.mark.skipif(not HAVE_LATEX, reason="latexmk not installed (apt-get install texlive-latex-base "
                                           "texlive-latex-recommended latexmk); CI installs it")
 def test_smoke_builds_the_paper_pdf(smoke_run):
-    pdf = smoke_run / "paper" / "main.pdf"
+    pdf = smoke_run / "paper" / "smoke" / "main.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-"
     assert pdf.stat().st_size > 50_000  # the figure is embedded
 
@@ -76,12 +82,13 @@ def test_every_number_the_paper_uses_is_generated(smoke_run):
     sources = [smoke_run / "paper" / "main.tex", *sorted((smoke_run / "paper" / "sections").glob("*.tex"))]
     text = re.sub(r"(?<!\\)%.*", "", "\n".join(p.read_text() for p in sources))  # drop comments
     used = set(re.findall(r"\\mcnum\{([^}]+)\}", text))
-    generated = "\n".join(p.read_text() for p in (smoke_run / "paper" / "generated").glob("*.tex"))
+    generated = "\n".join(p.read_text() for p in (smoke_run / GEN).glob("*.tex"))
     defined = set(re.findall(r"\\mcdef\{([^}]+)\}", generated))
     assert used, "the paper should take its numbers from generated files"
     assert used <= defined, f"used but never generated: {sorted(used - defined)}"
     inputs = set(re.findall(r"\\input\{generated/([^}]+)\}", text))
-    assert inputs == {p.name for p in (smoke_run / "paper" / "generated").glob("*.tex")}
+    # timings.tex (wall times of every job) is made only for the PDF, which needs LaTeX
+    assert inputs - {"timings.tex"} == {p.name for p in (smoke_run / GEN).glob("*.tex")} - {"timings.tex"}
 
 
 def test_second_run_does_nothing(smoke_run):
@@ -99,25 +106,82 @@ def test_c1_and_c2_give_byte_identical_files(smoke_run, tmp_path_factory):
     assert one.keys() == two.keys()
     # provenance records name the run's folder; timings.tex holds wall times: both legitimately differ
     differ = [name for name in one if one[name] != two[name]
-              and not name.endswith(".provenance.json") and name != "paper/generated/timings.tex"]
+              and not name.endswith(".provenance.json") and name != f"{GEN}/timings.tex"]
     assert differ == []
 
 
 def test_deleting_a_figure_rebuilds_only_that_figure(smoke_run):
-    (smoke_run / "figures" / "gaussian_fit.pdf").unlink()
+    (smoke_run / FIG / "gaussian_fit.pdf").unlink()
     results = {p: p.stat().st_mtime_ns for p in smoke_run.glob("results/**/*")
                if p.is_file() and "timings" not in p.parts}  # the figure rule rewrites its own timing
-    out = snakemake(smoke_run, "--cores", "2", "figures/gaussian_fit.pdf")
+    out = snakemake(smoke_run, "--cores", "2", f"{FIG}/gaussian_fit.pdf")
     assert "rule gaussian_figure" in out
     for other in ("gaussian_simulate", "gaussian_summarize", "gaussian_table", "rule paper:"):
         assert other not in out
-    assert (smoke_run / "figures" / "gaussian_fit.pdf").exists()
+    assert (smoke_run / FIG / "gaussian_fit.pdf").exists()
     assert results == {p: p.stat().st_mtime_ns for p in results}
 
 
 def test_report_has_every_figure_with_its_caption(smoke_run):
     snakemake(smoke_run, "--report", "report.html")
     html = (smoke_run / "report.html").read_text(errors="replace")
-    for figure in sorted((smoke_run / "figures").glob("*.pdf")):
+    for figure in sorted((smoke_run / FIG).glob("*.pdf")):
         assert figure.name in html, figure.name
     assert "latent means of 100 generated images" in html  # a caption rendered (vae_latent_density.rst)
+
+
+def _dry_run(repo, *args) -> tuple[str, list[str]]:
+    """`snakemake -n` with ARGS: its output and the output files of the jobs it would run."""
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args], cwd=repo, capture_output=True, text=True,
+                         timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    files = [f.strip() for line in re.findall(r"^\s*output: (.*)$", out, flags=re.M) for f in line.split(",")]
+    return out, files
+
+
+def test_other_configs_never_touch_the_smoke_run(smoke_run):
+    """Issue 15, finding 7: every config used to write the same results/, so a config edit (or `make
+    smoke` after a paper-scale run) reran and overwrote the other run's files. Now a run of the
+    default config, or of an edited copy of smoke.yaml, plans only jobs in its own folders."""
+    edited = yaml.safe_load((smoke_run / "config" / "smoke.yaml").read_text())
+    edited["gaussian"]["generations"] = 60
+    (smoke_run / "config" / "smoke-edit.yaml").write_text(yaml.safe_dump(edited))
+    for args, run in ((["--configfile", "config/smoke-edit.yaml"], "smoke-edit"), ([], "default"),
+                      (["--configfile", "config/smoke.yaml", "--config", "run=other"], "other")):
+        out, files = _dry_run(smoke_run, *args)
+        assert files, out[-2000:]
+        outside = [f for f in files if not f.startswith((f"results/{run}/", f"figures/{run}/", f"paper/{run}/"))]
+        assert outside == [], outside
+        assert "params have changed" not in out
+    out, _ = _dry_run(smoke_run, "--configfile", "config/smoke.yaml")
+    assert "Nothing to be done" in out  # the smoke run itself is untouched and complete
+
+
+def test_a_config_missing_a_block_stops_before_any_job(workflow_copy):
+    """Issue 15, finding 8: a block missing from --configfile was filled in from config/config.yaml,
+    at full scale. Now the file is the whole config and the run stops, naming the block."""
+    smoke = yaml.safe_load((workflow_copy / "config" / "smoke.yaml").read_text())
+    del smoke["vae"]
+    (workflow_copy / "config" / "partial.yaml").write_text(yaml.safe_dump(smoke))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/partial.yaml"],
+                         cwd=workflow_copy, capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "'vae' is a required property" in out and "nothing is filled in from config/config.yaml" in out
+
+
+@pytest.mark.parametrize("text,words", [
+    ("seed: 0\nseed: 1\n", ["config key 'seed' is given twice", "lines 1 and 2"]),
+])
+def test_snakemake_rejects_duplicate_keys(workflow_copy, text, words):
+    """Issue 15, finding 8: Snakemake's YAML loading keeps the last of two equal keys silently."""
+    smoke = (workflow_copy / "config" / "smoke.yaml").read_text()
+    (workflow_copy / "config" / "dup.yaml").write_text(text + smoke.replace("seed: 0\n", ""))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/dup.yaml"],
+                         cwd=workflow_copy, capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    for word in words:
+        assert word in out
+    assert not (workflow_copy / "results").exists()

@@ -1,29 +1,58 @@
-# Shared set-up: validate the config before any job starts; the target lists that each
-# family's rules file extends (so adding a family touches no other rules file).
+# Shared set-up: read and validate the config before any job starts; name the run whose folders
+# every output goes to; the target lists that each family's rules file extends (so adding a
+# family touches no other rules file).
 import glob
 import re
 import json
 
-from modelcollapse.config import ConfigError, check_config
+from modelcollapse.config import ConfigError, check_config, read_yaml, run_name
+
+# `--configfile FILE` is the whole config: config/config.yaml is read only when no --configfile is
+# given, so a block missing from FILE stops the run (check_config) instead of being filled in at
+# full scale from the default. `--config KEY=VALUE` overrides either. Every file is re-read
+# strictly first (UTF-8, no key given twice), which plain YAML loading does not check.
+CONFIGFILES = [str(f) for f in workflow.overwrite_configfiles] or ["config/config.yaml"]
+try:
+    for _file in CONFIGFILES:
+        read_yaml(_file)
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}")
+
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 try:
     check_config(config)
+    RUN = run_name(config, CONFIGFILES)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}")
+config["run"] = RUN  # recorded in the paper's provenance appendix
+
+# Every output of this run lives under its own folders, so runs of different configs never
+# overwrite (or rerun) each other's files: config/config.yaml -> `default`, config/smoke.yaml ->
+# `smoke`, config/paper.yaml -> `paper`, or the config's `run:` key.
+RES = f"results/{RUN}"  # results, checkpoints, and timings/ (Snakemake benchmark files)
+FIG = f"figures/{RUN}"  # figures/<run>/<name>.pdf and .png
+PAPER = f"paper/{RUN}"  # generated/*.tex, main.pdf, build/ (LaTeX's scratch folder)
+GEN = f"{PAPER}/generated"
+LOGS = f"logs/{RUN}"
+BENCH = f"{RES}/timings"
 
 # Every rule calls the package's CLI with the interpreter running Snakemake, so the
 # workflow needs no activated environment.
 PY = f'"{sys.executable}" -m modelcollapse'
 
 RESULTS = []  # summary tables a reader may want
-FIGURES = []  # figures/<name>.pdf (the PNG is written beside each)
-PAPER_INPUTS = ["paper/generated/provenance.tex"]  # generated .tex files that main.tex reads
+FIGURES = []  # figures/<run>/<name>.pdf (the PNG is written beside each)
+PAPER_INPUTS = [f"{GEN}/provenance.tex"]  # generated .tex files that main.tex reads
 
 
 def all_targets():
     targets = RESULTS + FIGURES + PAPER_INPUTS
     if config["paper"]["build_pdf"]:
-        targets.append("paper/main.pdf")
+        targets.append(f"{PAPER}/main.pdf")
     return targets
 
 

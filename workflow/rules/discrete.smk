@@ -1,10 +1,10 @@
 # Discrete resampling (Wright-Fisher) chains from a Zipf distribution: simulate each M and one
 # absorption run, summarize against the exact theory, plot, tabulate.
 
-RESULTS.extend(["results/discrete/summary.csv", "results/discrete/ranks.csv", "results/discrete/absorption.csv"])
-FIGURES.append("figures/discrete.pdf")
-PAPER_INPUTS.extend(["paper/generated/discrete_table.tex", "paper/generated/discrete_absorption.tex",
-                     "paper/generated/discrete_numbers.tex"])
+RESULTS.extend([RES + "/discrete/summary.csv", RES + "/discrete/ranks.csv", RES + "/discrete/absorption.csv"])
+FIGURES.append(FIG + "/discrete.pdf")
+PAPER_INPUTS.extend([GEN + "/discrete_table.tex", GEN + "/discrete_absorption.tex",
+                     GEN + "/discrete_numbers.tex"])
 
 
 def discrete_regime_args():
@@ -25,18 +25,18 @@ def discrete_regime_label():
 
 
 def discrete_results():
-    return expand("results/discrete/{regime}_M{m}.npz", regime=discrete_regime_label(),
+    return expand(RES + "/discrete/{regime}_M{m}.npz", regime=discrete_regime_label(),
                   m=config["discrete"]["sample_sizes"])
 
 
 rule discrete_simulate:
     output:
-        npz="results/discrete/{regime}_M{m}.npz",
-        provenance="results/discrete/{regime}_M{m}.npz.provenance.json",
+        npz=RES + "/discrete/{regime}_M{m}.npz",
+        provenance=RES + "/discrete/{regime}_M{m}.npz.provenance.json",
     log:
-        "logs/discrete/simulate_{regime}_M{m}.log",
+        LOGS + "/discrete/simulate_{regime}_M{m}.log",
     benchmark:
-        "results/timings/discrete_simulate_{regime}_M{m}.tsv"
+        BENCH + "/discrete_simulate_{regime}_M{m}.tsv"
     wildcard_constraints:
         regime=r"[A-Za-z0-9_.\-]+",
         m=r"\d+",
@@ -58,12 +58,12 @@ rule discrete_simulate:
 
 rule discrete_absorption_simulate:
     output:
-        npz="results/discrete/absorption.npz",
-        provenance="results/discrete/absorption.npz.provenance.json",
+        npz=RES + "/discrete/absorption.npz",
+        provenance=RES + "/discrete/absorption.npz.provenance.json",
     log:
-        "logs/discrete/simulate_absorption.log",
+        LOGS + "/discrete/simulate_absorption.log",
     benchmark:
-        "results/timings/discrete_simulate_absorption.tsv"
+        BENCH + "/discrete_simulate_absorption.tsv"
     params:
         seed=config["seed"],
         platform=config["platform"],
@@ -84,13 +84,13 @@ rule discrete_summarize:
     input:
         discrete_results(),
     output:
-        csv="results/discrete/summary.csv",
-        ranks="results/discrete/ranks.csv",
-        provenance="results/discrete/summary.csv.provenance.json",
+        csv=RES + "/discrete/summary.csv",
+        ranks=RES + "/discrete/ranks.csv",
+        provenance=RES + "/discrete/summary.csv.provenance.json",
     log:
-        "logs/discrete/summarize.log",
+        LOGS + "/discrete/summarize.log",
     benchmark:
-        "results/timings/discrete_summarize.tsv"
+        BENCH + "/discrete_summarize.tsv"
     params:
         generations=" ".join(str(g) for g in config["discrete"]["table_generations"]),
     threads: 1
@@ -101,14 +101,14 @@ rule discrete_summarize:
 
 rule discrete_absorption:
     input:
-        "results/discrete/absorption.npz",
+        RES + "/discrete/absorption.npz",
     output:
-        csv="results/discrete/absorption.csv",
-        provenance="results/discrete/absorption.csv.provenance.json",
+        csv=RES + "/discrete/absorption.csv",
+        provenance=RES + "/discrete/absorption.csv.provenance.json",
     log:
-        "logs/discrete/absorption.log",
+        LOGS + "/discrete/absorption.log",
     benchmark:
-        "results/timings/discrete_absorption.tsv"
+        BENCH + "/discrete_absorption.tsv"
     threads: 1
     shell:
         "{PY} discrete absorption --out {output.csv} {input} > {log} 2>&1"
@@ -116,15 +116,15 @@ rule discrete_absorption:
 
 rule discrete_figure:
     input:
-        summary="results/discrete/summary.csv",
-        ranks="results/discrete/ranks.csv",
+        summary=RES + "/discrete/summary.csv",
+        ranks=RES + "/discrete/ranks.csv",
     output:
-        pdf=report("figures/discrete.pdf", caption="../report/discrete.rst", category="Discrete"),
-        png="figures/discrete.png",
+        pdf=report(FIG + "/discrete.pdf", caption="../report/discrete.rst", category="Discrete"),
+        png=FIG + "/discrete.png",
     log:
-        "logs/discrete/figure.log",
+        LOGS + "/discrete/figure.log",
     benchmark:
-        "results/timings/discrete_figure.tsv"
+        BENCH + "/discrete_figure.tsv"
     threads: 1
     shell:
         "{PY} discrete figure --summary {input.summary} --ranks {input.ranks} --out {output.pdf} > {log} 2>&1"
@@ -132,16 +132,16 @@ rule discrete_figure:
 
 rule discrete_table:
     input:
-        summary="results/discrete/summary.csv",
-        absorption="results/discrete/absorption.csv",
+        summary=RES + "/discrete/summary.csv",
+        absorption=RES + "/discrete/absorption.csv",
     output:
-        table="paper/generated/discrete_table.tex",
-        absorption="paper/generated/discrete_absorption.tex",
-        numbers="paper/generated/discrete_numbers.tex",
+        table=GEN + "/discrete_table.tex",
+        absorption=GEN + "/discrete_absorption.tex",
+        numbers=GEN + "/discrete_numbers.tex",
     log:
-        "logs/discrete/table.log",
+        LOGS + "/discrete/table.log",
     benchmark:
-        "results/timings/discrete_table.tsv"
+        BENCH + "/discrete_table.tsv"
     params:
         generations=" ".join(str(g) for g in config["discrete"]["table_generations"]),
     threads: 1

@@ -1,23 +1,23 @@
 # 1-D Gaussian fit-and-sample chains: simulate each (estimator, M), summarize, plot, tabulate.
 
-RESULTS.append("results/gaussian/summary.csv")
-FIGURES.append("figures/gaussian_fit.pdf")
-PAPER_INPUTS.extend(["paper/generated/gaussian_table.tex", "paper/generated/gaussian_numbers.tex"])
+RESULTS.append(RES + "/gaussian/summary.csv")
+FIGURES.append(FIG + "/gaussian_fit.pdf")
+PAPER_INPUTS.extend([GEN + "/gaussian_table.tex", GEN + "/gaussian_numbers.tex"])
 
 
 def gaussian_results():
     g = config["gaussian"]
-    return expand("results/gaussian/{estimator}_M{m}.npz", estimator=g["estimators"], m=g["sample_sizes"])
+    return expand(RES + "/gaussian/{estimator}_M{m}.npz", estimator=g["estimators"], m=g["sample_sizes"])
 
 
 rule gaussian_simulate:
     output:
-        npz="results/gaussian/{estimator}_M{m}.npz",
-        provenance="results/gaussian/{estimator}_M{m}.npz.provenance.json",
+        npz=RES + "/gaussian/{estimator}_M{m}.npz",
+        provenance=RES + "/gaussian/{estimator}_M{m}.npz.provenance.json",
     log:
-        "logs/gaussian/simulate_{estimator}_M{m}.log",
+        LOGS + "/gaussian/simulate_{estimator}_M{m}.log",
     benchmark:
-        "results/timings/gaussian_simulate_{estimator}_M{m}.tsv"
+        BENCH + "/gaussian_simulate_{estimator}_M{m}.tsv"
     wildcard_constraints:
         estimator="unbiased|mle",
         m=r"\d+",
@@ -37,12 +37,12 @@ rule gaussian_summarize:
     input:
         gaussian_results(),
     output:
-        csv="results/gaussian/summary.csv",
-        provenance="results/gaussian/summary.csv.provenance.json",
+        csv=RES + "/gaussian/summary.csv",
+        provenance=RES + "/gaussian/summary.csv.provenance.json",
     log:
-        "logs/gaussian/summarize.log",
+        LOGS + "/gaussian/summarize.log",
     benchmark:
-        "results/timings/gaussian_summarize.tsv"
+        BENCH + "/gaussian_summarize.tsv"
     threads: 1
     shell:
         "{PY} gaussian summarize --out {output.csv} {input} > {log} 2>&1"
@@ -50,14 +50,14 @@ rule gaussian_summarize:
 
 rule gaussian_figure:
     input:
-        "results/gaussian/summary.csv",
+        RES + "/gaussian/summary.csv",
     output:
-        pdf=report("figures/gaussian_fit.pdf", caption="../report/gaussian_fit.rst", category="Gaussian"),
-        png="figures/gaussian_fit.png",
+        pdf=report(FIG + "/gaussian_fit.pdf", caption="../report/gaussian_fit.rst", category="Gaussian"),
+        png=FIG + "/gaussian_fit.png",
     log:
-        "logs/gaussian/figure.log",
+        LOGS + "/gaussian/figure.log",
     benchmark:
-        "results/timings/gaussian_figure.tsv"
+        BENCH + "/gaussian_figure.tsv"
     threads: 1
     shell:
         "{PY} gaussian figure --summary {input} --out {output.pdf} > {log} 2>&1"
@@ -65,14 +65,14 @@ rule gaussian_figure:
 
 rule gaussian_table:
     input:
-        "results/gaussian/summary.csv",
+        RES + "/gaussian/summary.csv",
     output:
-        table="paper/generated/gaussian_table.tex",
-        numbers="paper/generated/gaussian_numbers.tex",
+        table=GEN + "/gaussian_table.tex",
+        numbers=GEN + "/gaussian_numbers.tex",
     log:
-        "logs/gaussian/table.log",
+        LOGS + "/gaussian/table.log",
     benchmark:
-        "results/timings/gaussian_table.tsv"
+        BENCH + "/gaussian_table.tsv"
     params:
         generations=" ".join(str(g) for g in config["gaussian"]["table_generations"]),
         replicates=config["gaussian"]["replicates"],
@@ -87,9 +87,9 @@ rule gaussian_table:
 from modelcollapse.regimes import Regime
 
 REGIMES = {Regime.from_config(r).label: Regime.from_config(r) for r in config["gaussian"]["regimes"]["compare"]}
-RESULTS.append("results/gaussian/regimes/summary.csv")
-FIGURES.append("figures/gaussian_regimes.pdf")
-PAPER_INPUTS.extend(["paper/generated/gaussian_regimes_numbers.tex", "paper/generated/gaussian_regimes_table.tex"])
+RESULTS.append(RES + "/gaussian/regimes/summary.csv")
+FIGURES.append(FIG + "/gaussian_regimes.pdf")
+PAPER_INPUTS.extend([GEN + "/gaussian_regimes_numbers.tex", GEN + "/gaussian_regimes_table.tex"])
 
 
 def regime_args(wildcards):
@@ -102,11 +102,11 @@ def regime_args(wildcards):
 
 rule gaussian_regime_simulate:
     output:
-        "results/gaussian/regimes/{label}.npz",
+        RES + "/gaussian/regimes/{label}.npz",
     log:
-        "logs/gaussian/regimes/{label}.log",
+        LOGS + "/gaussian/regimes/{label}.log",
     benchmark:
-        "results/timings/gaussian_regime_{label}.tsv"
+        BENCH + "/gaussian_regime_{label}.tsv"
     wildcard_constraints:
         label="|".join(re.escape(label) for label in REGIMES),
     params:
@@ -124,18 +124,18 @@ rule gaussian_regime_simulate:
 
 # -- sample-size schedules ------------------------------------------------------------------------
 
-RESULTS.append("results/gaussian/schedules/summary.csv")
-FIGURES.append("figures/gaussian_schedules.pdf")
-PAPER_INPUTS.append("paper/generated/gaussian_schedules_numbers.tex")
+RESULTS.append(RES + "/gaussian/schedules/summary.csv")
+FIGURES.append(FIG + "/gaussian_schedules.pdf")
+PAPER_INPUTS.append(GEN + "/gaussian_schedules_numbers.tex")
 
 
 rule gaussian_schedule_simulate:
     output:
-        "results/gaussian/schedules/{kind}.npz",
+        RES + "/gaussian/schedules/{kind}.npz",
     log:
-        "logs/gaussian/schedules/{kind}.log",
+        LOGS + "/gaussian/schedules/{kind}.log",
     benchmark:
-        "results/timings/gaussian_schedule_{kind}.tsv"
+        BENCH + "/gaussian_schedule_{kind}.tsv"
     wildcard_constraints:
         kind="constant|linear|superlinear",
     params:
@@ -152,18 +152,18 @@ rule gaussian_schedule_simulate:
 
 # -- d-dimensional Gaussian -----------------------------------------------------------------------
 
-RESULTS.append("results/gaussian/multivariate/summary.csv")
-FIGURES.append("figures/gaussian_multivariate.pdf")
-PAPER_INPUTS.append("paper/generated/gaussian_multivariate_numbers.tex")
+RESULTS.append(RES + "/gaussian/multivariate/summary.csv")
+FIGURES.append(FIG + "/gaussian_multivariate.pdf")
+PAPER_INPUTS.append(GEN + "/gaussian_multivariate_numbers.tex")
 
 
 rule gaussian_multivariate_simulate:
     output:
-        "results/gaussian/multivariate/d{dim}.npz",
+        RES + "/gaussian/multivariate/d{dim}.npz",
     log:
-        "logs/gaussian/multivariate/d{dim}.log",
+        LOGS + "/gaussian/multivariate/d{dim}.log",
     benchmark:
-        "results/timings/gaussian_multivariate_d{dim}.tsv"
+        BENCH + "/gaussian_multivariate_d{dim}.tsv"
     wildcard_constraints:
         dim=r"\d+",
     params:
@@ -181,9 +181,9 @@ rule gaussian_multivariate_simulate:
 # -- summaries, figures and numbers of the three sub-experiments ----------------------------------
 
 SUB_EXPERIMENTS = {
-    "regimes": expand("results/gaussian/regimes/{label}.npz", label=list(REGIMES)),
-    "schedules": expand("results/gaussian/schedules/{kind}.npz", kind=config["gaussian"]["schedules"]["kinds"]),
-    "multivariate": expand("results/gaussian/multivariate/d{dim}.npz",
+    "regimes": expand(RES + "/gaussian/regimes/{label}.npz", label=list(REGIMES)),
+    "schedules": expand(RES + "/gaussian/schedules/{kind}.npz", kind=config["gaussian"]["schedules"]["kinds"]),
+    "multivariate": expand(RES + "/gaussian/multivariate/d{dim}.npz",
                            dim=config["gaussian"]["multivariate"]["dims"]),
 }
 
@@ -192,11 +192,11 @@ rule gaussian_sub_summarize:
     input:
         lambda wildcards: SUB_EXPERIMENTS[wildcards.sub],
     output:
-        "results/gaussian/{sub}/summary.csv",
+        RES + "/gaussian/{sub}/summary.csv",
     log:
-        "logs/gaussian/{sub}/summarize.log",
+        LOGS + "/gaussian/{sub}/summarize.log",
     benchmark:
-        "results/timings/gaussian_{sub}_summarize.tsv"
+        BENCH + "/gaussian_{sub}_summarize.tsv"
     wildcard_constraints:
         sub="regimes|schedules|multivariate",
     threads: 1
@@ -206,12 +206,12 @@ rule gaussian_sub_summarize:
 
 rule gaussian_sub_figure:
     input:
-        "results/gaussian/{sub}/summary.csv",
+        RES + "/gaussian/{sub}/summary.csv",
     output:
-        pdf=report("figures/gaussian_{sub}.pdf", caption="../report/gaussian_sub.rst", category="Gaussian"),
-        png="figures/gaussian_{sub}.png",
+        pdf=report(FIG + "/gaussian_{sub}.pdf", caption="../report/gaussian_sub.rst", category="Gaussian"),
+        png=FIG + "/gaussian_{sub}.png",
     log:
-        "logs/gaussian/{sub}/figure.log",
+        LOGS + "/gaussian/{sub}/figure.log",
     wildcard_constraints:
         sub="regimes|schedules|multivariate",
     threads: 1
@@ -221,12 +221,12 @@ rule gaussian_sub_figure:
 
 rule gaussian_regimes_numbers:
     input:
-        "results/gaussian/regimes/summary.csv",
+        RES + "/gaussian/regimes/summary.csv",
     output:
-        numbers="paper/generated/gaussian_regimes_numbers.tex",
-        table="paper/generated/gaussian_regimes_table.tex",
+        numbers=GEN + "/gaussian_regimes_numbers.tex",
+        table=GEN + "/gaussian_regimes_table.tex",
     log:
-        "logs/gaussian/regimes/numbers.log",
+        LOGS + "/gaussian/regimes/numbers.log",
     threads: 1
     shell:
         "{PY} gaussian numbers --kind regimes --summary {input} --out {output.numbers}"
@@ -235,11 +235,11 @@ rule gaussian_regimes_numbers:
 
 rule gaussian_sub_numbers:
     input:
-        "results/gaussian/{sub}/summary.csv",
+        RES + "/gaussian/{sub}/summary.csv",
     output:
-        "paper/generated/gaussian_{sub}_numbers.tex",
+        GEN + "/gaussian_{sub}_numbers.tex",
     log:
-        "logs/gaussian/{sub}/numbers.log",
+        LOGS + "/gaussian/{sub}/numbers.log",
     wildcard_constraints:
         sub="schedules|multivariate",
     threads: 1

@@ -3,13 +3,13 @@
 
 from modelcollapse.regimes import Regime
 
-RESULTS.append("results/gmm/summary.csv")
-FIGURES.extend(["figures/gmm_snapshots.pdf", "figures/gmm_distance.pdf"])
-PAPER_INPUTS.extend(["paper/generated/gmm_table.tex", "paper/generated/gmm_numbers.tex"])
+RESULTS.append(RES + "/gmm/summary.csv")
+FIGURES.extend([FIG + "/gmm_snapshots.pdf", FIG + "/gmm_distance.pdf"])
+PAPER_INPUTS.extend([GEN + "/gmm_table.tex", GEN + "/gmm_numbers.tex"])
 
 # Both data sets always run: the paper section compares variance loss (one blob) with mode loss (two).
 GMM_DATASETS = ["blob", "two_blobs"]
-GMM_RESULTS = expand("results/gmm/{data}.npz", data=GMM_DATASETS)
+GMM_RESULTS = expand(RES + "/gmm/{data}.npz", data=GMM_DATASETS)
 
 
 def gmm_regime_args():
@@ -28,12 +28,12 @@ def gmm_table_generations():
 
 rule gmm_simulate:
     output:
-        npz="results/gmm/{data}.npz",
-        provenance="results/gmm/{data}.npz.provenance.json",
+        npz=RES + "/gmm/{data}.npz",
+        provenance=RES + "/gmm/{data}.npz.provenance.json",
     log:
-        "logs/gmm/simulate_{data}.log",
+        LOGS + "/gmm/simulate_{data}.log",
     benchmark:
-        "results/timings/gmm_simulate_{data}.tsv"
+        BENCH + "/gmm_simulate_{data}.tsv"
     wildcard_constraints:
         data="|".join(GMM_DATASETS),
     params:
@@ -56,12 +56,12 @@ rule gmm_summarize:
     input:
         GMM_RESULTS,
     output:
-        csv="results/gmm/summary.csv",
-        provenance="results/gmm/summary.csv.provenance.json",
+        csv=RES + "/gmm/summary.csv",
+        provenance=RES + "/gmm/summary.csv.provenance.json",
     log:
-        "logs/gmm/summarize.log",
+        LOGS + "/gmm/summarize.log",
     benchmark:
-        "results/timings/gmm_summarize.tsv"
+        BENCH + "/gmm_summarize.tsv"
     threads: 1
     shell:
         "{PY} gmm summarize --out {output.csv} {input} > {log} 2>&1"
@@ -69,14 +69,14 @@ rule gmm_summarize:
 
 rule gmm_distance_figure:
     input:
-        "results/gmm/summary.csv",
+        RES + "/gmm/summary.csv",
     output:
-        pdf=report("figures/gmm_distance.pdf", caption="../report/gmm_distance.rst", category="Gaussian mixture"),
-        png="figures/gmm_distance.png",
+        pdf=report(FIG + "/gmm_distance.pdf", caption="../report/gmm_distance.rst", category="Gaussian mixture"),
+        png=FIG + "/gmm_distance.png",
     log:
-        "logs/gmm/distance_figure.log",
+        LOGS + "/gmm/distance_figure.log",
     benchmark:
-        "results/timings/gmm_distance_figure.tsv"
+        BENCH + "/gmm_distance_figure.tsv"
     threads: 1
     shell:
         "{PY} gmm figure --kind distance --summary {input} --out {output.pdf} > {log} 2>&1"
@@ -86,12 +86,12 @@ rule gmm_snapshots_figure:
     input:
         GMM_RESULTS,
     output:
-        pdf=report("figures/gmm_snapshots.pdf", caption="../report/gmm_snapshots.rst", category="Gaussian mixture"),
-        png="figures/gmm_snapshots.png",
+        pdf=report(FIG + "/gmm_snapshots.pdf", caption="../report/gmm_snapshots.rst", category="Gaussian mixture"),
+        png=FIG + "/gmm_snapshots.png",
     log:
-        "logs/gmm/snapshots_figure.log",
+        LOGS + "/gmm/snapshots_figure.log",
     benchmark:
-        "results/timings/gmm_snapshots_figure.tsv"
+        BENCH + "/gmm_snapshots_figure.tsv"
     threads: 1
     shell:
         "{PY} gmm figure --kind snapshots --results {input} --out {output.pdf} > {log} 2>&1"
@@ -99,14 +99,14 @@ rule gmm_snapshots_figure:
 
 rule gmm_table:
     input:
-        "results/gmm/summary.csv",
+        RES + "/gmm/summary.csv",
     output:
-        table="paper/generated/gmm_table.tex",
-        numbers="paper/generated/gmm_numbers.tex",
+        table=GEN + "/gmm_table.tex",
+        numbers=GEN + "/gmm_numbers.tex",
     log:
-        "logs/gmm/table.log",
+        LOGS + "/gmm/table.log",
     benchmark:
-        "results/timings/gmm_table.tsv"
+        BENCH + "/gmm_table.tsv"
     params:
         generations=gmm_table_generations(),
         replicates=config["gmm"]["replicates"],

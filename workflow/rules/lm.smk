@@ -3,13 +3,13 @@
 
 LM = config["lm"]
 LM_LABELS = [entry["label"] for entry in LM["regimes"]]
-LM_DIR = f"results/lm/{LM['corpus']['name']}"
+LM_DIR = f"{RES}/lm/{LM['corpus']['name']}"
 LM_CHAINS = expand(f"{LM_DIR}/{{label}}/chain{{chain}}.npz", label=LM_LABELS, chain=range(LM["chains"]))
 
 RESULTS.append(f"{LM_DIR}/summary.csv")
-FIGURES.extend(["figures/lm_perplexity.pdf", "figures/lm_metrics.pdf"])
-PAPER_INPUTS.extend(["paper/generated/lm_table.tex", "paper/generated/lm_examples.tex",
-                     "paper/generated/lm_numbers.tex"])
+FIGURES.extend([FIG + "/lm_perplexity.pdf", FIG + "/lm_metrics.pdf"])
+PAPER_INPUTS.extend([GEN + "/lm_table.tex", GEN + "/lm_examples.tex",
+                     GEN + "/lm_numbers.tex"])
 
 
 def lm_chain_inputs(wildcards):
@@ -24,9 +24,9 @@ rule lm_corpus:
         npz=f"{LM_DIR}/corpus.npz",
         provenance=f"{LM_DIR}/corpus.npz.provenance.json",
     log:
-        "logs/lm/corpus.log",
+        LOGS + "/lm/corpus.log",
     benchmark:
-        "results/timings/lm_corpus.tsv"
+        BENCH + "/lm_corpus.tsv"
     params:
         config=config_json("lm"),
     threads: 1
@@ -41,9 +41,9 @@ rule lm_pretrain:
         npz=f"{LM_DIR}/base.npz",
         provenance=f"{LM_DIR}/base.npz.provenance.json",
     log:
-        "logs/lm/pretrain.log",
+        LOGS + "/lm/pretrain.log",
     benchmark:
-        "results/timings/lm_pretrain.tsv"
+        BENCH + "/lm_pretrain.tsv"
     params:
         config=config_json("lm"),
     threads: 1
@@ -60,9 +60,9 @@ rule lm_chain:
         npz=f"{LM_DIR}/{{label}}/chain{{chain}}.npz",
         provenance=f"{LM_DIR}/{{label}}/chain{{chain}}.npz.provenance.json",
     log:
-        "logs/lm/{label}_chain{chain}.log",
+        LOGS + "/lm/{label}_chain{chain}.log",
     benchmark:
-        "results/timings/lm_{label}_chain{chain}.tsv"
+        BENCH + "/lm_{label}_chain{chain}.tsv"
     wildcard_constraints:
         label="|".join(re.escape(label) for label in LM_LABELS),
         chain=r"\d+",
@@ -82,9 +82,9 @@ rule lm_summarize:
         csv=f"{LM_DIR}/summary.csv",
         provenance=f"{LM_DIR}/summary.csv.provenance.json",
     log:
-        "logs/lm/summarize.log",
+        LOGS + "/lm/summarize.log",
     benchmark:
-        "results/timings/lm_summarize.tsv"
+        BENCH + "/lm_summarize.tsv"
     threads: 1
     shell:
         "{PY} lm summarize --out {output.csv} {input} > {log} 2>&1"
@@ -94,12 +94,12 @@ rule lm_perplexity_figure:
     input:
         LM_CHAINS,
     output:
-        pdf=report("figures/lm_perplexity.pdf", caption="../report/lm_perplexity.rst", category="Language model"),
-        png="figures/lm_perplexity.png",
+        pdf=report(FIG + "/lm_perplexity.pdf", caption="../report/lm_perplexity.rst", category="Language model"),
+        png=FIG + "/lm_perplexity.png",
     log:
-        "logs/lm/perplexity_figure.log",
+        LOGS + "/lm/perplexity_figure.log",
     benchmark:
-        "results/timings/lm_perplexity_figure.tsv"
+        BENCH + "/lm_perplexity_figure.tsv"
     params:
         generations=" ".join(str(g) for g in LM["histogram_generations"]),
     threads: 1
@@ -112,12 +112,12 @@ rule lm_metrics_figure:
     input:
         f"{LM_DIR}/summary.csv",
     output:
-        pdf=report("figures/lm_metrics.pdf", caption="../report/lm_metrics.rst", category="Language model"),
-        png="figures/lm_metrics.png",
+        pdf=report(FIG + "/lm_metrics.pdf", caption="../report/lm_metrics.rst", category="Language model"),
+        png=FIG + "/lm_metrics.png",
     log:
-        "logs/lm/metrics_figure.log",
+        LOGS + "/lm/metrics_figure.log",
     benchmark:
-        "results/timings/lm_metrics_figure.tsv"
+        BENCH + "/lm_metrics_figure.tsv"
     threads: 1
     shell:
         "{PY} lm figure --kind metrics --summary {input} --out {output.pdf} > {log} 2>&1"
@@ -128,13 +128,13 @@ rule lm_table:
         summary=f"{LM_DIR}/summary.csv",
         results=LM_CHAINS,
     output:
-        table="paper/generated/lm_table.tex",
-        examples="paper/generated/lm_examples.tex",
-        numbers="paper/generated/lm_numbers.tex",
+        table=GEN + "/lm_table.tex",
+        examples=GEN + "/lm_examples.tex",
+        numbers=GEN + "/lm_numbers.tex",
     log:
-        "logs/lm/table.log",
+        LOGS + "/lm/table.log",
     benchmark:
-        "results/timings/lm_table.tsv"
+        BENCH + "/lm_table.tsv"
     params:
         generations=" ".join(str(g) for g in LM["example_generations"]),
     threads: 1

@@ -1,12 +1,13 @@
-# The paper: reproducibility appendix from the effective config, then latexmk.
+# The paper: reproducibility appendix from the effective config, then latexmk on paper/main.tex
+# with this run's generated files and figures (paper/<run>/main.pdf).
 # Included last: its inputs are the lists every family's rules file extended.
 
 
 rule paper_provenance:
     output:
-        "paper/generated/provenance.tex",
+        GEN + "/provenance.tex",
     log:
-        "logs/paper/provenance.log",
+        LOGS + "/paper/provenance.log",
     params:
         config=config_json(),
     threads: 1
@@ -21,12 +22,14 @@ rule paper_timings:
         PAPER_INPUTS,
         FIGURES,
     output:
-        "paper/generated/timings.tex",
+        GEN + "/timings.tex",
     log:
-        "logs/paper/timings.log",
+        LOGS + "/paper/timings.log",
+    params:
+        timings=BENCH + "/*.tsv",
     threads: 1
     shell:
-        "{PY} paper timings --out {output} results/timings/*.tsv > {log} 2>&1"
+        "{PY} paper timings --out {output} {params.timings} > {log} 2>&1"
 
 
 rule paper:
@@ -35,14 +38,18 @@ rule paper:
         bib="paper/refs.bib",
         sections=sorted(glob.glob("paper/sections/*.tex")),
         generated=PAPER_INPUTS,
-        timings="paper/generated/timings.tex",
+        timings=GEN + "/timings.tex",
         figures=FIGURES,
     output:
-        report("paper/main.pdf", caption="../report/paper.rst", category="Paper"),
+        report(PAPER + "/main.pdf", caption="../report/paper.rst", category="Paper"),
     log:
-        "logs/paper/build.log",
+        LOGS + "/paper/build.log",
     benchmark:
-        "results/timings/paper.tsv"
+        BENCH + "/paper.tsv"
+    params:
+        generated=GEN,
+        figures=FIG,
     threads: 1
     shell:
-        "{PY} paper build --tex {input.tex} --out {output} > {log} 2>&1"
+        "{PY} paper build --tex {input.tex} --generated {params.generated} --figures {params.figures}"
+        " --out {output} > {log} 2>&1"

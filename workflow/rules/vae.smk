@@ -7,15 +7,15 @@ from modelcollapse.regimes import Regime
 
 VAE = config["vae"]
 VAE_REGIMES = {Regime.from_config(r).label: Regime.from_config(r) for r in VAE["regimes"]}
-VAE_DIR = f"results/vae/{VAE['dataset']}"
+VAE_DIR = f"{RES}/vae/{VAE['dataset']}"
 VAE_CHAINS = expand(f"{VAE_DIR}/{{regime}}/chain{{chain}}.npz", regime=list(VAE_REGIMES),
                     chain=range(VAE["chains"]))
 # Chain 0 of every regime: the sample grids (one chain is what a reader looks at).
 VAE_FIRST_CHAINS = expand(f"{VAE_DIR}/{{regime}}/chain0.npz", regime=list(VAE_REGIMES))
 
 RESULTS.append(f"{VAE_DIR}/summary.csv")
-FIGURES.extend(["figures/vae_samples.pdf", "figures/vae_latent_density.pdf", "figures/vae_metrics.pdf"])
-PAPER_INPUTS.extend(["paper/generated/vae_table.tex", "paper/generated/vae_numbers.tex"])
+FIGURES.extend([FIG + "/vae_samples.pdf", FIG + "/vae_latent_density.pdf", FIG + "/vae_metrics.pdf"])
+PAPER_INPUTS.extend([GEN + "/vae_table.tex", GEN + "/vae_numbers.tex"])
 
 
 def vae_data_args():
@@ -37,9 +37,9 @@ rule vae_classifier:
         npz=f"{VAE_DIR}/classifier.npz",
         provenance=f"{VAE_DIR}/classifier.npz.provenance.json",
     log:
-        f"logs/vae/{VAE['dataset']}_classifier.log",
+        f"{LOGS}/vae/{VAE['dataset']}_classifier.log",
     benchmark:
-        f"results/timings/vae_{VAE['dataset']}_classifier.tsv"
+        f"{BENCH}/vae_{VAE['dataset']}_classifier.tsv"
     params:
         data=vae_data_args(),
         block=VAE["classifier"],
@@ -60,9 +60,9 @@ rule vae_chain:
         npz=f"{VAE_DIR}/{{regime}}/chain{{chain}}.npz",
         provenance=f"{VAE_DIR}/{{regime}}/chain{{chain}}.npz.provenance.json",
     log:
-        f"logs/vae/{VAE['dataset']}_{{regime}}_chain{{chain}}.log",
+        f"{LOGS}/vae/{VAE['dataset']}_{{regime}}_chain{{chain}}.log",
     benchmark:
-        f"results/timings/vae_{VAE['dataset']}_{{regime}}_chain{{chain}}.tsv"
+        f"{BENCH}/vae_{VAE['dataset']}_{{regime}}_chain{{chain}}.tsv"
     wildcard_constraints:
         regime="|".join(re.escape(label) for label in VAE_REGIMES),
         chain=r"\d+",
@@ -92,9 +92,9 @@ rule vae_summarize:
         csv=f"{VAE_DIR}/summary.csv",
         provenance=f"{VAE_DIR}/summary.csv.provenance.json",
     log:
-        f"logs/vae/{VAE['dataset']}_summarize.log",
+        f"{LOGS}/vae/{VAE['dataset']}_summarize.log",
     benchmark:
-        f"results/timings/vae_{VAE['dataset']}_summarize.tsv"
+        f"{BENCH}/vae_{VAE['dataset']}_summarize.tsv"
     threads: 1
     shell:
         "{PY} vae summarize --out {output.csv} {input} > {log} 2>&1"
@@ -104,12 +104,12 @@ rule vae_samples_figure:
     input:
         VAE_FIRST_CHAINS,
     output:
-        pdf=report("figures/vae_samples.pdf", caption="../report/vae_samples.rst", category="VAE"),
-        png="figures/vae_samples.png",
+        pdf=report(FIG + "/vae_samples.pdf", caption="../report/vae_samples.rst", category="VAE"),
+        png=FIG + "/vae_samples.png",
     log:
-        "logs/vae/samples_figure.log",
+        LOGS + "/vae/samples_figure.log",
     benchmark:
-        "results/timings/vae_samples_figure.tsv"
+        BENCH + "/vae_samples_figure.tsv"
     params:
         generations=" ".join(str(g) for g in VAE["grid_generations"]),
     threads: 1
@@ -122,12 +122,12 @@ rule vae_density_figure:
     input:
         VAE_CHAINS,
     output:
-        pdf=report("figures/vae_latent_density.pdf", caption="../report/vae_latent_density.rst", category="VAE"),
-        png="figures/vae_latent_density.png",
+        pdf=report(FIG + "/vae_latent_density.pdf", caption="../report/vae_latent_density.rst", category="VAE"),
+        png=FIG + "/vae_latent_density.png",
     log:
-        "logs/vae/density_figure.log",
+        LOGS + "/vae/density_figure.log",
     benchmark:
-        "results/timings/vae_density_figure.tsv"
+        BENCH + "/vae_density_figure.tsv"
     threads: 1
     shell:
         "{PY} vae figure --kind density --results {input} --out {output.pdf} > {log} 2>&1"
@@ -137,12 +137,12 @@ rule vae_metrics_figure:
     input:
         f"{VAE_DIR}/summary.csv",
     output:
-        pdf=report("figures/vae_metrics.pdf", caption="../report/vae_metrics.rst", category="VAE"),
-        png="figures/vae_metrics.png",
+        pdf=report(FIG + "/vae_metrics.pdf", caption="../report/vae_metrics.rst", category="VAE"),
+        png=FIG + "/vae_metrics.png",
     log:
-        "logs/vae/metrics_figure.log",
+        LOGS + "/vae/metrics_figure.log",
     benchmark:
-        "results/timings/vae_metrics_figure.tsv"
+        BENCH + "/vae_metrics_figure.tsv"
     threads: 1
     shell:
         "{PY} vae figure --kind metrics --summary {input} --out {output.pdf} > {log} 2>&1"
@@ -152,12 +152,12 @@ rule vae_table:
     input:
         f"{VAE_DIR}/summary.csv",
     output:
-        table="paper/generated/vae_table.tex",
-        numbers="paper/generated/vae_numbers.tex",
+        table=GEN + "/vae_table.tex",
+        numbers=GEN + "/vae_numbers.tex",
     log:
-        "logs/vae/table.log",
+        LOGS + "/vae/table.log",
     benchmark:
-        "results/timings/vae_table.tsv"
+        BENCH + "/vae_table.tsv"
     params:
         generations=" ".join(str(g) for g in VAE["table_generations"]),
     threads: 1
