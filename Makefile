@@ -32,7 +32,7 @@ unlock: $(VENV)/.installed  ## after Snakemake was killed (kill -9, power loss):
 	$(BIN)/snakemake --configfile $(CONFIG) --unlock
 
 benchmark: $(VENV)/.installed  ## timing tables, not tests (a few minutes each)
-	for b in gaussian discrete gmm vae lm; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in gaussian discrete gmm vae lm devices; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 install: $(VENV)/.installed
 

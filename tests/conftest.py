@@ -27,6 +27,50 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+HAVE_LATEX = shutil.which("latexmk") is not None
+
+
+def smoke_copy(tmp_path_factory, name: str) -> Path:
+    """A fresh copy of the workflow for a smoke run; without LaTeX everything but the PDF is built."""
+    import yaml
+
+    repo = copy_workflow(tmp_path_factory.mktemp(name))
+    if not HAVE_LATEX:
+        smoke = repo / "config" / "smoke.yaml"
+        config = yaml.safe_load(smoke.read_text())
+        config["paper"]["build_pdf"] = False
+        smoke.write_text(yaml.safe_dump(config))
+    return repo
+
+
+def run_smoke(cwd, *args) -> str:
+    """`snakemake --configfile config/smoke.yaml ARGS` in `cwd`; asserts success, returns its output."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml", *args],
+                         cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout + run.stderr
+
+
+def produced(repo: Path) -> dict[str, bytes]:
+    """What a run wrote for a reader (results, generated paper inputs, figure PNGs), by path; the
+    wall-time records excepted."""
+    files = [*repo.glob("results/**/*"), *repo.glob("paper/*/generated/*"), *repo.glob("figures/*/*.png")]
+    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(files)
+            if p.is_file() and "timings" not in p.parts}
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke workflow run locally on 2 cores, once per session: the end-to-end tests read it and
+    the Slurm test compares its cluster run with it."""
+    repo = smoke_copy(tmp_path_factory, "c2")
+    run_smoke(repo, "--cores", "2")
+    return repo
+
+
 class Killed(Exception):
     """Stands for a job killed mid-chain: raised from a chain's `log` callback."""
 

@@ -5,48 +5,16 @@ paper/smoke/ and logs/smoke/, apart from every other config's.
 """
 
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import copy_workflow
+from conftest import HAVE_LATEX, produced, run_smoke as snakemake, smoke_copy
 
-HAVE_LATEX = shutil.which("latexmk") is not None
 pytestmark = pytest.mark.slow
 RES, FIG, GEN = "results/smoke", "figures/smoke", "paper/smoke/generated"
-
-
-def snakemake(cwd, *args):
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml", *args],
-                         cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run.stdout + run.stderr
-
-
-def _copy(tmp_path_factory, name):
-    repo = copy_workflow(tmp_path_factory.mktemp(name))
-    if not HAVE_LATEX:  # everything but the PDF can still be checked
-        smoke = repo / "config" / "smoke.yaml"
-        config = yaml.safe_load(smoke.read_text())
-        config["paper"]["build_pdf"] = False
-        smoke.write_text(yaml.safe_dump(config))
-    return repo
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    repo = _copy(tmp_path_factory, "c2")
-    snakemake(repo, "--cores", "2")
-    return repo
-
-
-def _produced(repo):
-    files = [*repo.glob("results/**/*"), *repo.glob("paper/*/generated/*"), *repo.glob("figures/*/*.png")]
-    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(files)
-            if p.is_file() and "timings" not in p.parts}
 
 
 def test_smoke_builds_results_figure_and_table(smoke_run):
@@ -100,9 +68,9 @@ def test_second_run_does_nothing(smoke_run):
 
 
 def test_c1_and_c2_give_byte_identical_files(smoke_run, tmp_path_factory):
-    repo = _copy(tmp_path_factory, "c1")
+    repo = smoke_copy(tmp_path_factory, "c1")
     snakemake(repo, "--cores", "1")
-    one, two = _produced(repo), _produced(smoke_run)
+    one, two = produced(repo), produced(smoke_run)
     assert one.keys() == two.keys()
     # provenance records name the run's folder; timings.tex holds wall times: both legitimately differ
     differ = [name for name in one if one[name] != two[name]

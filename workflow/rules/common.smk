@@ -44,6 +44,18 @@ BENCH = f"{RES}/timings"
 # workflow needs no activated environment.
 PY = f'"{sys.executable}" -m modelcollapse'
 
+# What a cluster scheduler needs to place a job (workflow/profiles/slurm; a local run reads only
+# `threads`): mem_mb in MB, runtime in minutes of wall time. The chains' runtimes grow with their
+# generations at the paper config's CPU cost per generation (README, "Paper scale"), with room to
+# spare; a GPU run needs far less. Override per rule: --set-resources vae_chain:runtime=120.
+GPUS = 1 if config["platform"] == "gpu" else 0  # the neural families' jobs each take one GPU
+SIMULATION = {"mem_mb": 8000, "runtime": 240}  # the vmapped chains of gaussian, discrete, gmm
+
+
+def chain_runtime(minutes_per_generation, generations):
+    return 30 + minutes_per_generation * generations
+
+
 RESULTS = []  # summary tables a reader may want
 FIGURES = []  # figures/<run>/<name>.pdf (the PNG is written beside each)
 PAPER_INPUTS = [f"{GEN}/provenance.tex"]  # generated .tex files that main.tex reads

@@ -49,6 +49,8 @@ rule discrete_simulate:
         exponent=config["discrete"]["exponent"],
         regime=discrete_regime_args(),
     threads: 1
+    resources:
+        **SIMULATION,
     shell:
         "{PY} discrete simulate --seed {params.seed} --sample-size {wildcards.m}"
         " --generations {params.generations} --replicates {params.replicates}"
@@ -73,6 +75,8 @@ rule discrete_absorption_simulate:
         generations=config["discrete"]["absorption"]["generations"],
         replicates=config["discrete"]["absorption"]["replicates"],
     threads: 1
+    resources:
+        **SIMULATION,
     shell:
         "{PY} discrete simulate --seed {params.seed} --sample-size {params.sample_size}"
         " --generations {params.generations} --replicates {params.replicates}"

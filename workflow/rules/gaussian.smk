@@ -27,6 +27,8 @@ rule gaussian_simulate:
         generations=config["gaussian"]["generations"],
         replicates=config["gaussian"]["replicates"],
     threads: 1
+    resources:
+        **SIMULATION,
     shell:
         "{PY} gaussian simulate --seed {params.seed} --sample-size {wildcards.m}"
         " --generations {params.generations} --replicates {params.replicates}"
@@ -115,6 +117,8 @@ rule gaussian_regime_simulate:
         seed=config["seed"],
         platform=config["platform"],
     threads: 1
+    resources:
+        **SIMULATION,
     shell:
         "{PY} gaussian simulate --seed {params.seed} --sample-size {params.block[sample_size]}"
         " --generations {params.block[generations]} --replicates {params.block[replicates]}"
@@ -143,6 +147,8 @@ rule gaussian_schedule_simulate:
         seed=config["seed"],
         platform=config["platform"],
     threads: 1
+    resources:
+        **SIMULATION,
     shell:
         "{PY} gaussian simulate --seed {params.seed} --sample-size {params.block[base_sample_size]}"
         " --schedule {wildcards.kind} --power {params.block[power]} --sampler stats"
@@ -171,6 +177,8 @@ rule gaussian_multivariate_simulate:
         seed=config["seed"],
         platform=config["platform"],
     threads: 1
+    resources:
+        **SIMULATION,
     shell:
         "{PY} gaussian simulate --seed {params.seed} --dim {wildcards.dim}"
         " --sample-size {params.block[sample_size]} --correlation {params.block[correlation]}"

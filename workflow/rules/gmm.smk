@@ -43,6 +43,8 @@ rule gmm_simulate:
         seed=config["seed"],
         platform=config["platform"],
     threads: 1
+    resources:
+        **SIMULATION,
     shell:
         "{PY} gmm simulate --seed {params.seed} --data {wildcards.data}"
         " --sample-size {params.block[sample_size]} --generations {params.block[generations]}"

@@ -47,6 +47,10 @@ rule lm_pretrain:
     params:
         config=config_json("lm"),
     threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=chain_runtime(60, LM["pretrain_epochs"]),
+        gpu=GPUS,
     shell:
         "{PY} lm pretrain --config-json {params.config:q} --corpus {input} --out {output.npz} > {log} 2>&1"
 
@@ -70,6 +74,10 @@ rule lm_chain:
         config=config_json("lm"),
         base=lambda wildcards, input: f"--base {input.base}" if "base" in input.keys() else "",
     threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=chain_runtime(180, LM["generations"]),
+        gpu=GPUS,
     shell:
         "{PY} lm chain --config-json {params.config:q} --corpus {input.corpus} {params.base}"
         " --regime {wildcards.label} --chain {wildcards.chain} --out {output.npz} > {log} 2>&1"

@@ -45,6 +45,10 @@ rule vae_classifier:
         block=VAE["classifier"],
         platform=config["platform"],
     threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPUS,
     shell:
         "{PY} vae classifier {params.data} --epochs {params.block[epochs]}"
         " --batch-size {params.block[batch_size]} --learning-rate {params.block[learning_rate]}"
@@ -74,6 +78,10 @@ rule vae_chain:
         channels=" ".join(str(c) for c in VAE["channels"]),
         platform=config["platform"],
     threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=chain_runtime(20, VAE["generations"]),
+        gpu=GPUS,
     shell:
         "{PY} vae chain {params.data} --chain {wildcards.chain} {params.regime}"
         " --architecture {params.block[architecture]} --latent {params.block[latent]}"

@@ -1,0 +1,62 @@
+"""Replicates over 1 vs 2 devices: the same Gaussian chains with their replicate axis laid over one
+device or over two (`runtime.replicate_keys`), side by side in one run.
+
+On a CPU the devices are forced (XLA_FLAGS=--xla_force_host_platform_device_count=N) and share the
+machine's cores, so expect no gain on 2 cores: the point is that the same code fills a multi-GPU
+node with identical results. Each layout runs in its own process (JAX fixes its device count at
+start-up); the first call compiles, the best of the timed repeats is reported.
+
+    python benchmarks/devices.py [--replicates 4096] [--generations 1000] [--sample-size 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+CHILD = r"""
+import json, sys, time
+import jax, numpy as np
+from modelcollapse import gaussian
+r, g, m, repeats = map(int, sys.argv[1:5])
+run = lambda: gaussian.simulate(0, sample_size=m, generations=g, replicates=r)
+first = run()
+times = []
+for _ in range(repeats):
+    t = time.perf_counter(); chains = run(); times.append(time.perf_counter() - t)
+print(json.dumps({"devices": jax.local_device_count(), "seconds": min(times),
+                  "digest": float(np.asarray(chains.std, np.float64).sum())}))
+"""
+
+
+def measure(devices: int, args) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", CHILD, str(args.replicates), str(args.generations),
+                          str(args.sample_size), str(args.repeats)], env=env, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicates", type=int, default=4096)
+    parser.add_argument("--generations", type=int, default=1000)
+    parser.add_argument("--sample-size", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    one, two = measure(1, args), measure(2, args)
+    draws = args.replicates * args.generations * args.sample_size
+    print(f"Gaussian chains, R = {args.replicates}, G = {args.generations}, M = {args.sample_size} "
+          f"({draws / 1e6:.0f}M draws), {os.cpu_count()} CPU cores")
+    print(f"{'devices':>8} {'seconds':>9} {'Mdraws/s':>9}")
+    for row in (one, two):
+        print(f"{row['devices']:>8} {row['seconds']:>9.3f} {draws / row['seconds'] / 1e6:>9.1f}")
+    print(f"2 devices / 1 device: {one['seconds'] / two['seconds']:.2f}x; "
+          f"same chains: {one['digest'] == two['digest']}")
+
+
+if __name__ == "__main__":
+    main()
