@@ -257,7 +257,9 @@ def main() -> None:
         print(f"{f'PyTorch eager batch {a.batch_size}':<34}{t_torch * 1e3:>9.1f}{a.batch_size * c.context / t_torch:>10.0f}"
               f"{flops_per_token(c) * a.batch_size * c.context / t_torch / 1e9:>9.1f}"
               f"{flops_per_token(c) * a.batch_size * c.context / t_torch / peak:>7.1%}")
-        print(f"JAX / PyTorch eager throughput: {base_tps * t_torch / (a.batch_size * c.context):.2f}x")
+        vs_torch = base_tps * t_torch / (a.batch_size * c.context)
+        print(f"JAX / PyTorch eager throughput: {vs_torch:.2f}x "
+              f"(target >= 1.2x: {'PASS' if vs_torch >= 1.2 else 'MISS'})")
     elif not a.no_torch:
         print("torch not importable: PyTorch comparison skipped")
 
