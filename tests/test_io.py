@@ -58,3 +58,27 @@ def test_provenance_record_has_what_a_reader_needs(tmp_path):
     assert record["packages"]["numpy"] == np.__version__
     io.write_provenance(tmp_path / "r.npz", record)
     assert json.loads((tmp_path / "r.npz.provenance.json").read_text())["seed"] == 5
+
+
+def test_a_landed_write_removes_temporaries_of_killed_writes_but_not_newer_ones(tmp_path):
+    """Issue 15, finding 8: a save killed by kill -9 leaves `.<name>.<random>.tmp` beside the result,
+    which no rerun removed. The next write of that file removes the older ones; a newer one may be a
+    live writer's and stays."""
+    import os
+    import time
+
+    target = tmp_path / "chain0.npz"
+    stale = tmp_path / ".chain0.npz.abc123.tmp"
+    live = tmp_path / ".chain0.npz.def456.tmp"
+    other = tmp_path / ".summary.csv.abc123.tmp"
+    for path in (stale, live, other):
+        path.write_bytes(b"partial")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    future = time.time() + 3600
+    os.utime(live, (future, future))
+    io.save_npz(target, {"x": np.arange(3)})
+    assert not stale.exists()
+    assert live.exists() and other.exists()  # another file's temporaries are not this write's business
+    assert np.array_equal(io.load_npz(target)["x"], np.arange(3))

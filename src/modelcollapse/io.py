@@ -10,6 +10,7 @@ seed give byte-identical files.
 from __future__ import annotations
 
 import contextlib
+import glob
 import dataclasses
 import csv
 import hashlib
@@ -43,12 +44,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    started = tmp_path.stat().st_mtime
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+    # A write of the same file killed earlier (kill -9) left its temporary file; once this write has
+    # landed, those are garbage. Only older ones go: a newer one may be another writer's, in progress.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if stale.stat().st_mtime < started:
+                stale.unlink()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
