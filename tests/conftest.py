@@ -71,6 +71,37 @@ def smoke_run(tmp_path_factory):
     return repo
 
 
+DELETE = object()  # set_key's value that removes the key
+
+
+def set_key(config: dict, dotted: str, value) -> dict:
+    """config with the key at `dotted` (e.g. 'lm.optimizer.learning_rate') set to `value`, or removed
+    when value is DELETE; changes `config` in place and returns it."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    if value is DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return config
+
+
+LM_BLOCK = 8  # tokens per block of the tiny synthetic corpus below
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    """A tiny synthetic-language corpus for LM chain tests: (CorpusConfig, built corpus)."""
+    from modelcollapse.lm.corpus import CorpusConfig, build
+
+    cfg = CorpusConfig(name="synthetic", block_size=LM_BLOCK, vocab_size=24, n_successors=4,
+                       train_tokens=24 * LM_BLOCK, validation_tokens=8 * LM_BLOCK, test_tokens=8 * LM_BLOCK,
+                       pretrain_tokens=8 * LM_BLOCK)
+    return cfg, build(cfg, seed=3)
+
+
 class Killed(Exception):
     """Stands for a job killed mid-chain: raised from a chain's `log` callback."""
 

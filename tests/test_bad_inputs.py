@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import DELETE, ROOT, set_key
 from modelcollapse import cli, io
 
 SMOKE = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
@@ -68,16 +68,8 @@ def _config_file(folder: Path, name: str, text: str | bytes) -> Path:
 
 
 def _changed(dotted: str, value) -> dict:
-    config = json.loads(json.dumps(SMOKE))
-    *parents, leaf = dotted.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    if value is None:
-        del node[leaf]
-    else:
-        node[leaf] = value
-    return config
+    """A copy of the smoke config with one key set, or removed when value is None."""
+    return set_key(json.loads(json.dumps(SMOKE)), dotted, DELETE if value is None else value)
 
 
 def _files(root: Path) -> set[str]:

@@ -11,18 +11,14 @@
 - 8: `.generation_NNN.npz.*.tmp` files left by a killed save are removed on resume.
 """
 
-import dataclasses
-
-import jax
 import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import Killed, kill_at
+from conftest import LM_BLOCK, Killed, kill_at
 from modelcollapse import checkpoint
 from modelcollapse.lm import experiment as lm_experiment
 from modelcollapse.lm import metrics as lm_metrics
-from modelcollapse.lm.corpus import CorpusConfig, build
 from modelcollapse.lm.model import GPTConfig
 from modelcollapse.lm.train import OptimizerConfig
 from modelcollapse.regimes import Regime
@@ -285,14 +281,7 @@ def test_stale_temporary_files_are_removed_on_resume(parts, whole, tmp_path):
 
 # ---------------------------------------------------------------- LM chains
 
-BLOCK = 8
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    cfg = CorpusConfig(name="synthetic", block_size=BLOCK, vocab_size=24, n_successors=4, train_tokens=24 * BLOCK,
-                       validation_tokens=8 * BLOCK, test_tokens=8 * BLOCK, pretrain_tokens=8 * BLOCK)
-    return cfg, build(cfg, seed=3)
+BLOCK = LM_BLOCK  # the `corpus` fixture (conftest) has blocks of this many tokens
 
 
 def _lm(corpus_cfg, data, directory, log=lambda s: None):

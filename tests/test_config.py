@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import DELETE, ROOT, set_key
 from modelcollapse.config import ConfigError, check_config, load_config
 
 SHIPPED = sorted((ROOT / "config").glob("*.yaml"))
@@ -21,20 +21,6 @@ def test_shipped_configs_are_valid(path):
 def _smoke():
     return yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
 
-
-def _set(config, dotted, value):
-    *parents, leaf = dotted.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    if value is _DELETE:
-        del node[leaf]
-    else:
-        node[leaf] = value
-    return config
-
-
-_DELETE = object()
 
 # (key to change, bad value, the key the message must name, words the message must contain)
 BAD = [
@@ -51,7 +37,7 @@ BAD = [
     ("gaussian.estimators", ["mle", "mle"], "gaussian.estimators", "unique"),
     ("gaussian.table_generations", [5, 500], "gaussian.table_generations", "at most"),
     ("gaussian.replicate", 10, "gaussian", "replicate"),  # a typo of a real key
-    ("gaussian.generations", _DELETE, "gaussian", "generations"),
+    ("gaussian.generations", DELETE, "gaussian", "generations"),
     ("paper.build_pdf", "yes", "paper.build_pdf", "boolean"),
     ("extra_block", {}, "<top level>", "extra_block"),
     ("gaussian.regime", "resample", "gaussian.regime", "replace"),
@@ -86,7 +72,7 @@ BAD = [
 
 @pytest.mark.parametrize("key,value,named,words", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
 def test_bad_config_error_names_key_and_expectation(key, value, named, words):
-    config = _set(_smoke(), key, value)
+    config = set_key(_smoke(), key, value)
     with pytest.raises(ConfigError) as err:
         check_config(config)
     message = str(err.value)
@@ -96,7 +82,7 @@ def test_bad_config_error_names_key_and_expectation(key, value, named, words):
 
 def test_load_config_names_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(_set(_smoke(), "gaussian.generations", 0)))
+    bad.write_text(yaml.safe_dump(set_key(_smoke(), "gaussian.generations", 0)))
     with pytest.raises(ConfigError, match=r"bad\.yaml: config key 'gaussian\.generations'"):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
@@ -108,7 +94,7 @@ def test_load_config_names_the_file(tmp_path):
 
 def test_cli_check_config(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(_set(_smoke(), "platform", "quantum")))
+    bad.write_text(yaml.safe_dump(set_key(_smoke(), "platform", "quantum")))
     run = subprocess.run([sys.executable, "-m", "modelcollapse", "check-config", str(bad)],
                          capture_output=True, text=True)
     assert run.returncode == 2
@@ -119,7 +105,7 @@ def test_cli_check_config(tmp_path):
 
 
 def test_snakemake_rejects_bad_config_before_any_job(workflow_copy):
-    config = _set(copy.deepcopy(_smoke()), "gaussian.sample_sizes", [20, 1])
+    config = set_key(copy.deepcopy(_smoke()), "gaussian.sample_sizes", [20, 1])
     (workflow_copy / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
     run = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/bad.yaml", "--cores", "1"],
                          cwd=workflow_copy, capture_output=True, text=True, timeout=300)
@@ -136,7 +122,7 @@ def test_a_step_can_be_given_only_its_block():
         check_config({k: config[k] for k in ("seed", "platform")}, blocks=("lm",))
     with pytest.raises(ConfigError, match="'(gaussian|discrete|gmm|vae|paper)' is a required property"):
         check_config(lm_only)
-    bad = _set(copy.deepcopy(lm_only), "lm.model.context", 16)
+    bad = set_key(copy.deepcopy(lm_only), "lm.model.context", 16)
     with pytest.raises(ConfigError, match="lm.model.context"):
         check_config(bad, blocks=("lm",))
 

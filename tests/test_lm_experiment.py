@@ -6,22 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import Killed, assert_same_files, kill_at
+from conftest import LM_BLOCK, Killed, assert_same_files, kill_at
 from modelcollapse import checkpoint
 from modelcollapse.lm import experiment, metrics
-from modelcollapse.lm.corpus import CorpusConfig, build
 from modelcollapse.lm.model import GPTConfig
 from modelcollapse.lm.train import OptimizerConfig
 from modelcollapse.regimes import Regime
 
-BLOCK = 8
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    cfg = CorpusConfig(name="synthetic", block_size=BLOCK, vocab_size=24, n_successors=4, train_tokens=24 * BLOCK,
-                       validation_tokens=8 * BLOCK, test_tokens=8 * BLOCK, pretrain_tokens=8 * BLOCK)
-    return cfg, build(cfg, seed=3)
+BLOCK = LM_BLOCK  # the `corpus` fixture (conftest) has blocks of this many tokens
 
 
 def _cfg(**kw):
