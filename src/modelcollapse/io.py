@@ -10,9 +10,9 @@ seed give byte-identical files.
 from __future__ import annotations
 
 import contextlib
-import glob
-import dataclasses
 import csv
+import dataclasses
+import glob
 import hashlib
 import io
 import json
