@@ -181,6 +181,23 @@ def _supported(regime, key: str, **family) -> None:
         raise ConfigError(f"config key '{key}': {err}") from None
 
 
+def _library(key: str, check, *args, fields: Mapping[str, str] | None = None, **kwargs):
+    """Run one of the library's own checks (a family's function or config class, raising ValueError)
+    and name the config key: `key`, or the key that `fields` gives for the argument the library's
+    message starts with. A fact is checked in one place, so a job refuses nothing this lets through."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as err:
+        message = str(err)
+        named = (fields or {}).get(message.split(" ", 1)[0], key)
+        raise ConfigError(f"config key '{named}': {message}") from None
+
+
+def _keys(prefix: str, block: Mapping[str, Any]) -> dict[str, str]:
+    """{argument: config key} for a block whose keys are the library's argument names."""
+    return {name: f"{prefix}.{name}" for name in block}
+
+
 def _check_pool(regime, *, key: str, replicates: int, sample_size: int, generations: int) -> None:
     need = 4 * replicates * sample_size * generations
     if regime.name == "accumulate_subsample" and need > MAX_POOL_BYTES:
@@ -197,13 +214,16 @@ def _check_within_generations(block, family: str) -> None:
 
 
 def _check_gaussian(g) -> None:
-    from modelcollapse import schedules
+    from modelcollapse import gaussian, schedules
 
     _check_within_generations(g, "gaussian")
     regime = _regime(g["regime"], "gaussian.regime")
     for m in g["sample_sizes"]:
         _check_pool(regime, key="gaussian.regime", replicates=g["replicates"], sample_size=m,
                     generations=g["generations"])
+        for estimator in g["estimators"]:
+            _library("gaussian", gaussian.GaussianConfig, sample_size=m, generations=g["generations"],
+                     replicates=g["replicates"], estimator=estimator, regime=regime, fields=_keys("gaussian", g))
     block = g["regimes"]
     labels = []
     for i, value in enumerate(block["compare"]):
@@ -214,50 +234,51 @@ def _check_gaussian(g) -> None:
         if r.label in labels:
             raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
         labels.append(r.label)
+        _library(key, gaussian.GaussianConfig, sample_size=block["sample_size"], generations=block["generations"],
+                 replicates=block["replicates"], estimator=block["estimator"], regime=r,
+                 fields=_keys("gaussian.regimes", block))
     sched = g["schedules"]
     for kind in sched["kinds"]:
-        try:
-            schedules.sample_sizes(kind, base=sched["base_sample_size"], generations=sched["generations"],
-                                   power=sched["power"])
-        except ValueError as err:
-            raise ConfigError(f"config key 'gaussian.schedules': {err}") from None
+        sizes = _library("gaussian.schedules", schedules.sample_sizes, kind, base=sched["base_sample_size"],
+                         generations=sched["generations"], power=sched["power"])
+        _library("gaussian.schedules", gaussian.GaussianConfig, sample_size=tuple(sizes.tolist()),
+                 generations=sched["generations"], replicates=sched["replicates"], sampler="stats",
+                 fields=_keys("gaussian.schedules", sched))
     mv = g["multivariate"]
-    if mv["sample_size"] <= max(mv["dims"]):
-        raise ConfigError(f"config key 'gaussian.multivariate.sample_size': {mv['sample_size']} must exceed the "
-                          f"largest of gaussian.multivariate.dims ({max(mv['dims'])}) for a full-rank covariance")
-    bound = -1 / (max(mv["dims"]) - 1)
-    if mv["correlation"] <= bound:
-        raise ConfigError(f"config key 'gaussian.multivariate.correlation': {mv['correlation']} must exceed "
-                          f"-1/(d-1) = {bound:.3g} for Sigma_0 to be positive definite at d = {max(mv['dims'])}")
+    for d in mv["dims"]:
+        _library("gaussian.multivariate.sample_size", gaussian.check_sample_size, mv["sample_size"], d)
+        _library("gaussian.multivariate.correlation", gaussian.check_correlation, mv["correlation"], d)
+        _library("gaussian.multivariate", gaussian.GaussianConfig, sample_size=mv["sample_size"], dim=d,
+                 correlation=mv["correlation"], generations=mv["generations"], replicates=mv["replicates"],
+                 fields=_keys("gaussian.multivariate", mv))
 
 
 def _check_discrete(d) -> None:
-    import numpy as np
-
-    from modelcollapse.regimes import POOLING
+    from modelcollapse import discrete
 
     _check_within_generations(d, "discrete")
     regime = _regime(d["regime"], "discrete.regime")
-    pool = max(d["sample_sizes"]) * (d["generations"] + 1)
-    limit = 2**31 if regime.name in POOLING else None  # int32 pool indices
-    if limit and pool >= limit:
-        raise ConfigError(f"config key 'discrete.regime': {regime.name} pools M x (generations + 1) = {pool} "
-                          f"points, which must stay below {limit}; lower discrete.sample_sizes or generations")
-    for key, k in (("discrete.num_symbols", d["num_symbols"]),
-                   ("discrete.absorption.num_symbols", d["absorption"]["num_symbols"])):
-        weights = np.arange(1, k + 1, dtype=np.float64) ** -float(d["exponent"])
-        if weights[-1] / weights.sum() < 2.0**-30:
-            raise ConfigError(f"config key '{key}': with exponent {d['exponent']} the rarest of {k} symbols has "
-                              f"probability {weights[-1] / weights.sum():.3g} < 2^-30 (the sampler's resolution); "
-                              f"use fewer symbols or a smaller discrete.exponent")
+    _library("discrete.regime", discrete.check_pool, regime, sample_size=max(d["sample_sizes"]),
+             generations=d["generations"])
+    absorption = d["absorption"]
+    _library("discrete.num_symbols", discrete.check_alphabet, d["num_symbols"], d["exponent"])
+    _library("discrete.absorption.num_symbols", discrete.check_alphabet, absorption["num_symbols"], d["exponent"])
+    # The jobs themselves, as `discrete simulate` builds them (one per M, and the absorption run).
+    for m in d["sample_sizes"]:
+        _library("discrete", discrete.DiscreteConfig, sample_size=m, generations=d["generations"],
+                 replicates=d["replicates"], num_symbols=d["num_symbols"], exponent=d["exponent"], regime=regime,
+                 fields=_keys("discrete", d))
+    _library("discrete.absorption", discrete.DiscreteConfig, sample_size=absorption["sample_size"],
+             generations=absorption["generations"], replicates=absorption["replicates"],
+             num_symbols=absorption["num_symbols"], exponent=d["exponent"],
+             fields=_keys("discrete.absorption", absorption))
 
 
 def _check_gmm(g) -> None:
+    from modelcollapse import gmm
     from modelcollapse.regimes import POOLING
 
-    if g["sample_size"] < g["n_components"]:
-        raise ConfigError(f"config key 'gmm.sample_size': {g['sample_size']} must be at least gmm.n_components = "
-                          f"{g['n_components']} (EM needs a point per component)")
+    _library("gmm.sample_size", gmm.check_components, g["sample_size"], g["n_components"])
     if not any(s <= g["generations"] for s in g["snapshots"]):
         raise ConfigError(f"config key 'gmm.snapshots': none of {g['snapshots']} is at most gmm.generations = "
                           f"{g['generations']}; the figure and the table need at least one")
@@ -270,6 +291,12 @@ def _check_gmm(g) -> None:
             raise ConfigError(f"config key 'gmm.regime': {regime.name} stores every point, {need / 2**30:.1f} GiB "
                               f"for replicates x sample_size x generations; lower one of them "
                               f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
+    fields = _keys("gmm", g)
+    for data in gmm.DATASETS:  # the gmm rules run every data set
+        _library("gmm", gmm.GMMConfig, sample_size=g["sample_size"], generations=g["generations"],
+                 replicates=g["replicates"], n_components=g["n_components"], data=data, regime=regime, tol=g["tol"],
+                 max_iter=g["max_iter"], reg_covar=g["reg_covar"], init=g["init"],
+                 snapshots=tuple(g["snapshots"]), fields=fields)
 
 
 def _check_vae(v) -> None:
@@ -294,17 +321,17 @@ def _check_vae(v) -> None:
 
 
 def _check_lm(block) -> None:
+    from modelcollapse.lm import experiment
+    from modelcollapse.lm.corpus import CorpusConfig
+
     corpus, model = block["corpus"], block["model"]
-    if model["context"] < 2 * corpus["block_size"] - 1:
-        raise ConfigError(f"config key 'lm.model.context': {model['context']} must be at least 2 x "
-                          f"lm.corpus.block_size - 1 = {2 * corpus['block_size'] - 1} (a prompt block, then a "
-                          f"generated block)")
-    if model["d_model"] % model["n_heads"]:
-        raise ConfigError(f"config key 'lm.model.d_model': {model['d_model']} must be a multiple of "
-                          f"lm.model.n_heads = {model['n_heads']}")
-    if corpus["name"] == "synthetic" and corpus.get("n_successors", 32) > corpus.get("vocab_size", 2000):
-        raise ConfigError("config key 'lm.corpus.n_successors': must be at most lm.corpus.vocab_size")
+    _library("lm.model.context", experiment.check_context, model["context"], corpus["block_size"])
+    corpus_fields = _keys("lm.corpus", corpus)
+    corpus_cfg = _library("lm.corpus", CorpusConfig, fields=corpus_fields, **corpus)
+    if corpus_cfg.name == "synthetic":
+        _library("lm.corpus", corpus_cfg.language, fields=corpus_fields)
     labels = [entry["label"] for entry in block["regimes"]]
+    fields = _keys("lm", block) | _keys("lm.model", model) | _keys("lm.optimizer", block["optimizer"])
     for i, entry in enumerate(block["regimes"]):
         key = f"lm.regimes[{i}]"
         r = _regime(entry["regime"], key + ".regime")
@@ -312,6 +339,9 @@ def _check_lm(block) -> None:
                    real_data="the language model's real share is a subset of the original blocks:")
         if entry["label"] in labels[:i]:
             raise ConfigError(f"config key '{key}.label': {entry['label']!r} is used twice")
+        # A real corpus's vocabulary is known only once it is built; no check depends on its size.
+        _library(key, experiment.config_from_block, block, vocab_size=corpus_cfg.vocab_size,
+                 epochs=entry["epochs"], decoding=entry.get("decoding"), fields=fields)
     for name in ("histogram_generations", "example_generations"):
         if not any(g <= block["generations"] for g in block[name]):
             raise ConfigError(f"config key 'lm.{name}': none of {block[name]} is at most lm.generations = "

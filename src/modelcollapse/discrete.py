@@ -16,7 +16,7 @@ exchangeable points, so the counts are sufficient):
   p = pooled / (M (g+1)).
 - `accumulate_subsample`: the same pool, then a uniform M-subset of it without replacement
   (`regimes.subsample_counts`: Floyd's algorithm, O(M^2) comparisons per generation, so keep
-  M to a few hundred for this regime).
+  M to a few hundred for this regime). Both pooling regimes need M (G + 1) < 2^31 (`check_pool`).
 - `mix`: generation 1 fits the original data; later generations fit
   n_real = round(real_fraction M) real points plus the first M - n_real of the previous
   generation's draws. Real points are a uniform n_real-subset of the original data set's counts
@@ -68,13 +68,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modelcollapse.regimes import POOLING, Regime, split_sizes, subsample_counts
+from modelcollapse.regimes import POOLING, Regime, check_pool_points, split_sizes, subsample_counts
 from modelcollapse.runtime import replicate_keys
 from modelcollapse.theory import discrete as theory
 
 __all__ = ["DiscreteConfig", "DiscreteChains", "DiscreteMetrics", "zipf", "rare_mask", "uniform_index",
            "exact_indices", "draw_symbols", "count_symbols", "integer_weights", "simulate", "simulate_metrics",
-           "replicate_keys",
+           "replicate_keys", "check_pool", "check_alphabet",
            "summarize", "summarize_ranks", "summarize_absorption"]
 
 WEIGHT_BITS = 30  # q is sampled as integer weights summing to 2^30 (see the module docstring)
@@ -111,14 +111,23 @@ def _check_run(probs, sample_size, generations, replicates, regime) -> np.ndarra
     _int_arg("replicates", replicates, 1)
     if not isinstance(regime, Regime):
         raise ValueError(f"regime must be a modelcollapse.regimes.Regime, got {regime!r}")
-    if regime.name == "accumulate" and m * (g + 1) >= 2**31:
-        raise ValueError(f"sample_size x (generations + 1) = {m * (g + 1)} must stay below 2^31 for the "
-                         f"int32 counts of the accumulate pool")
-    if regime.name == "accumulate_subsample" and m * (g + 1) >= 2**24:
-        # regimes.uniform_subset picks positions with float32 uniforms, which cannot address a pool past 2^24.
-        raise ValueError(f"sample_size x (generations + 1) = {m * (g + 1)} must stay below 2^24 for "
-                         f"regime accumulate_subsample")
+    check_pool(regime, sample_size=m, generations=g)
     return q
+
+
+def check_pool(regime: Regime, *, sample_size: int, generations: int) -> None:
+    """The pooling regimes' limit: the pool's int32 counts and positions (its total, the accumulate
+    index's bound, uniform_subset's integer draws) must address M (G + 1) points. ValueError if not."""
+    check_pool_points(regime, sample_size * (generations + 1), what="sample_size x (generations + 1)")
+
+
+def check_alphabet(num_symbols: int, exponent: float) -> None:
+    """The Zipf truth's rarest symbol must keep an integer weight (probability >= 2^-30); ValueError if not."""
+    q_min = zipf(num_symbols, exponent)[-1]
+    if q_min < 2.0 ** -WEIGHT_BITS:
+        raise ValueError(f"num_symbols = {num_symbols} with exponent = {exponent} gives the rarest symbol "
+                         f"probability {q_min:.3g} < 2^-{WEIGHT_BITS} (the sampler's resolution); use fewer "
+                         f"symbols or a smaller exponent")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -137,11 +146,7 @@ class DiscreteConfig:
         if (not isinstance(self.exponent, (int, float, np.floating)) or isinstance(self.exponent, bool)
                 or not math.isfinite(self.exponent) or not 0 <= self.exponent <= 10):
             raise ValueError(f"exponent must be a number in [0, 10], got {self.exponent!r}")
-        q_min = zipf(self.num_symbols, self.exponent)[-1]
-        if q_min < 2.0 ** -WEIGHT_BITS:
-            raise ValueError(f"num_symbols = {self.num_symbols} with exponent = {self.exponent} gives the rarest "
-                             f"symbol probability {q_min:.3g} < 2^-{WEIGHT_BITS}; use fewer symbols or a "
-                             f"smaller exponent")
+        check_alphabet(self.num_symbols, self.exponent)
         _check_run(self.probs, self.sample_size, self.generations, self.replicates, self.regime)
 
     @property

@@ -29,11 +29,25 @@ import numpy as np
 
 from modelcollapse import metrics, theory
 from modelcollapse.runtime import replicate_keys
-from modelcollapse.regimes import Regime, append, split_sizes, uniform_subset
+from modelcollapse.regimes import Regime, append, check_pool_points, split_sizes, uniform_subset
 
 SAMPLERS = ("points", "stats")
 # Regimes the stats sampler runs exactly; the others subsample stored points, which need the points.
 STATS_REGIMES = ("replace", "accumulate", "mix-fresh")
+
+
+def check_sample_size(sample_size, dim: int) -> None:
+    """A covariance in `dim` dimensions needs at least dim + 1 points; ValueError if not."""
+    if sample_size < dim + 1:
+        raise ValueError(f"sample_size must be >= dim + 1 = {dim + 1} (a covariance needs that many points), "
+                         f"got min {sample_size:g}")
+
+
+def check_correlation(correlation: float, dim: int) -> None:
+    """Sigma_0 (unit variances, `correlation` off the diagonal) must be positive definite; ValueError if not."""
+    if dim > 1 and not -1 / (dim - 1) < correlation < 1:
+        raise ValueError(f"correlation must be in (-1/(dim-1), 1) = ({-1 / (dim - 1):.3g}, 1) for a positive-definite "
+                         f"Sigma_0 at dim = {dim}, got {correlation}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -59,9 +73,7 @@ class GaussianConfig:
             raise ValueError(f"sample_size must be an integer or a list of integers, got {self.sample_size!r}")
         if sizes.size not in (1, self.generations):
             raise ValueError(f"sample_size schedule has {sizes.size} entries; expected generations = {self.generations}")
-        if np.any(sizes < self.dim + 1):
-            raise ValueError(f"sample_size must be >= dim + 1 = {self.dim + 1} (a covariance needs that many "
-                             f"points), got min {sizes.min():g}")
+        check_sample_size(sizes.min(), self.dim)
         theory.ddof_of(self.estimator)
         if not isinstance(self.regime, Regime):
             raise ValueError(f"regime must be a modelcollapse.regimes.Regime, got {self.regime!r}")
@@ -75,9 +87,9 @@ class GaussianConfig:
                              f"(and a constant sample_size)")
         if self.dim > 1 and self.regime.name != "replace":
             raise ValueError(f"dim > 1 supports regime 'replace' only, got {self.regime.label!r}")
-        if self.dim > 1 and not -1 / (self.dim - 1) < self.correlation < 1:
-            raise ValueError(f"correlation must be in (-1/(dim-1), 1) for a positive-definite Sigma_0, "
-                             f"got {self.correlation}")
+        check_correlation(self.correlation, self.dim)
+        if self.resolved_sampler == "points":  # the stats sampler pools sums, not points
+            check_pool_points(self.regime, int(sizes[0]) * self.generations, what="sample_size x generations")
 
     @property
     def constant_size(self) -> bool:

@@ -59,7 +59,7 @@ import numpy as np
 
 from modelcollapse import metrics
 from modelcollapse.runtime import replicate_keys
-from modelcollapse.regimes import POOLING, Regime, append, split_sizes, uniform_subset
+from modelcollapse.regimes import POOLING, Regime, append, check_pool_points, split_sizes, uniform_subset
 from modelcollapse.theory import gmm as theory
 
 DATASETS = ("blob", "two_blobs")
@@ -126,6 +126,13 @@ def _is_number(value) -> bool:
         and math.isfinite(value)
 
 
+def check_components(sample_size: int, n_components: int) -> None:
+    """EM needs at least one point per component; ValueError if not."""
+    if sample_size < n_components:
+        raise ValueError(f"sample_size ({sample_size}) must be >= n_components ({n_components}): "
+                         f"EM needs at least one point per component")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GMMConfig:
     """One GMM chain setting (the `gmm:` config block gives one per data set)."""
@@ -147,9 +154,7 @@ class GMMConfig:
             value = getattr(self, name)
             if not _is_int(value):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.sample_size < self.n_components:
-            raise ValueError(f"sample_size ({self.sample_size}) must be >= n_components ({self.n_components}): "
-                             f"EM needs at least one point per component")
+        check_components(self.sample_size, self.n_components)
         if self.data not in DATASETS:
             raise ValueError(f"data must be one of {list(DATASETS)}, got {self.data!r}")
         if not isinstance(self.regime, Regime):
@@ -164,6 +169,8 @@ class GMMConfig:
         snaps = tuple(self.snapshots)
         if any(not _is_int(s, 0) for s in snaps) or len(set(snaps)) != len(snaps):
             raise ValueError(f"snapshots must be distinct integers >= 0, got {self.snapshots!r}")
+        check_pool_points(self.regime, self.sample_size * (self.generations + 1),
+                          what="sample_size x (generations + 1)")
 
     @property
     def snapshot_generations(self) -> np.ndarray:

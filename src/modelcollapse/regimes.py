@@ -71,6 +71,17 @@ class Regime:
 
 
 POOLING = ("accumulate", "accumulate_subsample")
+# Pools are addressed with int32 positions and sizes (uniform_subset, append, the discrete pool's
+# counts), so a pool holds at most 2^31 - 1 points; past that the positions wrap silently.
+MAX_POOL_POINTS = 2**31 - 1
+
+
+def check_pool_points(regime: Regime, points: int, *, what: str) -> None:
+    """Reject, before any work, a pooling regime whose pool would hold more points than int32
+    positions address; `what` names the product that `points` is (e.g. 'sample_size x generations')."""
+    if regime.name in POOLING and points > MAX_POOL_POINTS:
+        raise ValueError(f"regime {regime.name!r} pools {what} = {points} points, more than the 2^31 - 1 that "
+                         f"its int32 positions address; lower one of them")
 
 
 def check_supported(regime: Regime, *, can_pool: bool, pool_needs: str = "", real_data: str) -> None:

@@ -37,18 +37,9 @@ def regime_entry(block, label: str) -> dict:
 
 
 def lm_config(block, *, vocab_size: int, epochs: float, decoding: dict | None = None):
-    from modelcollapse.lm.experiment import LMConfig
-    from modelcollapse.lm.model import GPTConfig
-    from modelcollapse.lm.train import OptimizerConfig
+    from modelcollapse.lm.experiment import config_from_block
 
-    decoding = block["decoding"] | (decoding or {})  # a regime may override the shared decoding
-    return LMConfig(model=GPTConfig(vocab_size=vocab_size, **block["model"]),
-                    optimizer=OptimizerConfig(**block["optimizer"]), generations=block["generations"],
-                    epochs=float(epochs), batch_size=block["batch_size"], eval_every=block["eval_every"],
-                    decoding=decoding["mode"], num_beams=decoding["num_beams"],
-                    repetition_penalty=decoding["repetition_penalty"], length_penalty=decoding["length_penalty"],
-                    temperature=decoding["temperature"], top_k=decoding["top_k"], top_p=decoding["top_p"],
-                    generate_batch=block["generate_batch"], init=block["init"], examples=block["examples"])
+    return config_from_block(block, vocab_size=vocab_size, epochs=epochs, decoding=decoding)
 
 
 def corpus_cmd(args, argv):

@@ -85,6 +85,27 @@ class LMConfig:
             raise ValueError(f"epochs must be > 0, got {self.epochs!r}")
 
 
+def check_context(context: int, block: int) -> None:
+    """A generation writes `block` tokens after a `block`-token prompt: the model's context must hold
+    2 x block - 1 positions. ValueError if not."""
+    if context < 2 * block - 1:
+        raise ValueError(f"context {context} must be at least 2 x block - 1 = {2 * block - 1} "
+                         f"(a {block}-token prompt and {block} generated tokens)")
+
+
+def config_from_block(block, *, vocab_size: int, epochs: float, decoding: dict | None = None) -> LMConfig:
+    """The LMConfig of the workflow's `lm` config block for one regime (its epochs and decoding
+    overrides) on a corpus of `vocab_size` tokens; ValueError names the bad setting."""
+    decoding = block["decoding"] | (decoding or {})  # a regime may override the shared decoding
+    return LMConfig(model=GPTConfig(vocab_size=vocab_size, **block["model"]),
+                    optimizer=OptimizerConfig(**block["optimizer"]), generations=block["generations"],
+                    epochs=float(epochs), batch_size=block["batch_size"], eval_every=block["eval_every"],
+                    decoding=decoding["mode"], num_beams=decoding["num_beams"],
+                    repetition_penalty=decoding["repetition_penalty"], length_penalty=decoding["length_penalty"],
+                    temperature=decoding["temperature"], top_k=decoding["top_k"], top_p=decoding["top_p"],
+                    generate_batch=block["generate_batch"], init=block["init"], examples=block["examples"])
+
+
 def rows(blocks: np.ndarray) -> np.ndarray:
     """Pairs of consecutive blocks as training rows: [n // 2, 2 * block] (an odd last block dropped)."""
     n = (len(blocks) // 2) * 2
@@ -207,9 +228,7 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
                     real_data="the language model's real share is a subset of the original blocks:")
     original = corpus["train"]
     block = original.shape[1]
-    if cfg.model.context < 2 * block - 1:
-        raise ValueError(f"model context {cfg.model.context} must be at least 2 x block - 1 = {2 * block - 1} "
-                         f"(a {block}-token prompt and {block} generated tokens)")
+    check_context(cfg.model.context, block)
     chain_key = jax.random.fold_in(jax.random.key(seed), chain)
     keys = [jax.random.fold_in(chain_key, g) for g in range(cfg.generations + 1)]
     # Keyed by everything the chain reads, besides its settings: a changed corpus or base model
