@@ -289,6 +289,71 @@ def test_mix_with_no_real_data_is_replace():
     np.testing.assert_array_equal(a.counts, b.counts)
 
 
+# -- exact replay: the regimes written out plainly in numpy, on the chain's own random draws
+
+
+_uniform_index = jax.jit(discrete.uniform_index, static_argnums=2)
+_subset = jax.jit(regimes.uniform_subset, static_argnums=2)
+_exact_indices = jax.jit(discrete.exact_indices, static_argnums=1)
+
+
+def _replay(seed, r, *, probs, m, generations, regime):
+    """Chain r's training counts [G, K]: the regime in numpy; only the uniform integers come from the
+    library's samplers, called with the chain's keys (a training set is a multiset of symbols, and a
+    draw from it is a uniform position in its sorted list)."""
+    key = jax.random.fold_in(jax.random.key(seed), r)
+    weights = discrete.integer_weights(probs)
+    k = len(probs)
+
+    def draw(key, counts, n):  # n positions in the sorted multiset `counts`, as symbols
+        return np.repeat(np.arange(k), counts)[np.asarray(_uniform_index(key, int(counts.sum()), n))]
+
+    def subset(key, counts, n):  # a uniform n-subset, without replacement, of the multiset `counts`
+        return np.repeat(np.arange(k), counts)[np.asarray(_subset(key, int(counts.sum()), n))]
+
+    count = lambda symbols: np.bincount(symbols, minlength=k)  # noqa: E731
+    symbols = np.searchsorted(np.cumsum(weights), np.asarray(_uniform_index(jax.random.fold_in(key, 0), 2**30, m)),
+                              side="right")
+    original = count(symbols)
+    n_real, n_syn = regimes.split_sizes(regime, m)
+    train, pool, out = original, original, [original]
+    for g in range(1, generations):
+        kg = jax.random.fold_in(key, g)
+        if regime.name == "replace" or (regime.name == "mix" and n_real == 0):
+            # carried as the training set's symbols in draw order; a draw is a uniform index into them
+            symbols = symbols[np.asarray(_exact_indices(kg[None], m))[0]]
+            train = count(symbols)
+        else:
+            drawn = draw(kg, train, m)
+            if regime.name == "accumulate":
+                pool = train = pool + count(drawn)
+            elif regime.name == "accumulate_subsample":
+                pool = pool + count(drawn)
+                train = count(subset(jax.random.fold_in(kg, 2), pool, m))
+            else:  # mix: n_real real points, then the first n_syn of this generation's draws
+                k_real = jax.random.fold_in(kg, 1)
+                real = (subset(k_real, original, n_real) if regime.real_source == "original" else
+                        np.searchsorted(np.cumsum(weights), np.asarray(_uniform_index(k_real, 2**30, n_real)),
+                                        side="right"))
+                train = count(np.concatenate([real, drawn[:n_syn]]))
+        out.append(train)
+    return np.stack(out)
+
+
+REPLAYED = REGIMES + [Regime(name="mix", real_fraction=1.0), Regime(name="mix", real_fraction=0.0),
+                      Regime(name="mix", real_fraction=1.0, real_source="fresh")]
+
+
+@pytest.mark.parametrize("regime", REPLAYED, ids=lambda r: r.label)
+def test_regimes_match_a_numpy_replay_of_the_same_draws(regime):
+    q = zipf_numpy(7, 1.0)
+    run = discrete.simulate(5, probs=q, sample_size=12, generations=9, replicates=3, regime=regime)
+    for r in range(3):
+        np.testing.assert_array_equal(run.counts[r], _replay(5, r, probs=q, m=12, generations=9, regime=regime))
+    met = discrete.simulate_metrics(5, probs=q, sample_size=12, generations=9, replicates=3, regime=regime)
+    np.testing.assert_array_equal(met.final, run.probs[:, -1])
+
+
 # -- shapes, determinism, batching, compilation
 
 
