@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from modelcollapse import gmm, io
+from modelcollapse import regimes as regimes_mod
 from modelcollapse.regimes import Regime
 from modelcollapse.theory import gmm as theory
 
@@ -355,6 +356,38 @@ def test_accumulate_trains_on_the_growing_pool(regimes):
     ref = gmm.fit(jax.random.fold_in(k1, gmm._FIT), padded, 2, weights=weights)
     np.testing.assert_allclose(sim.means[0, 1], ref.means, rtol=1e-4, atol=1e-4)
     assert np.all(np.isfinite(sim.l2_truth))
+
+
+_subset = jax.jit(regimes_mod.uniform_subset, static_argnums=2)
+
+
+def test_accumulate_subsample_matches_a_numpy_replay_of_the_same_draws():
+    # Every generation rebuilt from the chain's keys: N draws from the previous recorded fit, the
+    # pool (the original data, then every generation's draws) kept in numpy, the uniform N-subset
+    # of it at the subset key, and a fresh EM fit on exactly those points. Two well-separated
+    # blobs and a fixed iteration count (tol 0), so a last-bit difference between the programs
+    # cannot move where EM stops: the fits agree to rounding.
+    n, g_max, r_max, k = 60, 5, 3, 2
+    em = dict(tol=0.0, max_iter=40)
+    sim = gmm.simulate(7, data="two_blobs", sample_size=n, generations=g_max, replicates=r_max,
+                       regime=Regime(name="accumulate_subsample"), snapshots=(0, 1, 2), **em)
+    for r in range(r_max):
+        key = jax.random.fold_in(jax.random.key(7), r)
+        k0 = jax.random.fold_in(key, 0)
+        pool = np.asarray(gmm.sample(jax.random.fold_in(k0, gmm._DRAW), gmm.truth("two_blobs"), n))
+        fit = gmm.fit(jax.random.fold_in(k0, gmm._FIT), pool, k, **em)
+        for g in range(1, g_max + 1):
+            np.testing.assert_allclose(sim.means[r, g - 1], fit.means, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(sim.covs[r, g - 1], fit.covs, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(sim.weights[r, g - 1], fit.weights, rtol=1e-4, atol=1e-4)
+            kg = jax.random.fold_in(key, g)
+            previous = gmm.GMMParams(sim.weights[r, g - 1], sim.means[r, g - 1], sim.covs[r, g - 1])
+            draws = np.asarray(gmm.sample(jax.random.fold_in(kg, gmm._DRAW), previous, n))
+            pool = np.concatenate([pool, draws])
+            train = pool[np.asarray(_subset(jax.random.fold_in(kg, gmm._SUBSET), len(pool), n))]
+            fit = gmm.fit(jax.random.fold_in(kg, gmm._FIT), train, k, **em)
+        np.testing.assert_allclose(sim.means[r, g_max], fit.means, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(sim.covs[r, g_max], fit.covs, rtol=1e-4, atol=1e-4)
 
 
 def test_mix_with_only_original_data_refits_gmm0(regimes, chains):
