@@ -2,7 +2,10 @@
 
 The JSON schema (`config.schema.yaml`, linked from `workflow/schemas/`) checks types, ranges,
 enums and unknown keys; `check_config` adds the checks a schema cannot express (one key
-bounded by another). Every error names the key and what was expected. Files are read strictly:
+bounded by another) by calling the families' own checks and building the config class of every
+job the rules start, so each fact is stated once and a config it passes is one no job refuses
+(machine-dependent limits, such as the memory a job finds, aside). Every error names the key and
+what was expected. Files are read strictly:
 UTF-8 only, and a key given twice in one mapping is an error naming the key and both lines
 (plain YAML keeps the last one silently).
 
