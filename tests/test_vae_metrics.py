@@ -112,6 +112,17 @@ def test_precision_recall_against_brute_force_reference(monkeypatch, k):
     assert ours == pytest.approx(ref, abs=0.5 / 500)  # counts must agree exactly
 
 
+def test_precision_recall_with_given_real_radii_is_the_same():
+    rng = np.random.default_rng(4)
+    real, fake = rng.normal(size=(200, 3)), rng.normal(size=(100, 3)) + 0.5
+    radii = metrics.knn_radii(real, k=3)
+    assert metrics.precision_recall(real, fake, k=3, real_radii=radii) == metrics.precision_recall(real, fake, k=3)
+    # the radii are used, not recomputed: radii of zero put no generated point inside
+    assert metrics.precision_recall(real, fake, k=3, real_radii=np.zeros(200))[0] == 0.0
+    with pytest.raises(ValueError, match="real_radii"):
+        metrics.precision_recall(real, fake, k=3, real_radii=radii[:10])
+
+
 def test_precision_recall_checks_arguments():
     x = np.zeros((10, 3))
     with pytest.raises(ValueError, match="k must be"):

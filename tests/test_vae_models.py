@@ -307,7 +307,7 @@ def _params(model):
 def test_training_is_deterministic_and_independent_of_chunking(arch):
     shape = (8, 8, 1)
     data = _digits_like(40, shape, seed=5)
-    fn, args = vae.data_batches(data, batch_size=16, key=jax.random.key(9))
+    fn, args = vae.data_batches(data, batch_size=16, key=jax.random.key(9), steps=6)
 
     def run(per_call, key=0):
         model = vae.build_vae(arch, image_shape=shape, latent=3, hidden=(16,), channels=(4, 8), seed=1)
@@ -329,12 +329,26 @@ def test_training_is_deterministic_and_independent_of_chunking(arch):
 
 def test_data_batches_cover_each_epoch_once():
     data = jnp.arange(10, dtype=jnp.float32).reshape(10, 1, 1, 1)
-    fn, args = vae.data_batches(data, batch_size=4, key=jax.random.key(0))
+    fn, args = vae.data_batches(data, batch_size=4, key=jax.random.key(0), steps=6)
     epoch0 = np.concatenate([np.asarray(fn(None, i, *args)).ravel() for i in range(3)])  # ceil(10/4) = 3 batches
     assert sorted(epoch0[:10]) == list(range(10))  # 2 fill-up examples repeat the epoch's first ones
     np.testing.assert_array_equal(epoch0[10:], epoch0[:2])
     epoch1 = np.concatenate([np.asarray(fn(None, i, *args)).ravel() for i in range(3, 6)])
     assert sorted(epoch1[:10]) == list(range(10)) and not np.array_equal(epoch0, epoch1)
+
+
+def test_epoch_permutations_are_the_per_epoch_draws():
+    # drawn once per generation with vmap; each row must be the permutation a per-epoch draw gives
+    # (the draws of the runs before the change, when every step drew its epoch's permutation)
+    from modelcollapse.vae.train import epoch_permutations
+
+    key = jax.random.key(4)
+    perms = np.asarray(epoch_permutations(key, 10, 4, steps=7))  # 3 steps per epoch: 3 epochs
+    assert perms.shape == (3, 10) and perms.dtype == np.int32
+    for e in range(3):
+        np.testing.assert_array_equal(perms[e], np.asarray(jax.random.permutation(jax.random.fold_in(key, e), 10)))
+    with pytest.raises(ValueError, match="per_step"):
+        epoch_permutations(key, 10, 0, steps=7)
 
 
 def test_decoder_batches_are_decoder_means():

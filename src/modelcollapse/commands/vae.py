@@ -18,7 +18,7 @@ ARCHITECTURES = ("mlp", "conv")
 SYNTHETIC_MODES = ("fresh", "fixed")
 # Scalar per-generation metrics of `vae.experiment.evaluate` that the summary CSV carries.
 SCALARS = ("latent_std", "class_entropy", "confidence", "precision", "recall", "frechet", "real_nelbo",
-           "final_loss")
+           "real_recon", "real_kl", "active_units", "final_loss", "final_recon", "final_kl")
 
 
 def _splits(args):

@@ -38,8 +38,8 @@ from modelcollapse import checkpoint
 from modelcollapse.runtime import jit_with_cpu_options
 from modelcollapse.regimes import POOLING, Regime, check_supported, split_sizes, uniform_subset
 from modelcollapse.vae import classifier, metrics as image_metrics, models
-from modelcollapse.vae.train import (decoder_means, elbo_loss, encode_means, epoch_rows, make_optimizer,
-                                     sample_images, shuffled_batches, train as train_vae)
+from modelcollapse.vae.train import (decoder_means, elbo_loss, encode_means, epoch_permutations, epoch_rows,
+                                     make_optimizer, sample_images, shuffled_batches, train as train_vae)
 
 ARCHITECTURES = ("mlp", "conv")
 SYNTHETIC_MODES = ("fresh", "fixed")
@@ -105,7 +105,7 @@ def _int_seed(key) -> int:
 # Batches: pure functions of (key, step, *batch_args) for `vae.train.train`. The data are jit
 # arguments (never closure constants) and each function object is built once per (architecture,
 # mode, sizes), so one compilation serves every generation with the same shapes. Real rows come in
-# shuffled epochs drawn from a shuffle key fixed for the generation (`epoch_rows`).
+# shuffled epochs, permutations drawn once per generation from its shuffle key (`epoch_permutations`).
 
 @functools.lru_cache(maxsize=16)
 def _batch_fn(graphdef, mode: str, n_real: int, batch_size: int):
@@ -114,28 +114,31 @@ def _batch_fn(graphdef, mode: str, n_real: int, batch_size: int):
     if mode == "fixed":
         return shuffled_batches(batch_size)
 
-    def fresh(key, step, images, shuffle_key, previous):
+    def fresh(key, step, images, perms, previous):
         synthetic = decoder_means(graphdef, previous, key, batch_size - n_real)
         if n_real == 0:
             return synthetic
-        real = images[epoch_rows(shuffle_key, step, n_real, images.shape[0])]
+        real = images[epoch_rows(perms, step, n_real)]
         return jnp.concatenate([real, synthetic], axis=0)
     return fresh
 
 
 def train_generation(model: nnx.Module, cfg: VAEConfig, *, data: dict, mode: str, n_real: int,
-                     steps: int, key: jax.Array) -> tuple[nnx.Module, optax.OptState, np.ndarray]:
+                     steps: int, key: jax.Array) -> tuple[nnx.Module, optax.OptState, dict[str, np.ndarray]]:
     """Train `model` for `steps` Adam steps on batches drawn from `data`; returns (model,
-    optimizer state, per-step losses [steps])."""
+    optimizer state, per-step 'loss', 'recon' and 'kl' [steps])."""
     graphdef = nnx.graphdef(model)
     k_steps, k_shuffle = jax.random.split(key)
-    batch_args = (jnp.asarray(data["images"]), k_shuffle) + ((data["previous"],) if mode == "fresh" else ())
+    n_images, per_step = len(data["images"]), cfg.batch_size if mode == "fixed" else n_real
+    # fresh replace reads no real rows: a token [1, 1] keeps one signature
+    perms = (epoch_permutations(k_shuffle, n_images, per_step, steps) if per_step else jnp.zeros((1, 1), jnp.int32))
+    batch_args = (jnp.asarray(data["images"]), perms) + ((data["previous"],) if mode == "fresh" else ())
     # The config holds the paper's weight decay, which torch adds to the gradient of a loss SUMMED
     # over the batch; our loss is the per-example mean, so the same relative decay is wd / batch.
     optimizer = make_optimizer(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay / cfg.batch_size)
     model, history = train_vae(model, batch_fn=_batch_fn(graphdef, mode, n_real, cfg.batch_size),
                                steps=steps, optimizer=optimizer, key=k_steps, batch_args=batch_args)
-    return model, history["opt_state"], history["loss"]
+    return model, history.pop("opt_state"), history
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,6 +146,7 @@ def train_generation(model: nnx.Module, cfg: VAEConfig, *, data: dict, mode: str
 
 KDE_GRID = np.linspace(-4.0, 4.0, 161)  # latent means of a unit-prior VAE lie well inside +-4
 N_CLASSES = 10
+PR_K = 3  # neighbours behind precision / recall (Kynkaanniemi et al. 2019's default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +157,11 @@ class Scorer:
     real_features: np.ndarray  # [n_test, F] classifier features of the real test images
     validation: np.ndarray  # [n_val, H, W, 1] real validation images (ELBO on real data)
 
+    @functools.cached_property
+    def real_radii(self) -> np.ndarray:
+        """k-NN radii of the real features (k = PR_K): the same for every generation, so drawn once."""
+        return image_metrics.knn_radii(self.real_features, k=PR_K)
+
 
 def evaluate(model: nnx.Module, scorer: Scorer, cfg: VAEConfig, key: jax.Array) -> dict[str, np.ndarray]:
     """Metrics of one generation from `cfg.eval_samples` decoder means of z ~ N(0, I):
@@ -160,15 +169,20 @@ def evaluate(model: nnx.Module, scorer: Scorer, cfg: VAEConfig, key: jax.Array) 
     and their pooled std; the classifier's class histogram, its entropy (nats; log 10 = no mode
     lost) and mean confidence; precision / recall (k = 3) and Frechet distance in classifier
     features against the real test set (as many generated images as test images, at most
-    eval_samples); the negative ELBO of real validation images (nats per image)."""
+    eval_samples); the negative ELBO of real validation images (nats per image) and its two terms,
+    reconstruction and KL; the active latent units of this generation's encoder on the real
+    validation images (Burda, Grosse & Salakhutdinov 2016: units whose posterior mean varies over
+    the data with variance above ACTIVE_UNIT_VARIANCE): the diagnostics of posterior collapse."""
     k_sample, k_val = jax.random.split(key)
+    real_terms = _mean_terms(model, scorer.validation, k_val, cfg.batch_size)
     samples = np.asarray(sample_images(model, k_sample, cfg.eval_samples))
     latent_means = np.asarray(encode_means(scorer.model0, samples[: cfg.latent_samples]))
     probs = np.asarray(classifier.predict_proba(scorer.classifier, samples))
     hist = image_metrics.class_histogram(probs.argmax(axis=1), N_CLASSES)
     n_pr = min(len(scorer.real_features), cfg.eval_samples)
     features = np.asarray(classifier.features(scorer.classifier, samples[:n_pr]))
-    precision, recall = image_metrics.precision_recall(scorer.real_features, features, k=3)
+    precision, recall = image_metrics.precision_recall(scorer.real_features, features, k=PR_K,
+                                                       real_radii=scorer.real_radii)
     return {
         "latent_means": latent_means.astype(np.float32),
         "latent_std": np.float64(latent_means.std()),
@@ -179,7 +193,10 @@ def evaluate(model: nnx.Module, scorer: Scorer, cfg: VAEConfig, key: jax.Array) 
         "precision": np.float64(precision),
         "recall": np.float64(recall),
         "frechet": np.float64(image_metrics.frechet_distance(scorer.real_features, features)),
-        "real_nelbo": np.float64(_mean_loss(model, scorer.validation, k_val, cfg.batch_size)),
+        "real_nelbo": np.float64(real_terms["loss"]),
+        "real_recon": np.float64(real_terms["recon"]),
+        "real_kl": np.float64(real_terms["kl"]),
+        "active_units": np.int64(active_units(model, scorer.validation)),
         "grid_images": samples[: cfg.grid_images, ..., 0].astype(np.float32),
     }
 
@@ -191,26 +208,39 @@ def _density(values: np.ndarray) -> np.ndarray:
     return image_metrics.kde(values, KDE_GRID, bandwidth=bandwidth).astype(np.float64)
 
 
-def _mean_loss(model, images, key, batch_size) -> float:
-    """Mean negative ELBO (one posterior sample per image) over `images`, in fixed-size batches."""
+def _mean_terms(model, images, key, batch_size) -> dict[str, float]:
+    """Mean negative ELBO (one posterior sample per image) over `images` and its terms, 'loss',
+    'recon' and 'kl' (nats per image), in fixed-size batches."""
     graphdef, state = nnx.split(model)
-    total, n = 0.0, len(images)
+    total, n = dict.fromkeys(("loss", "recon", "kl"), 0.0), len(images)
     for i, start in enumerate(range(0, n, batch_size)):
         x = images[start:start + batch_size]
-        total += float(_batch_loss(graphdef, state, jnp.asarray(x), jax.random.fold_in(key, i))) * len(x)
-    return total / n
+        loss, terms = _batch_terms(graphdef, state, jnp.asarray(x), jax.random.fold_in(key, i))
+        for name, value in dict(loss=loss, **terms).items():
+            total[name] += float(value) * len(x)
+    return {name: value / n for name, value in total.items()}
 
 
 @partial(jit_with_cpu_options, static_argnums=0)
-def _batch_loss(graphdef, state, x, key):
-    return elbo_loss(nnx.merge(graphdef, state), x, key)[0]
+def _batch_terms(graphdef, state, x, key):
+    return elbo_loss(nnx.merge(graphdef, state), x, key)
+
+
+ACTIVE_UNIT_VARIANCE = 0.01  # Burda et al. 2016's threshold on Var_x E[z_i | x]
+
+
+def active_units(model: nnx.Module, images: np.ndarray) -> int:
+    """Latent units whose posterior mean varies over `images` with variance above ACTIVE_UNIT_VARIANCE."""
+    means = np.asarray(encode_means(model, images), np.float64)
+    return int(np.sum(means.var(axis=0) > ACTIVE_UNIT_VARIANCE))
 
 
 def reference_scores(scorer: Scorer) -> dict[str, np.ndarray]:
     """The same distances between real validation and real test images: what 'no collapse' reads."""
     n = min(len(scorer.real_features), len(scorer.validation))
     features = np.asarray(classifier.features(scorer.classifier, scorer.validation[:n]))
-    precision, recall = image_metrics.precision_recall(scorer.real_features, features, k=3)
+    precision, recall = image_metrics.precision_recall(scorer.real_features, features, k=PR_K,
+                                                       real_radii=scorer.real_radii)
     return {"reference_precision": np.float64(precision), "reference_recall": np.float64(recall),
             "reference_frechet": np.float64(image_metrics.frechet_distance(scorer.real_features, features))}
 
@@ -301,22 +331,25 @@ def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_im
         data, mode, n_real, n_items = _training_data(g, cfg, regime, train_images, previous, pool, keys[g])
         steps = cfg.epochs * math.ceil(n_items / cfg.batch_size)
         model = build_model(cfg, image_shape, _int_seed(jax.random.fold_in(keys[g], _INIT)))
-        model, opt_state, losses = train_generation(model, cfg, data=data, mode=mode, n_real=n_real,
+        model, opt_state, history = train_generation(model, cfg, data=data, mode=mode, n_real=n_real,
                                                     steps=steps, key=jax.random.fold_in(keys[g], _TRAIN))
+        losses = history["loss"]
         if not np.all(np.isfinite(losses)):
             raise RuntimeError(f"chain {chain}, generation {g}: training loss became {losses[-1]} "
                                f"(first non-finite at step {int(np.argmin(np.isfinite(losses)))})")
         if g == 0:
             scorer = Scorer(model0=model, **scorer_parts)
         metrics = evaluate(model, scorer, cfg, jax.random.fold_in(keys[g], _EVAL))
-        metrics["final_loss"] = np.float64(losses[-max(1, steps // cfg.epochs):].mean())
+        last_epoch = slice(-max(1, steps // cfg.epochs), None)  # the training loss and its terms
+        metrics |= {f"final_{name}": np.float64(history[name][last_epoch].mean()) for name in ("loss", "recon", "kl")}
         checkpoint.save(_checkpoint_path(checkpoint_dir, g),
                         {"model": nnx.state(model), "optimizer": opt_state, "metrics": metrics},
                         {"generation": g, "steps": steps, "identity": identity})
         per_generation.append(metrics)
         log(f"generation {g}: loss {metrics['final_loss']:.2f}, latent std {metrics['latent_std']:.3f}, "
             f"class entropy {metrics['class_entropy']:.3f}, precision {metrics['precision']:.3f}, "
-            f"recall {metrics['recall']:.3f}, Frechet {metrics['frechet']:.2f}")
+            f"recall {metrics['recall']:.3f}, Frechet {metrics['frechet']:.2f}, real recon "
+            f"{metrics['real_recon']:.1f} + KL {metrics['real_kl']:.2f}, active units {metrics['active_units']}")
         previous = model
 
     out = {name: np.stack([m[name] for m in per_generation]) for name in per_generation[0]}

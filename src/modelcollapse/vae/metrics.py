@@ -131,14 +131,17 @@ def inside_balls(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray) ->
     return inside
 
 
-def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, *, k: int = 3) -> tuple[float, float]:
+def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, *, k: int = 3,
+                     real_radii: np.ndarray | None = None) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) of generated vs real samples.
 
     Each set's manifold is the union of balls around its points with radius the distance to the
     point's k-th nearest neighbour in its own set (the point itself excluded). Precision = share
     of generated points inside the real manifold (quality); recall = share of real points inside
     the generated manifold (coverage). real_features [N, F], fake_features [M, F]; distances are
-    taken in blocks of rows, so 10k x 10k needs ~80 MB at a time.
+    taken in blocks of rows, so 10k x 10k needs ~80 MB at a time. real_radii: `knn_radii(real,
+    k=k)` when the caller already has them (a fixed real set scored against many generated ones:
+    the N x N distances are most of the cost).
     """
     real = _as_points(real_features, "real_features")
     fake = _as_points(fake_features, "fake_features")
@@ -146,7 +149,11 @@ def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, *, k:
         raise ValueError(f"real_features have {real.shape[1]} features, fake_features {fake.shape[1]}")
     if k < 1 or k >= min(real.shape[0], fake.shape[0]):
         raise ValueError(f"k must be in [1, min(N, M) - 1], got {k} for N={real.shape[0]}, M={fake.shape[0]}")
-    precision = inside_balls(fake, real, knn_radii(real, k=k)).mean()
+    if real_radii is None:
+        real_radii = knn_radii(real, k=k)
+    elif np.shape(real_radii) != (real.shape[0],):
+        raise ValueError(f"real_radii must have shape ({real.shape[0]},), got {np.shape(real_radii)}")
+    precision = inside_balls(fake, real, real_radii).mean()
     recall = inside_balls(real, fake, knn_radii(fake, k=k)).mean()
     return float(precision), float(recall)
 
