@@ -6,6 +6,7 @@ import re
 import json
 
 from modelcollapse.config import ConfigError, check_config, read_yaml, run_name
+from modelcollapse.regimes import Regime
 
 # `--configfile FILE` is the whole config: config/config.yaml is read only when no --configfile is
 # given, so a block missing from FILE stops the run (check_config) instead of being filled in at
@@ -50,6 +51,16 @@ PY = f'"{sys.executable}" -m modelcollapse'
 # spare; a GPU run needs far less. Override per rule: --set-resources vae_chain:runtime=120.
 GPUS = 1 if config["platform"] == "gpu" else 0  # the neural families' jobs each take one GPU
 SIMULATION = {"mem_mb": 8000, "runtime": 240}  # the vmapped chains of gaussian, discrete, gmm
+
+
+def regime_flags(regime) -> str:
+    """A regime (a Regime, or its config value: a name or a mapping) as the CLI's flags; one
+    spelling for every family."""
+    r = regime if isinstance(regime, Regime) else Regime.from_config(regime)
+    flags = f"--regime {r.name}"
+    if r.name == "mix":
+        flags += f" --real-fraction {r.real_fraction} --real-source {r.real_source}"
+    return flags
 
 
 def chain_runtime(minutes_per_generation, generations):

@@ -7,20 +7,7 @@ PAPER_INPUTS.extend([GEN + "/discrete_table.tex", GEN + "/discrete_absorption.te
                      GEN + "/discrete_numbers.tex"])
 
 
-def discrete_regime_args():
-    """The `discrete.regime` config value (a name or a mapping) as CLI flags."""
-    regime = config["discrete"]["regime"]
-    block = {"name": regime} if isinstance(regime, str) else regime
-    args = f"--regime {block['name']}"
-    if block["name"] == "mix":
-        args += f" --real-fraction {block.get('real_fraction', 0.0)}"
-        args += f" --real-source {block.get('real_source', 'original')}"
-    return args
-
-
 def discrete_regime_label():
-    from modelcollapse.regimes import Regime
-
     return Regime.from_config(config["discrete"]["regime"]).label
 
 
@@ -47,7 +34,7 @@ rule discrete_simulate:
         replicates=config["discrete"]["replicates"],
         num_symbols=config["discrete"]["num_symbols"],
         exponent=config["discrete"]["exponent"],
-        regime=discrete_regime_args(),
+        regime=regime_flags(config["discrete"]["regime"]),
     threads: 1
     resources:
         **SIMULATION,

@@ -26,12 +26,13 @@ rule gaussian_simulate:
         platform=config["platform"],
         generations=config["gaussian"]["generations"],
         replicates=config["gaussian"]["replicates"],
+        regime=regime_flags(config["gaussian"]["regime"]),
     threads: 1
     resources:
         **SIMULATION,
     shell:
         "{PY} gaussian simulate --seed {params.seed} --sample-size {wildcards.m}"
-        " --generations {params.generations} --replicates {params.replicates}"
+        " --generations {params.generations} --replicates {params.replicates} {params.regime}"
         " --estimator {wildcards.estimator} --platform {params.platform} --out {output.npz} > {log} 2>&1"
 
 
@@ -86,20 +87,11 @@ rule gaussian_table:
 
 # -- data-regime comparison ----------------------------------------------------------------------
 
-from modelcollapse.regimes import Regime
 
 REGIMES = {Regime.from_config(r).label: Regime.from_config(r) for r in config["gaussian"]["regimes"]["compare"]}
 RESULTS.append(RES + "/gaussian/regimes/summary.csv")
 FIGURES.append(FIG + "/gaussian_regimes.pdf")
 PAPER_INPUTS.extend([GEN + "/gaussian_regimes_numbers.tex", GEN + "/gaussian_regimes_table.tex"])
-
-
-def regime_args(wildcards):
-    r = REGIMES[wildcards.label]
-    args = f"--regime {r.name}"
-    if r.name == "mix":
-        args += f" --real-fraction {r.real_fraction} --real-source {r.real_source}"
-    return args
 
 
 rule gaussian_regime_simulate:
@@ -112,7 +104,7 @@ rule gaussian_regime_simulate:
     wildcard_constraints:
         label="|".join(re.escape(label) for label in REGIMES),
     params:
-        regime=regime_args,
+        regime=lambda wildcards: regime_flags(REGIMES[wildcards.label]),
         block=config["gaussian"]["regimes"],
         seed=config["seed"],
         platform=config["platform"],

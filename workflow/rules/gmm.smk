@@ -1,7 +1,6 @@
 # Gaussian mixtures fitted by EM (the paper's GMM figure): simulate each data set, summarize,
 # plot (one chain's snapshot grid; the L2 distance to GMM_0 across chains), tabulate.
 
-from modelcollapse.regimes import Regime
 
 RESULTS.append(RES + "/gmm/summary.csv")
 FIGURES.extend([FIG + "/gmm_snapshots.pdf", FIG + "/gmm_distance.pdf"])
@@ -10,14 +9,6 @@ PAPER_INPUTS.extend([GEN + "/gmm_table.tex", GEN + "/gmm_numbers.tex"])
 # Both data sets always run: the paper section compares variance loss (one blob) with mode loss (two).
 GMM_DATASETS = ["blob", "two_blobs"]
 GMM_RESULTS = expand(RES + "/gmm/{data}.npz", data=GMM_DATASETS)
-
-
-def gmm_regime_args():
-    r = Regime.from_config(config["gmm"]["regime"])
-    args = f"--regime {r.name}"
-    if r.name == "mix":
-        args += f" --real-fraction {r.real_fraction} --real-source {r.real_source}"
-    return args
 
 
 def gmm_table_generations():
@@ -38,7 +29,7 @@ rule gmm_simulate:
         data="|".join(GMM_DATASETS),
     params:
         block=config["gmm"],
-        regime=gmm_regime_args(),
+        regime=regime_flags(config["gmm"]["regime"]),
         snapshots=" ".join(str(s) for s in config["gmm"]["snapshots"]),
         seed=config["seed"],
         platform=config["platform"],

@@ -1,9 +1,8 @@
-# The recursive VAE on digit images (the paper's MNIST VAE): a classifier trained once on real
+# The recursive VAE on images (the paper's MNIST VAE): a classifier trained once on real
 # data scores every generation; one resumable job per (regime, chain); summary, figures, table.
 
 import shlex
 
-from modelcollapse.regimes import Regime
 
 VAE = config["vae"]
 VAE_REGIMES = {Regime.from_config(r).label: Regime.from_config(r) for r in VAE["regimes"]}
@@ -22,14 +21,6 @@ def vae_data_args():
     data_dir = config.get("data_dir")
     args = f"--dataset {VAE['dataset']} --seed {config['seed']} --validation-fraction {VAE['validation_fraction']}"
     return args + (f" --data-dir {shlex.quote(data_dir)}" if data_dir else "")
-
-
-def vae_regime_args(wildcards):
-    r = VAE_REGIMES[wildcards.regime]
-    args = f"--regime {r.name}"
-    if r.name == "mix":
-        args += f" --real-fraction {r.real_fraction} --real-source {r.real_source}"
-    return args
 
 
 rule vae_classifier:
@@ -72,7 +63,7 @@ rule vae_chain:
         chain=r"\d+",
     params:
         data=vae_data_args(),
-        regime=vae_regime_args,
+        regime=lambda wildcards: regime_flags(VAE_REGIMES[wildcards.regime]),
         block=VAE,
         hidden=" ".join(str(h) for h in VAE["hidden"]),
         channels=" ".join(str(c) for c in VAE["channels"]),
