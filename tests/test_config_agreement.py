@@ -51,6 +51,20 @@ def _lm_corpus_job(config, out):
     return ["lm", "corpus", "--config-json", json.dumps(block), "--out", str(out)]
 
 
+def _vae_job(config, out):
+    v = config["vae"]
+    regime = v["regimes"][-1]
+    regime = {"name": regime} if isinstance(regime, str) else regime
+    flags = ["--regime", regime["name"]] + (["--real-fraction", str(regime["real_fraction"])]
+                                            if regime["name"] == "mix" else [])
+    return ["vae", "chain", "--dataset", v["dataset"], "--seed", "0", "--chain", "0", *flags,
+            "--architecture", v["architecture"], "--latent", str(v["latent"]), "--hidden", *map(str, v["hidden"]),
+            "--channels", *map(str, v["channels"]), "--generations", str(v["generations"]),
+            "--epochs", str(v["epochs"]), "--batch-size", str(v["batch_size"]), "--synthetic", v["synthetic"],
+            "--eval-samples", str(v["eval_samples"]), "--latent-samples", str(v["latent_samples"]),
+            "--classifier", str(out.with_name("classifier.npz")), "--platform", "cpu", "--out", str(out)]
+
+
 # (edits to the smoke config, the key check-config must name, the job as its rule runs it)
 REFUSED = {
     # M (G + 1) = 2^16 (2^15 + 1) >= 2^31: past the int32 positions of the pool (was 2^24 in the job only)
@@ -69,6 +83,9 @@ REFUSED = {
     # each share is in (0, 1), as the schema says, but together they leave no training documents
     "lm corpus shares sum past 1": ([("lm.corpus.validation_fraction", 0.4), ("lm.corpus.test_fraction", 0.4),
                                      ("lm.corpus.pretrain_fraction", 0.4)], "lm.corpus", _lm_corpus_job),
+    "vae latent_samples above eval_samples": ([("vae.latent_samples", 500)], "vae.latent_samples", _vae_job),
+    "vae accumulate needs fixed synthetic sets": ([("vae.regimes", ["replace", "accumulate"])], "vae.regimes[1]",
+                                                  _vae_job),
     "lm n_successors above vocab_size": ([("lm.corpus.n_successors", 61)], "lm.corpus.n_successors",
                                          _lm_corpus_job),
 }

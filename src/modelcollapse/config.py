@@ -303,18 +303,19 @@ def _check_gmm(g) -> None:
 
 
 def _check_vae(v) -> None:
+    import dataclasses
+
+    from modelcollapse.vae import experiment
+
     _check_within_generations(v, "vae")
-    if v["latent_samples"] > v["eval_samples"]:
-        raise ConfigError(f"config key 'vae.latent_samples': {v['latent_samples']} must be at most "
-                          f"vae.eval_samples = {v['eval_samples']} (they are encoded from those samples)")
+    # the job's own config class and regime check (latent_samples <= eval_samples, sizes, modes)
+    known = {f.name for f in dataclasses.fields(experiment.VAEConfig)}
+    cfg = _library("vae", experiment.VAEConfig, **{k: v[k] for k in v if k in known}, fields=_keys("vae", v))
     labels = []
     for i, value in enumerate(v["regimes"]):
         key = f"vae.regimes[{i}]"
         r = _regime(value, key)
-        # the rule of vae.experiment.check_regime, stated with the config's key names
-        _supported(r, key, can_pool=v["synthetic"] == "fixed",
-                   pool_needs=f"vae.synthetic: fixed (got {v['synthetic']!r})",
-                   real_data="images have no truth to sample (the real share is a subset of the training set):")
+        _library(key, experiment.check_regime, r, cfg.synthetic)
         if r.label in labels:
             raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
         labels.append(r.label)

@@ -92,10 +92,10 @@ def chain(args, argv):
 
     check_output(args.out, ".npz")
     _check_data_args(args)
-    check_inputs([args.classifier])
     cfg = _vae_config(args)
     regime = regime_from_args(args)
     experiment.check_regime(regime, cfg.synthetic)
+    check_inputs([args.classifier])
     runtime.configure(args.platform)
     clf, clf_meta = load_classifier(args.classifier)
     train, validation, test = _splits(args)

@@ -79,7 +79,8 @@ class VAEConfig:
         if self.synthetic_size < 0:
             raise ValueError(f"synthetic_size must be >= 0 (0: the training set's size), got {self.synthetic_size}")
         if self.latent_samples > self.eval_samples or self.grid_images > self.eval_samples:
-            raise ValueError("latent_samples and grid_images must not exceed eval_samples")
+            raise ValueError(f"latent_samples ({self.latent_samples}) and grid_images ({self.grid_images}) must be "
+                             f"at most eval_samples = {self.eval_samples} (they are taken from those samples)")
         if not self.learning_rate > 0 or self.weight_decay < 0:
             raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
 
