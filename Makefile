@@ -12,9 +12,9 @@ TEX_PACKAGES := texlive-latex-base texlive-latex-recommended latexmk
 # <run> is the config's `run:` key or its file name (config.yaml -> default, smoke.yaml -> smoke).
 RUN ?= default
 
-.PHONY: reproduce test smoke report benchmark install tex unlock clean clean-run
+.PHONY: reproduce test smoke report benchmark install tex data unlock clean clean-run
 
-reproduce: $(VENV)/.installed tex  ## run the whole workflow on $(CONFIG): results, figures, paper/<run>/main.pdf
+reproduce: $(VENV)/.installed tex data  ## run the whole workflow on $(CONFIG): results, figures, paper/<run>/main.pdf
 	$(BIN)/python -m modelcollapse check-config $(CONFIG)
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES)
 
@@ -42,22 +42,30 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# latexmk is a system program, not a Python package. Install it when we may (root or
-# password-less sudo on Debian/Ubuntu); otherwise stop before any work and say how.
-tex:
-	@if command -v latexmk >/dev/null 2>&1; then exit 0; fi; \
-	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		echo "installing LaTeX: $(TEX_PACKAGES)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES); \
+# What the default run needs beyond Python: latexmk + pdflatex for the paper, and Fashion-MNIST's
+# IDX files for the VAE (Debian's dataset-fashion-mnist; the loader also takes data_dir or the cache).
+# Installed when we may (root or password-less sudo on Debian/Ubuntu); otherwise we stop before any
+# work and say how.
+DATA_PACKAGES := dataset-fashion-mnist
+HAVE_FASHION := $(BIN)/python -c "from modelcollapse.datasets import images; images.load_images('fashion_mnist', split='test', download=False)"
+APT_INSTALL = if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need; \
 	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-		echo "installing LaTeX with sudo: $(TEX_PACKAGES)"; \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES); \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need; \
 	else \
-		echo "latexmk not found: the paper needs LaTeX. Install it (Debian/Ubuntu: sudo apt-get install $(TEX_PACKAGES);"; \
-		echo "macOS: MacTeX or 'brew install --cask basictex' then 'sudo tlmgr install latexmk'), or build without the"; \
-		echo "paper: .venv/bin/snakemake --configfile $(CONFIG) --cores $(CORES) figures"; \
+		echo "missing: $$need. Install them (Debian/Ubuntu: sudo apt-get install $$need). Elsewhere: LaTeX from"; \
+		echo "MacTeX or 'brew install --cask basictex' then 'sudo tlmgr install latexmk'; Fashion-MNIST's four IDX"; \
+		echo ".gz files into \$$MODELCOLLAPSE_DATA_DIR/fashion_mnist/ (or set data_dir in the config)."; \
 		exit 1; \
 	fi
+
+tex:
+	@need=""; command -v latexmk >/dev/null 2>&1 || need="$(TEX_PACKAGES)"; \
+	[ -z "$$need" ] && exit 0; echo "installing LaTeX: $$need"; $(APT_INSTALL)
+
+data: $(VENV)/.installed
+	@need=""; $(HAVE_FASHION) 2>/dev/null || need="$(DATA_PACKAGES)"; \
+	[ -z "$$need" ] && exit 0; echo "installing Fashion-MNIST for the VAE: $$need"; $(APT_INSTALL)
 
 clean-run:  ## remove one run's outputs: make clean-run RUN=smoke
 	rm -rf results/$(RUN) figures/$(RUN) paper/$(RUN) logs/$(RUN)

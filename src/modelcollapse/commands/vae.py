@@ -1,4 +1,4 @@
-"""`modelcollapse vae classifier|chain|summarize|figure|table`: the recursive VAE on digit images."""
+"""`modelcollapse vae classifier|chain|summarize|figure|table`: the recursive VAE on images."""
 
 from __future__ import annotations
 
@@ -172,9 +172,9 @@ def _add_data(p) -> None:
 
 
 def register(subparsers) -> None:
-    steps = subparsers.add_parser("vae", help="recursive VAE on digit images").add_subparsers(
+    steps = subparsers.add_parser("vae", help="recursive VAE on images").add_subparsers(
         dest="step", required=True)
-    p = steps.add_parser("classifier", help="train the digit classifier the metrics use; writes .npz")
+    p = steps.add_parser("classifier", help="train the image classifier the metrics use; writes .npz")
     _add_data(p)
     p.add_argument("--epochs", type=nonnegative_int, default=10)
     p.add_argument("--batch-size", type=nonnegative_int, default=128)

@@ -8,14 +8,21 @@ import numpy as np
 
 from modelcollapse.plots.style import RC, colors, grouped, save
 
-# (CSV column, axis label, reference column drawn as a dotted line: real validation vs real test)
+# (CSV column, axis label, reference column drawn as a dotted line: real validation vs real test,
+# a second CSV column drawn dashed in the same panel)
 METRICS = (
-    ("latent_std", "std of latent means\n(generation-0 encoder)", None),
-    ("class_entropy", "class entropy (nats)", None),
-    ("precision", "precision (quality)", "reference_precision"),
-    ("recall", "recall (diversity)", "reference_recall"),
-    ("frechet", "Frechet distance\n(classifier features)", "reference_frechet"),
-    ("real_nelbo", "negative ELBO of real\nvalidation images (nats)", None),
+    ("latent_std", "std of latent means\n(generation-0 encoder)", None, None),
+    ("class_entropy", "class entropy (nats)", None, None),
+    ("precision", "precision (quality)", "reference_precision", None),
+    ("recall", "recall (diversity)", "reference_recall", None),
+    ("frechet", "Frechet distance\n(classifier features)", "reference_frechet", None),
+    ("real_nelbo", "negative ELBO of real\nvalidation images (nats)", None, None),
+    # the ELBO's two terms and the encoder's active units: posterior collapse would show as a KL
+    # term and active units falling to zero; a loss of information in the data, as a falling KL
+    # on the generation's own (synthetic) training data
+    ("real_recon", "reconstruction term (nats)\nreal solid, training dashed", None, "final_recon"),
+    ("real_kl", "KL term (nats)\nreal solid, training dashed", None, "final_kl"),
+    ("active_units", "active latent units\n(Var of mean > 0.01)", None, None),
 )
 
 
@@ -23,28 +30,30 @@ def _label(run) -> str:
     return str(run["regime_label"])
 
 
+SAMPLES_PER_CELL = 8  # images per (regime, generation): the regimes sit side by side at print width
+
+
 def plot_samples(runs: list[dict[str, np.ndarray]], generations, out_pdf: str) -> list:
-    """One block of rows per run (a chain output): row = generation, columns = its stored samples
+    """One column per run (a chain output), one row per generation: a strip of its stored samples
     (decoder means of z ~ N(0, I)); generations a chain did not reach are dropped."""
-    shown = [[g for g in generations if g < len(run["generation"])] for run in runs]
-    n_rows = sum(len(s) for s in shown)
-    cols = min(int(run["grid_images"].shape[1]) for run in runs)
+    shown = [g for g in generations if all(g < len(run["generation"]) for run in runs)]
+    cols = min(SAMPLES_PER_CELL, *(int(run["grid_images"].shape[1]) for run in runs))
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(n_rows, 1, figsize=(0.42 * cols + 1.2, 0.45 * n_rows + 0.3), squeeze=False)
-        row = 0
-        for run, gens in zip(runs, shown):
-            for j, g in enumerate(gens):
-                ax = axes[row, 0]
+        fig, axes = plt.subplots(len(shown), len(runs), squeeze=False,
+                                 figsize=(0.4 * cols * len(runs) + 0.6, 0.42 * len(shown) + 0.35))
+        for c, run in enumerate(runs):
+            for r, g in enumerate(shown):
+                ax = axes[r, c]
                 strip = np.concatenate(list(run["grid_images"][g, :cols]), axis=1)  # [H, cols * W]
                 ax.imshow(strip, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
                 ax.set_xticks([])
                 ax.set_yticks([])
                 for side in ax.spines.values():
                     side.set_visible(False)
-                ax.set_ylabel(f"gen {g}", rotation=0, ha="right", va="center", fontsize=7)
-                if j == 0:
-                    ax.set_title(f"{_label(run)} (chain {int(run['chain'])})", fontsize=8, loc="left")
-                row += 1
+                if c == 0:
+                    ax.set_ylabel(f"gen {g}", rotation=0, ha="right", va="center", fontsize=7)
+                if r == 0:
+                    ax.set_title(f"{_label(run)} (chain {int(run['chain'])})", fontsize=8)
         fig.tight_layout(pad=0.2, h_pad=0.15)
         return save(fig, out_pdf)
 
@@ -85,15 +94,19 @@ def plot_metrics(rows: list[dict[str, str]], out_pdf: str) -> list:
     palette = dict(zip(regimes, colors(len(regimes))))
     dataset = rows[0]["dataset"]
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(2, 3, figsize=(7.4, 4.4))
-        for ax, (name, ylabel, reference) in zip(axes.ravel(), METRICS):
+        fig, axes = plt.subplots(3, 3, figsize=(7.4, 6.3))
+        for ax, (name, ylabel, reference, dashed) in zip(axes.ravel(), METRICS):
             for regime in regimes:
                 chains = [d for (r, _), d in per_chain.items() if r == regime]
                 g = chains[0]["generation"]
-                values = np.stack([d[name] for d in chains])
-                ax.plot(g, values.mean(axis=0), color=palette[regime], lw=1.3,
-                        label=f"{regime} ({len(chains)} chains)")
-                ax.fill_between(g, values.min(axis=0), values.max(axis=0), color=palette[regime], alpha=0.2, lw=0)
+                for column, style in ((name, "-"), (dashed, "--")):
+                    if column is None:
+                        continue
+                    values = np.stack([d[column] for d in chains])
+                    ax.plot(g, values.mean(axis=0), color=palette[regime], lw=1.3, ls=style,
+                            label=f"{regime} ({len(chains)} chains)" if style == "-" else None)
+                    ax.fill_between(g, values.min(axis=0), values.max(axis=0), color=palette[regime], alpha=0.2,
+                                    lw=0)
             if reference:
                 ax.axhline(float(rows[0][reference]), color="0.4", ls=":", lw=1, label="real vs real")
             ax.set(xlabel="generation", ylabel=ylabel)

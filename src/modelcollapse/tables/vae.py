@@ -9,15 +9,27 @@ import numpy as np
 from modelcollapse.paper import latex_number
 
 COLUMNS = (("latent_std", "latent std"), ("class_entropy", "class entropy"), ("precision", "precision"),
-           ("recall", "recall"), ("frechet", "Fr\\'echet"), ("real_nelbo", "$-$ELBO real"))
+           ("recall", "recall"), ("frechet", "Fr\\'echet"), ("real_nelbo", "$-$ELBO real"), ("real_kl", "KL real"),
+           ("active_units", "active units"))
+# Also in the numbers (the text's), not the table: the ELBO's terms on real and on training data.
+TERMS = (("real_recon", "recon real"), ("final_recon", "recon train"), ("final_kl", "KL train"))
+# The official notebook's latent-mean std under the generation-0 encoder, its generations 1..5
+# (generation 1 = the first model trained on synthetic data; one run of five, which spanned
+# 0.674-0.700 at generation 1 and 0.428-0.467 at generation 5).
+PAPER_LATENT_STD = (0.674, 0.608, 0.527, 0.468, 0.433)
+PAPER_GENERATIONS = range(1, len(PAPER_LATENT_STD) + 1)
+# How the text names each data set (with its citation key from paper/refs.bib).
+DATA_SOURCES = {"fashion_mnist": r"$28\times28$ Fashion-MNIST images \citep{xiao2017fashion}",
+                "mnist": r"$28\times28$ MNIST images \citep{lecun1998gradient}",
+                "digits": r"$8\times8$ digit images of scikit-learn"}
 
 
-def _stats(rows) -> dict[str, dict[int, dict[str, tuple[float, float]]]]:
+def _stats(rows, columns=COLUMNS + TERMS) -> dict[str, dict[int, dict[str, tuple[float, float]]]]:
     """{regime: {generation: {metric: (mean, std over chains)}}}."""
     values: dict[str, dict[int, dict[str, list[float]]]] = {}
     for r in rows:
         by_metric = values.setdefault(r["regime"], {}).setdefault(int(r["generation"]), {})
-        for name, _ in COLUMNS:
+        for name, _ in columns:
             by_metric.setdefault(name, []).append(float(r[name]))
     return {regime: {g: {name: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"))
                          for name, v in metrics.items()} for g, metrics in by_gen.items()}
@@ -59,6 +71,7 @@ def numbers(rows: list[dict[str, str]], *, generations: Sequence[int]) -> dict[s
     first = rows[0]
     chains = {r["regime"]: len({row["chain"] for row in rows if row["regime"] == r["regime"]}) for r in rows}
     out = {"vae.dataset": first["dataset"].replace("_", r"\_"), "vae.Gmax": str(gmax),
+           "vae.data_source": DATA_SOURCES.get(first["dataset"], first["dataset"].replace("_", r"\_")),
            "vae.chains": str(min(chains.values())), "vae.architecture": first["architecture"],
            "vae.synthetic": first["synthetic"], "vae.n_train": first["n_train"], "vae.latent": first["latent"],
            "vae.epochs": first["epochs"], "vae.batch_size": first["batch_size"],
@@ -75,8 +88,53 @@ def numbers(rows: list[dict[str, str]], *, generations: Sequence[int]) -> dict[s
         regime = regimes[min(i, len(regimes) - 1)]
         out[f"vae.{role}.label"] = regime
         for tag, g in (("G0", 0), ("G1", min(1, gmax)), ("Gmax", gmax)):
-            for name, _ in COLUMNS:
+            for name, _ in COLUMNS + TERMS:
                 mean, std = stats[regime][g][name]
                 out[f"vae.{role}.{tag}.{name}"] = latex_number(mean)
                 out[f"vae.{role}.{tag}.{name}_std"] = latex_number(std, 2)
+    out |= _paper_comparison(rows, regimes, gmax)
+    return out
+
+
+def _per_chain(rows, regime: str, name: str) -> dict[str, dict[int, float]]:
+    """{chain: {generation: value}} of one metric of one regime."""
+    out: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r["regime"] == regime:
+            out.setdefault(r["chain"], {})[int(r["generation"])] = float(r[name])
+    return out
+
+
+def _mean_se(values) -> tuple[float, float]:
+    values = np.asarray(values, np.float64)
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return float(values.mean()), se
+
+
+def _paper_comparison(rows, regimes: list[str], gmax: int) -> dict[str, str]:
+    """The paper's VAE numbers beside ours, on the paper's numbering (generation 1 = the first model
+    trained on synthetic data): latent std at generations 1..5 and their ratio 5/1 (per chain, then
+    mean +- standard error), and the second regime minus the first at the last generation in
+    standard errors over chains (Welch), for latent std and class entropy."""
+    out = {f"vae.paper.G{g}.latent_std": latex_number(v) for g, v in zip(PAPER_GENERATIONS, PAPER_LATENT_STD)}
+    out["vae.paper.ratio"] = latex_number(PAPER_LATENT_STD[-1] / PAPER_LATENT_STD[0])
+    last = min(gmax, PAPER_GENERATIONS[-1])
+    out["vae.ratio_generation"] = str(last)
+    for role, regime in zip(("R1", "R2"), (regimes[0], regimes[min(1, len(regimes) - 1)])):
+        chains = _per_chain(rows, regime, "latent_std")
+        for g in PAPER_GENERATIONS:  # every key, so the paper's table reads the same for short runs
+            out[f"vae.{role}.G{g}.latent_std"] = latex_number(
+                float(np.mean([c[g] for c in chains.values()])) if g <= gmax else float("nan"))
+        mean, se = _mean_se([c[last] / c[min(1, last)] for c in chains.values()])
+        out[f"vae.{role}.ratio"], out[f"vae.{role}.ratio_se"] = latex_number(mean), latex_number(se, 2)
+        falls = all(all(c[g + 1] < c[g] for g in range(1, last)) for c in chains.values())
+        out[f"vae.{role}.monotone"] = "every chain" if falls else "not every chain"
+    for name in ("latent_std", "class_entropy"):
+        ends = [[c[gmax] for c in _per_chain(rows, regime, name).values()]
+                for regime in (regimes[0], regimes[min(1, len(regimes) - 1)])]
+        (m1, se1), (m2, se2) = _mean_se(ends[0]), _mean_se(ends[1])
+        se = float(np.hypot(se1, se2))
+        out[f"vae.R2minusR1.{name}"] = latex_number(m2 - m1)
+        out[f"vae.R2minusR1.{name}_se"] = latex_number(se, 2)
+        out[f"vae.R2minusR1.{name}_z"] = latex_number((m2 - m1) / se if se > 0 else float("nan"), 2)
     return out
