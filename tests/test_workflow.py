@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import HAVE_LATEX, produced, run_smoke as snakemake, set_key, smoke_copy
+from conftest import HAVE_LATEX, ROOT, produced, run_smoke as snakemake, set_key, smoke_copy
 
 pytestmark = pytest.mark.slow
 RES, FIG, GEN = "results/smoke", "figures/smoke", "paper/smoke/generated"
@@ -173,3 +173,13 @@ def test_each_family_regime_key_reaches_its_jobs(workflow_copy, family, regime, 
     commands = [line for line in out.splitlines() if f"modelcollapse {family} simulate" in line
                 and re.search(rf"--out results/regime/{family}/[^/ ]+\.npz", line) and "absorption" not in line]
     assert commands and all(flags in c for c in commands), out[-3000:]
+
+
+def test_readme_job_count_is_the_default_dag(workflow_copy):
+    """The README's job count of the default workflow is what `snakemake -n` plans (issue 19: README
+    numbers drifted from the DAG)."""
+    readme = (ROOT / "README.md").read_text()
+    (stated,) = re.findall(r"default\s+workflow \((\d+) jobs\)", readme)
+    out, _ = _dry_run(workflow_copy, "--forceall")
+    total = re.findall(r"^total\s+(\d+)$", out, flags=re.M)[0]  # the job table is printed twice
+    assert int(stated) == int(total), f"README says {stated} jobs, snakemake -n plans {total}"
