@@ -15,6 +15,7 @@ Runs: every config's outputs live apart, under `results/<run>/`, `figures/<run>/
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -248,9 +249,7 @@ def _check_gaussian(g) -> None:
                  generations=sched["generations"], replicates=sched["replicates"], sampler="stats",
                  fields=_keys("gaussian.schedules", sched))
     mv = g["multivariate"]
-    for d in mv["dims"]:
-        _library("gaussian.multivariate.sample_size", gaussian.check_sample_size, mv["sample_size"], d)
-        _library("gaussian.multivariate.correlation", gaussian.check_correlation, mv["correlation"], d)
+    for d in mv["dims"]:  # GaussianConfig runs check_sample_size and check_correlation; fields name the key
         _library("gaussian.multivariate", gaussian.GaussianConfig, sample_size=mv["sample_size"], dim=d,
                  correlation=mv["correlation"], generations=mv["generations"], replicates=mv["replicates"],
                  fields=_keys("gaussian.multivariate", mv))
@@ -261,12 +260,9 @@ def _check_discrete(d) -> None:
 
     _check_within_generations(d, "discrete")
     regime = _regime(d["regime"], "discrete.regime")
-    _library("discrete.regime", discrete.check_pool, regime, sample_size=max(d["sample_sizes"]),
-             generations=d["generations"])
     absorption = d["absorption"]
-    _library("discrete.num_symbols", discrete.check_alphabet, d["num_symbols"], d["exponent"])
-    _library("discrete.absorption.num_symbols", discrete.check_alphabet, absorption["num_symbols"], d["exponent"])
-    # The jobs themselves, as `discrete simulate` builds them (one per M, and the absorption run).
+    # The jobs themselves, as `discrete simulate` builds them (one per M, and the absorption run);
+    # DiscreteConfig runs check_alphabet and check_pool, and `fields` names the key its message starts with.
     for m in d["sample_sizes"]:
         _library("discrete", discrete.DiscreteConfig, sample_size=m, generations=d["generations"],
                  replicates=d["replicates"], num_symbols=d["num_symbols"], exponent=d["exponent"], regime=regime,
@@ -281,7 +277,6 @@ def _check_gmm(g) -> None:
     from modelcollapse import gmm
     from modelcollapse.regimes import POOLING
 
-    _library("gmm.sample_size", gmm.check_components, g["sample_size"], g["n_components"])
     if not any(s <= g["generations"] for s in g["snapshots"]):
         raise ConfigError(f"config key 'gmm.snapshots': none of {g['snapshots']} is at most gmm.generations = "
                           f"{g['generations']}; the figure and the table need at least one")
@@ -295,7 +290,7 @@ def _check_gmm(g) -> None:
                               f"for replicates x sample_size x generations; lower one of them "
                               f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
     fields = _keys("gmm", g)
-    for data in gmm.DATASETS:  # the gmm rules run every data set
+    for data in gmm.DATASETS:  # the gmm rules run every data set; GMMConfig runs check_components
         _library("gmm", gmm.GMMConfig, sample_size=g["sample_size"], generations=g["generations"],
                  replicates=g["replicates"], n_components=g["n_components"], data=data, regime=regime, tol=g["tol"],
                  max_iter=g["max_iter"], reg_covar=g["reg_covar"], init=g["init"],
@@ -303,8 +298,6 @@ def _check_gmm(g) -> None:
 
 
 def _check_vae(v) -> None:
-    import dataclasses
-
     from modelcollapse.vae import experiment
 
     _check_within_generations(v, "vae")

@@ -24,12 +24,12 @@ DATA_SOURCES = {"fashion_mnist": r"$28\times28$ Fashion-MNIST images \citep{xiao
                 "digits": r"$8\times8$ digit images of scikit-learn"}
 
 
-def _stats(rows, columns=COLUMNS + TERMS) -> dict[str, dict[int, dict[str, tuple[float, float]]]]:
+def _stats(rows) -> dict[str, dict[int, dict[str, tuple[float, float]]]]:
     """{regime: {generation: {metric: (mean, std over chains)}}}."""
     values: dict[str, dict[int, dict[str, list[float]]]] = {}
     for r in rows:
         by_metric = values.setdefault(r["regime"], {}).setdefault(int(r["generation"]), {})
-        for name, _ in columns:
+        for name, _ in COLUMNS + TERMS:
             by_metric.setdefault(name, []).append(float(r[name]))
     return {regime: {g: {name: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"))
                          for name, v in metrics.items()} for g, metrics in by_gen.items()}
@@ -81,19 +81,22 @@ def numbers(rows: list[dict[str, str]], *, generations: Sequence[int]) -> dict[s
            "vae.reference_recall": latex_number(float(first["reference_recall"])),
            "vae.reference_frechet": latex_number(float(first["reference_frechet"])),
            "vae.log10": latex_number(float(np.log(10)))}
-    # Keyed by role (R1: the first regime, replace when present; R2: the second, or R1 again when
-    # only one ran), so the paper's text fits any list of regimes.
-    regimes = list(stats)
-    for i, role in enumerate(("R1", "R2")):
-        regime = regimes[min(i, len(regimes) - 1)]
+    roles = _roles(list(stats))
+    for role, regime in roles.items():
         out[f"vae.{role}.label"] = regime
         for tag, g in (("G0", 0), ("G1", min(1, gmax)), ("Gmax", gmax)):
             for name, _ in COLUMNS + TERMS:
                 mean, std = stats[regime][g][name]
                 out[f"vae.{role}.{tag}.{name}"] = latex_number(mean)
                 out[f"vae.{role}.{tag}.{name}_std"] = latex_number(std, 2)
-    out |= _paper_comparison(rows, regimes, gmax)
+    out |= _paper_comparison(rows, roles, gmax)
     return out
+
+
+def _roles(regimes: list[str]) -> dict[str, str]:
+    """The text's roles: R1 the first regime (replace when present), R2 the second, or R1 again when
+    only one ran, so the paper's text fits any list of regimes."""
+    return {"R1": regimes[0], "R2": regimes[min(1, len(regimes) - 1)]}
 
 
 def _per_chain(rows, regime: str, name: str) -> dict[str, dict[int, float]]:
@@ -111,7 +114,7 @@ def _mean_se(values) -> tuple[float, float]:
     return float(values.mean()), se
 
 
-def _paper_comparison(rows, regimes: list[str], gmax: int) -> dict[str, str]:
+def _paper_comparison(rows, roles: dict[str, str], gmax: int) -> dict[str, str]:
     """The paper's VAE numbers beside ours, on the paper's numbering (generation 1 = the first model
     trained on synthetic data): latent std at generations 1..5 and their ratio 5/1 (per chain, then
     mean +- standard error), and the second regime minus the first at the last generation in
@@ -120,7 +123,7 @@ def _paper_comparison(rows, regimes: list[str], gmax: int) -> dict[str, str]:
     out["vae.paper.ratio"] = latex_number(PAPER_LATENT_STD[-1] / PAPER_LATENT_STD[0])
     last = min(gmax, PAPER_GENERATIONS[-1])
     out["vae.ratio_generation"] = str(last)
-    for role, regime in zip(("R1", "R2"), (regimes[0], regimes[min(1, len(regimes) - 1)])):
+    for role, regime in roles.items():
         chains = _per_chain(rows, regime, "latent_std")
         for g in PAPER_GENERATIONS:  # every key, so the paper's table reads the same for short runs
             out[f"vae.{role}.G{g}.latent_std"] = latex_number(
@@ -130,8 +133,7 @@ def _paper_comparison(rows, regimes: list[str], gmax: int) -> dict[str, str]:
         falls = all(all(c[g + 1] < c[g] for g in range(1, last)) for c in chains.values())
         out[f"vae.{role}.monotone"] = "every chain" if falls else "not every chain"
     for name in ("latent_std", "class_entropy"):
-        ends = [[c[gmax] for c in _per_chain(rows, regime, name).values()]
-                for regime in (regimes[0], regimes[min(1, len(regimes) - 1)])]
+        ends = [[c[gmax] for c in _per_chain(rows, regime, name).values()] for regime in roles.values()]
         (m1, se1), (m2, se2) = _mean_se(ends[0]), _mean_se(ends[1])
         se = float(np.hypot(se1, se2))
         out[f"vae.R2minusR1.{name}"] = latex_number(m2 - m1)

@@ -38,8 +38,8 @@ from modelcollapse import checkpoint
 from modelcollapse.runtime import jit_with_cpu_options
 from modelcollapse.regimes import POOLING, Regime, check_supported, split_sizes, uniform_subset
 from modelcollapse.vae import classifier, metrics as image_metrics, models
-from modelcollapse.vae.train import (decoder_means, elbo_loss, encode_means, epoch_permutations, epoch_rows,
-                                     make_optimizer, sample_images, shuffled_batches, train as train_vae)
+from modelcollapse.vae.train import (METRICS, decoder_means, elbo_loss, encode_means, epoch_permutations,
+                                     epoch_rows, make_optimizer, sample_images, shuffled_batches, train as train_vae)
 
 ARCHITECTURES = ("mlp", "conv")
 SYNTHETIC_MODES = ("fresh", "fixed")
@@ -213,7 +213,7 @@ def _mean_terms(model, images, key, batch_size) -> dict[str, float]:
     """Mean negative ELBO (one posterior sample per image) over `images` and its terms, 'loss',
     'recon' and 'kl' (nats per image), in fixed-size batches."""
     graphdef, state = nnx.split(model)
-    total, n = dict.fromkeys(("loss", "recon", "kl"), 0.0), len(images)
+    total, n = dict.fromkeys(METRICS, 0.0), len(images)
     for i, start in enumerate(range(0, n, batch_size)):
         x = images[start:start + batch_size]
         loss, terms = _batch_terms(graphdef, state, jnp.asarray(x), jax.random.fold_in(key, i))
@@ -342,7 +342,7 @@ def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_im
             scorer = Scorer(model0=model, **scorer_parts)
         metrics = evaluate(model, scorer, cfg, jax.random.fold_in(keys[g], _EVAL))
         last_epoch = slice(-max(1, steps // cfg.epochs), None)  # the training loss and its terms
-        metrics |= {f"final_{name}": np.float64(history[name][last_epoch].mean()) for name in ("loss", "recon", "kl")}
+        metrics |= {f"final_{name}": np.float64(history[name][last_epoch].mean()) for name in METRICS}
         checkpoint.save(_checkpoint_path(checkpoint_dir, g),
                         {"model": nnx.state(model), "optimizer": opt_state, "metrics": metrics},
                         {"generation": g, "steps": steps, "identity": identity})
