@@ -14,7 +14,7 @@ PAPER_INPUTS.extend([GEN + "/lm_table.tex", GEN + "/lm_examples.tex",
 
 def lm_chain_inputs(wildcards):
     inputs = {"corpus": f"{LM_DIR}/corpus.npz"}
-    if LM["init"] == "base":
+    if LM["init"] != "scratch":
         inputs["base"] = f"{LM_DIR}/base.npz"
     return inputs
 

@@ -20,7 +20,7 @@ from modelcollapse.commands import (add_config_source, add_summarize, check_inpu
 
 SCALARS = ("test_ppl", "val_loss", "unigram_entropy", "rare_share", "distinct_1", "distinct_2", "distinct_3",
            "distinct_4", "true_xent", "forbidden_share", "kl_truth_model", "data_ppl_median", "data_ppl_mean",
-           "data_ppl_q90")
+           "data_ppl_q90", "data_ppl_q95")
 
 
 def corpus_config(block):
@@ -115,9 +115,9 @@ def chain(args, argv):
     data = _load_corpus(args.corpus)
     cfg = lm_config(block, vocab_size=int(data["vocab_size"]), epochs=entry["epochs"], decoding=entry.get("decoding"))
     base_state, inputs = None, [args.corpus]
-    if cfg.init == "base":
+    if cfg.init != "scratch":
         if not args.base:
-            raise ValueError("config lm.init is 'base': give --base (the .npz of `lm pretrain`)")
+            raise ValueError(f"config lm.init is {cfg.init!r}: give --base (the .npz of `lm pretrain`)")
         check_inputs([args.base])
         base_state = nnx.state(experiment.load_model(cfg, args.base))
         inputs.append(args.base)
@@ -182,7 +182,8 @@ def summarize(args, argv):
         keys = {name: cast(data[name]) for name, cast in RUN_KEYS.items()}
         ppl = data["data_ppl"]  # [G + 1, n_blocks]
         stats = {"generation": data["generation"], "data_ppl_median": np.median(ppl, axis=1),
-                 "data_ppl_mean": ppl.mean(axis=1), "data_ppl_q90": np.quantile(ppl, 0.9, axis=1)}
+                 "data_ppl_mean": ppl.mean(axis=1), "data_ppl_q90": np.quantile(ppl, 0.9, axis=1),
+                 "data_ppl_q95": np.quantile(ppl, 0.95, axis=1)}
         for name in SCALARS:
             if name not in stats:
                 stats[name] = data[name] if name in data else np.full(len(data["generation"]), np.nan)

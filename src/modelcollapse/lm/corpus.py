@@ -41,6 +41,13 @@ class CorpusConfig:
     validation_tokens: int = 20_000
     test_tokens: int = 20_000
     pretrain_tokens: int = 100_000
+    # synthetic: the base model's language. None: the corpus's own. Else the pretraining split mixes
+    # blocks of a sibling language (the same words and successor sets, its transition weights drawn
+    # from this seed) with a share `pretrain_own_share` of the corpus's own language, so the base is
+    # related to the task without having learned it (as OPT-125m was pretrained on broad text, not
+    # on wikitext-2).
+    pretrain_weight_seed: int | None = None
+    pretrain_own_share: float = 0.0
     # real corpora
     tokenizer: str = "gpt2"  # gpt2 | byte | word (word: the training split's words, max_vocab)
     max_vocab: int = 20_000
@@ -56,18 +63,25 @@ class CorpusConfig:
         for name in ("block_size", "train_tokens", "validation_tokens", "test_tokens", "pretrain_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.pretrain_weight_seed is not None and (
+                not isinstance(self.pretrain_weight_seed, int) or self.pretrain_weight_seed < 0):
+            raise ValueError(f"pretrain_weight_seed must be null or a non-negative integer, "
+                             f"got {self.pretrain_weight_seed!r}")
+        if not 0.0 <= self.pretrain_own_share <= 1.0:
+            raise ValueError(f"pretrain_own_share must be in [0, 1], got {self.pretrain_own_share!r}")
         shares = self.validation_fraction + self.test_fraction + self.pretrain_fraction
         if not (0 < self.validation_fraction < 1 and 0 < self.test_fraction < 1 and 0 < self.pretrain_fraction < 1
                 and shares < 1):
             raise ValueError("validation_fraction, test_fraction and pretrain_fraction must be in (0, 1) "
                              f"and sum to less than 1, got a total of {shares}")
 
-    def language(self):
+    def language(self, weight_seed: int | None = None):
+        """The synthetic language; with `weight_seed`, its sibling (same successor sets, other weights)."""
         from modelcollapse.lm.synthetic import SyntheticLanguage
 
         return SyntheticLanguage(vocab_size=self.vocab_size, n_successors=self.n_successors,
                                  zipf_exponent=self.zipf_exponent, concentration=self.concentration,
-                                 seed=self.language_seed)
+                                 seed=self.language_seed, weight_seed=weight_seed)
 
 
 def build(cfg: CorpusConfig, *, seed: int, data_dir=None) -> dict[str, Any]:
@@ -81,6 +95,8 @@ def build(cfg: CorpusConfig, *, seed: int, data_dir=None) -> dict[str, Any]:
         blocks = {split: np.asarray(lang.corpus(jax.random.fold_in(key, i), n_tokens=sizes[split],
                                                 block_size=cfg.block_size), np.int32)
                   for i, split in enumerate(SPLITS)}
+        if cfg.pretrain_weight_seed is not None:
+            blocks["pretrain"] = _mixed_pretraining(cfg, blocks["pretrain"], jax.random.fold_in(key, len(SPLITS)))
         return blocks | {"vocab_size": cfg.vocab_size, "vocabulary": np.array(lang.word_list()), "tokenizer": "word"}
     texts = _texts(cfg, seed=seed, data_dir=data_dir)
     tokenizer = _tokenizer(cfg, texts["train"], data_dir)
@@ -94,6 +110,17 @@ def build(cfg: CorpusConfig, *, seed: int, data_dir=None) -> dict[str, Any]:
                              f"tokens; it needs at least 2")
     vocabulary = np.array(tokenizer.vocabulary if cfg.tokenizer == "word" else [], dtype=str)
     return blocks | {"vocab_size": int(tokenizer.vocab_size), "vocabulary": vocabulary, "tokenizer": cfg.tokenizer}
+
+
+def _mixed_pretraining(cfg: CorpusConfig, own: np.ndarray, key) -> np.ndarray:
+    """The base's blocks: the first round(share x n) of the corpus's own pretraining blocks, the rest
+    from the sibling language, in a random order (so every batch mixes both)."""
+    n = len(own)
+    n_own = int(round(cfg.pretrain_own_share * n))
+    sibling = cfg.language(cfg.pretrain_weight_seed)
+    other = np.asarray(sibling.sample(jax.random.fold_in(key, 0), max(n - n_own, 1), cfg.block_size), np.int32)
+    mixed = np.concatenate([own[:n_own], other[: n - n_own]])
+    return mixed[np.asarray(jax.random.permutation(jax.random.fold_in(key, 1), n))]
 
 
 def _texts(cfg: CorpusConfig, *, seed: int, data_dir) -> dict[str, str]:

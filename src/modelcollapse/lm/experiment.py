@@ -46,7 +46,7 @@ from modelcollapse.lm.train import OptimizerConfig, train
 from modelcollapse.regimes import Regime, check_supported, split_sizes, uniform_subset
 
 DECODINGS = lm_generate.MODES
-INITS = ("scratch", "base")
+INITS = ("scratch", "base", "previous")
 _INIT, _TRAIN, _GENERATE, _SUBSET = range(4)
 
 
@@ -172,15 +172,25 @@ class Reference:
     truth: object | None  # lm.synthetic.SyntheticLanguage, or None for real corpora
 
 
-def score(model: GPT, model0: GPT, data: np.ndarray, prompts: np.ndarray, ref: Reference, cfg: LMConfig) -> dict:
-    """Metrics of one generation (see the module docstring). `data`: the blocks whose statistics
+def histogram_blocks(trained_on: np.ndarray, latest: np.ndarray) -> np.ndarray:
+    """The blocks of Fig. 1's histograms: what the generation trains on, as the official data sets
+    held it (regime B's includes its preserved original blocks), when that is one block per prompt;
+    under `accumulate` (a growing pool) the newest continuations."""
+    return trained_on if len(trained_on) == len(latest) else latest
+
+
+def score(model: GPT, model0: GPT, data: np.ndarray, prompts: np.ndarray, ref: Reference, cfg: LMConfig,
+          *, histogram: np.ndarray | None = None) -> dict:
+    """Metrics of one generation (see the module docstring). `data`: the blocks whose text statistics
     are reported (continuations, or the original blocks at generation 0); `prompts`: their prompts
-    (None at generation 0)."""
+    (None at generation 0); `histogram`: the blocks whose perplexity under model0 is recorded
+    (default `data`; see `histogram_blocks`)."""
     vocab = cfg.model.vocab_size
     test_ll = likelihood.sequence_log_likelihood(model, ref.test_rows, batch_size=cfg.batch_size)
+    histogram = data if histogram is None else histogram
     out = {
         "test_ppl": np.float64(np.exp(-test_ll.sum() / (ref.test_rows.shape[0] * (ref.test_rows.shape[1] - 1)))),
-        "data_ppl": likelihood.sequence_perplexity(model0, data, batch_size=cfg.batch_size).astype(np.float64),
+        "data_ppl": likelihood.sequence_perplexity(model0, histogram, batch_size=cfg.batch_size).astype(np.float64),
         "unigram_entropy": np.float64(text_metrics.unigram_entropy(data, vocab)),
         "rare_share": np.float64(text_metrics.rare_share(data, ref.rare)),
     }
@@ -222,8 +232,8 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
     and the example continuations [G + 1, examples, block]. Checkpoints go to
     `checkpoint_dir/<key>/generation_NNN.npz`, keyed by the settings, `identity` and the SHA-256 of
     the corpus, the reference arrays and the base model (see `checkpoint.resume`)."""
-    if cfg.init == "base" and base_state is None:
-        raise ValueError("init 'base' needs the base model's state (see `pretrain`)")
+    if cfg.init != "scratch" and base_state is None:
+        raise ValueError(f"init {cfg.init!r} needs the base model's state (see `pretrain`)")
     check_supported(regime, can_pool=True,
                     real_data="the language model's real share is a subset of the original blocks:")
     original = corpus["train"]
@@ -260,7 +270,9 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
                                                  new_tokens=block))
         data = training_blocks(g, regime, original, continuations, keys[g])
         model = build_model(cfg, _int_seed(jax.random.fold_in(keys[g], _INIT)))
-        if base_state is not None:
+        if cfg.init == "previous" and g >= 1:
+            nnx.update(model, nnx.state(previous))
+        elif base_state is not None:
             nnx.update(model, base_state)
         result = train(model, train_blocks=rows(data), validation_blocks=ref.validation_rows,
                        key=jax.random.fold_in(keys[g], _TRAIN), batch_size=min(cfg.batch_size, len(data) // 2),
@@ -270,7 +282,8 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
         if g == 0:
             model0 = model
         scored = original if g == 0 else continuations[g - 1]
-        metrics = score(model, model0, scored, None if g == 0 else original, ref, cfg)
+        metrics = score(model, model0, scored, None if g == 0 else original, ref, cfg,
+                        histogram=histogram_blocks(data, scored))
         metrics |= {"val_loss": np.float64(result.best_val_loss), "best_step": np.int64(result.best_step),
                     "steps": np.int64(result.history[-1].step)}
         example = continue_blocks(model, original[: cfg.examples], cfg, jax.random.fold_in(keys[g], _GENERATE + 10),

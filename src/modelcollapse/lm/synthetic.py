@@ -149,6 +149,10 @@ class SyntheticLanguage:
     zipf_exponent: float = 1.1  # s in w_j = (j + 1)^-s; larger is heavier-headed, 0 uniform
     concentration: float = 1.0  # c: rows of P over S_i are Dirichlet(c); larger is flatter
     seed: int = 0  # builds the successor sets, the cycle and the noise (numpy PCG64)
+    # None: the weights come from `seed` too. Else the Dirichlet weights over the SAME successor sets
+    # are drawn from this seed: a sibling language that allows the same transitions with other
+    # probabilities (the base model's pretraining language in the LM experiment).
+    weight_seed: int | None = None
 
     def __post_init__(self):
         _int_field("vocab_size", self.vocab_size, 3, MAX_VOCAB)
@@ -157,6 +161,8 @@ class SyntheticLanguage:
         # Below ~0.05 Gamma draws underflow to 0 in float64, which would break irreducibility.
         _float_field("concentration", self.concentration, 0.05, 1e6)
         _int_field("seed", self.seed, 0)
+        if self.weight_seed is not None:
+            _int_field("weight_seed", self.weight_seed, 0)
 
     # -- exact tables (numpy float64)
 
@@ -357,6 +363,8 @@ def _build(lang: SyntheticLanguage) -> LanguageTables:
         successors[rows] = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
     # Dirichlet(c) rows as normalised Gamma(c, 1) draws, floored at the smallest normal double so
     # every allowed transition stays strictly positive (irreducibility) even if a draw underflows.
+    if lang.weight_seed is not None:
+        rng = np.random.default_rng([lang.seed, lang.weight_seed])
     noise = np.maximum(rng.gamma(lang.concentration, size=(v, k)), np.finfo(np.float64).tiny)
     probs = noise / noise.sum(axis=1, keepdims=True)
     pi = _stationary(successors, probs)

@@ -107,3 +107,35 @@ def numbers(rows: list[dict[str, str]], *, examples: Sequence[int]) -> dict[str,
                     out[f"lm.{role}.{tag}.{name}"] = latex_number(mean)
                     out[f"lm.{role}.{tag}.{name}_std"] = latex_number(std, 2)
     return out
+
+
+def fidelity(rows: list[dict[str, str]], *, replace_label: str, mix_label: str, last: int = 9) -> dict[str, float]:
+    """The paper's LM findings (Nature Fig. 1b,c) as numbers, from chain means per generation:
+
+    - `A_rho`: Spearman's rho of regime `replace_label`'s test perplexity against generation 0..G
+      (G = min(last, the last generation run)); `A_g1`, `A_gmax`: its generation 1 and G over 0;
+    - `B_gmax`: regime `mix_label`'s generation G over 0; `B_below_A`: 1 when its test perplexity is
+      below A's at every generation 2..G, else 0;
+    - histograms of A under the generation-0 model: `A_median_below` 1 when every generation 1..G has
+      a median block perplexity below the real data's; `A_q95_above` 1 when every one has its 95th
+      percentile above the real data's; `A_q95_growth`: the 95th percentile at G over generation 1.
+    """
+    from scipy.stats import spearmanr
+
+    def mean(label, name):
+        by_gen = _stats(rows, name)[label]
+        return np.array([by_gen[g][0] for g in sorted(by_gen)])
+
+    a_test, b_test = mean(replace_label, "test_ppl"), mean(mix_label, "test_ppl")
+    g_last = min(last, len(a_test) - 1, len(b_test) - 1)
+    if g_last < 2:
+        raise ValueError(f"fidelity needs generations 0..2 at least, got 0..{g_last}")
+    median, q95 = mean(replace_label, "data_ppl_median"), mean(replace_label, "data_ppl_q95")
+    later = slice(1, g_last + 1)
+    return {"A_rho": float(spearmanr(np.arange(g_last + 1), a_test[:g_last + 1]).statistic),
+            "A_g1": float(a_test[1] / a_test[0]), "A_gmax": float(a_test[g_last] / a_test[0]),
+            "B_gmax": float(b_test[g_last] / b_test[0]),
+            "B_below_A": float(np.all(b_test[2:g_last + 1] < a_test[2:g_last + 1])),
+            "A_median_below": float(np.all(median[later] < median[0])),
+            "A_q95_above": float(np.all(q95[later] > q95[0])),
+            "A_q95_growth": float(q95[g_last] / q95[1]), "G": float(g_last)}
