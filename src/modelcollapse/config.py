@@ -15,7 +15,6 @@ Runs: every config's outputs live apart, under `results/<run>/`, `figures/<run>/
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -218,16 +217,18 @@ def _check_within_generations(block, family: str) -> None:
 
 
 def _check_gaussian(g) -> None:
-    from modelcollapse import gaussian, schedules
+    from modelcollapse import gaussian
 
+    # Every job the rules start, built as `gaussian simulate --config-json` builds it (the library's
+    # config_from_block, whose GaussianConfig runs check_sample_size, check_correlation, ...).
     _check_within_generations(g, "gaussian")
     regime = _regime(g["regime"], "gaussian.regime")
     for m in g["sample_sizes"]:
         _check_pool(regime, key="gaussian.regime", replicates=g["replicates"], sample_size=m,
                     generations=g["generations"])
         for estimator in g["estimators"]:
-            _library("gaussian", gaussian.GaussianConfig, sample_size=m, generations=g["generations"],
-                     replicates=g["replicates"], estimator=estimator, regime=regime, fields=_keys("gaussian", g))
+            _library("gaussian", gaussian.config_from_block, g, sample_size=m, estimator=estimator,
+                     fields=_keys("gaussian", g))
     block = g["regimes"]
     labels = []
     for i, value in enumerate(block["compare"]):
@@ -238,20 +239,15 @@ def _check_gaussian(g) -> None:
         if r.label in labels:
             raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
         labels.append(r.label)
-        _library(key, gaussian.GaussianConfig, sample_size=block["sample_size"], generations=block["generations"],
-                 replicates=block["replicates"], estimator=block["estimator"], regime=r,
+        _library(key, gaussian.config_from_block, g, part="regimes", label=r.label,
                  fields=_keys("gaussian.regimes", block))
     sched = g["schedules"]
     for kind in sched["kinds"]:
-        sizes = _library("gaussian.schedules", schedules.sample_sizes, kind, base=sched["base_sample_size"],
-                         generations=sched["generations"], power=sched["power"])
-        _library("gaussian.schedules", gaussian.GaussianConfig, sample_size=tuple(sizes.tolist()),
-                 generations=sched["generations"], replicates=sched["replicates"], sampler="stats",
+        _library("gaussian.schedules", gaussian.config_from_block, g, part="schedules", schedule=kind,
                  fields=_keys("gaussian.schedules", sched))
     mv = g["multivariate"]
-    for d in mv["dims"]:  # GaussianConfig runs check_sample_size and check_correlation; fields name the key
-        _library("gaussian.multivariate", gaussian.GaussianConfig, sample_size=mv["sample_size"], dim=d,
-                 correlation=mv["correlation"], generations=mv["generations"], replicates=mv["replicates"],
+    for d in mv["dims"]:
+        _library("gaussian.multivariate", gaussian.config_from_block, g, part="multivariate", dim=d,
                  fields=_keys("gaussian.multivariate", mv))
 
 
@@ -259,17 +255,13 @@ def _check_discrete(d) -> None:
     from modelcollapse import discrete
 
     _check_within_generations(d, "discrete")
-    regime = _regime(d["regime"], "discrete.regime")
+    _regime(d["regime"], "discrete.regime")  # names the key of a bad regime before the jobs are built
     absorption = d["absorption"]
-    # The jobs themselves, as `discrete simulate` builds them (one per M, and the absorption run);
+    # The jobs themselves, as `discrete simulate --config-json` builds them (one per M, and the absorption run);
     # DiscreteConfig runs check_alphabet and check_pool, and `fields` names the key its message starts with.
     for m in d["sample_sizes"]:
-        _library("discrete", discrete.DiscreteConfig, sample_size=m, generations=d["generations"],
-                 replicates=d["replicates"], num_symbols=d["num_symbols"], exponent=d["exponent"], regime=regime,
-                 fields=_keys("discrete", d))
-    _library("discrete.absorption", discrete.DiscreteConfig, sample_size=absorption["sample_size"],
-             generations=absorption["generations"], replicates=absorption["replicates"],
-             num_symbols=absorption["num_symbols"], exponent=d["exponent"],
+        _library("discrete", discrete.config_from_block, d, sample_size=m, fields=_keys("discrete", d))
+    _library("discrete.absorption", discrete.config_from_block, d, part="absorption",
              fields=_keys("discrete.absorption", absorption))
 
 
@@ -291,10 +283,7 @@ def _check_gmm(g) -> None:
                               f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
     fields = _keys("gmm", g)
     for data in gmm.DATASETS:  # the gmm rules run every data set; GMMConfig runs check_components
-        _library("gmm", gmm.GMMConfig, sample_size=g["sample_size"], generations=g["generations"],
-                 replicates=g["replicates"], n_components=g["n_components"], data=data, regime=regime, tol=g["tol"],
-                 max_iter=g["max_iter"], reg_covar=g["reg_covar"], init=g["init"],
-                 snapshots=tuple(g["snapshots"]), fields=fields)
+        _library("gmm", gmm.config_from_block, g, data=data, fields=fields)
 
 
 def _check_vae(v) -> None:
@@ -302,8 +291,7 @@ def _check_vae(v) -> None:
 
     _check_within_generations(v, "vae")
     # the job's own config class and regime check (latent_samples <= eval_samples, sizes, modes)
-    known = {f.name for f in dataclasses.fields(experiment.VAEConfig)}
-    cfg = _library("vae", experiment.VAEConfig, **{k: v[k] for k in v if k in known}, fields=_keys("vae", v))
+    cfg = _library("vae", experiment.config_from_block, v, fields=_keys("vae", v))
     labels = []
     for i, value in enumerate(v["regimes"]):
         key = f"vae.regimes[{i}]"

@@ -155,6 +155,26 @@ class DiscreteConfig:
         return zipf(self.num_symbols, self.exponent)
 
 
+# The jobs of the workflow's `discrete` config block: the main chains (one per M) and the absorption run.
+PARTS = ("main", "absorption")
+
+
+def config_from_block(block, *, part: str = "main", sample_size: int | None = None) -> DiscreteConfig:
+    """The DiscreteConfig of one job of the workflow's `discrete` config block: `part` 'main' (M =
+    `sample_size`, the block's regime) or 'absorption' (the absorption sub-block, regime replace);
+    ValueError names the bad setting."""
+    if part == "main":
+        return DiscreteConfig(sample_size=sample_size, generations=block["generations"],
+                              replicates=block["replicates"], num_symbols=block["num_symbols"],
+                              exponent=float(block["exponent"]), regime=Regime.from_config(block["regime"]))
+    if part == "absorption":
+        sub = block["absorption"]
+        return DiscreteConfig(sample_size=sub["sample_size"], generations=sub["generations"],
+                              replicates=sub["replicates"], num_symbols=sub["num_symbols"],
+                              exponent=float(block["exponent"]))
+    raise ValueError(f"part must be one of {list(PARTS)}, got {part!r}")
+
+
 class DiscreteChains(NamedTuple):
     probs: np.ndarray  # float32 [R, G+1, K]: p_n; index 0 is q (the truth) for every replicate
     counts: np.ndarray  # int32 [R, G, K]: counts[:, n-1] is generation n's training set; p_n = counts / sum

@@ -112,6 +112,44 @@ class GaussianConfig:
         return (1 - self.correlation) * np.eye(d) + self.correlation * np.ones((d, d))
 
 
+# The jobs of the workflow's `gaussian` config block: the main chains (one per estimator and M),
+# and the sub-blocks regimes, schedules and multivariate (one job per regime, schedule, dimension).
+PARTS = ("main", "regimes", "schedules", "multivariate")
+
+
+def config_from_block(block, *, part: str = "main", sample_size: int | None = None, estimator: str | None = None,
+                      label: str | None = None, schedule: str | None = None, dim: int | None = None) -> GaussianConfig:
+    """The GaussianConfig of one job of the workflow's `gaussian` config block: `part` 'main' (M =
+    `sample_size`, `estimator`, the block's regime), 'regimes' (the regime `label` of
+    regimes.compare), 'schedules' (the sample-size `schedule` kind) or 'multivariate' (dimension
+    `dim`); ValueError names the bad setting."""
+    if part == "main":
+        return GaussianConfig(sample_size=sample_size, generations=block["generations"],
+                              replicates=block["replicates"], estimator=estimator,
+                              regime=Regime.from_config(block["regime"]))
+    if part == "regimes":
+        sub = block["regimes"]
+        regimes = {r.label: r for r in map(Regime.from_config, sub["compare"])}
+        if label not in regimes:
+            raise ValueError(f"label {label!r} is not a regime of gaussian.regimes.compare "
+                             f"(labels: {', '.join(regimes)})")
+        return GaussianConfig(sample_size=sub["sample_size"], generations=sub["generations"],
+                              replicates=sub["replicates"], estimator=sub["estimator"], regime=regimes[label])
+    if part == "schedules":
+        from modelcollapse import schedules
+
+        sub = block["schedules"]
+        sizes = tuple(schedules.sample_sizes(schedule, base=sub["base_sample_size"], generations=sub["generations"],
+                                             power=float(sub["power"])).tolist())
+        return GaussianConfig(sample_size=sub["base_sample_size"] if schedule == "constant" else sizes,
+                              generations=sub["generations"], replicates=sub["replicates"], sampler="stats")
+    if part == "multivariate":
+        sub = block["multivariate"]
+        return GaussianConfig(sample_size=sub["sample_size"], dim=dim, correlation=float(sub["correlation"]),
+                              generations=sub["generations"], replicates=sub["replicates"])
+    raise ValueError(f"part must be one of {list(PARTS)}, got {part!r}")
+
+
 class GaussianChains(NamedTuple):
     mean: np.ndarray  # [replicates, generations + 1]; index 0 is the original mean 0
     std: np.ndarray  # [replicates, generations + 1]; index 0 is the original std 1

@@ -19,7 +19,8 @@ Callers use the names re-exported here (`gmm.simulate`, `gmm.GMMConfig`, ...), n
 from modelcollapse.gmm.em import LLOYD_ITER, LLOYD_TOL, GMMFit, em_step, fit, initialize
 from modelcollapse.gmm.engines import default_slots, simulate
 from modelcollapse.gmm.mixture import GMMParams, sample, score
-from modelcollapse.gmm.spec import DATASETS, ENGINES, INITS, SNAPSHOTS, GMMChains, GMMConfig, check_components, truth
+from modelcollapse.gmm.spec import (DATASETS, ENGINES, INITS, SNAPSHOTS, GMMChains, GMMConfig, check_components,
+                                   config_from_block, truth)
 from modelcollapse.gmm.summary import component_scale, mode_mass, summarize
 
 # Private names the tests reach for: they replay chains at the generation key tags and count the
@@ -29,5 +30,5 @@ from modelcollapse.gmm.engines import _simulate_async  # noqa: F401
 from modelcollapse.gmm.generation import _DRAW, _FIT, _REAL, _SUBSET  # noqa: F401
 
 __all__ = ["DATASETS", "ENGINES", "INITS", "LLOYD_ITER", "LLOYD_TOL", "SNAPSHOTS", "GMMChains", "GMMConfig", "GMMFit",
-           "GMMParams", "check_components", "component_scale", "default_slots", "em_step", "fit", "initialize",
-           "mode_mass", "sample", "score", "simulate", "summarize", "truth"]
+           "GMMParams", "check_components", "component_scale", "config_from_block", "default_slots", "em_step", "fit",
+           "initialize", "mode_mass", "sample", "score", "simulate", "summarize", "truth"]

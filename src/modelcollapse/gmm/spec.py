@@ -41,6 +41,16 @@ def check_components(sample_size: int, n_components: int) -> None:
                          f"EM needs at least one point per component")
 
 
+def config_from_block(block, *, data: str) -> GMMConfig:
+    """The GMMConfig of the workflow's `gmm` config block for data set `data` (the rules run one job
+    per data set); ValueError names the bad setting."""
+    return GMMConfig(sample_size=block["sample_size"], generations=block["generations"],
+                     replicates=block["replicates"], n_components=block["n_components"], data=data,
+                     regime=Regime.from_config(block["regime"]), tol=float(block["tol"]),
+                     max_iter=block["max_iter"], reg_covar=float(block["reg_covar"]), init=block["init"],
+                     snapshots=tuple(block["snapshots"]))
+
+
 class GMMChains(NamedTuple):
     """What `simulate` returns; its field names are the keys `gmm simulate` writes to the .npz."""
 

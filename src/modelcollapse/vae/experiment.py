@@ -85,6 +85,16 @@ class VAEConfig:
             raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
 
 
+def config_from_block(block) -> VAEConfig:
+    """The VAEConfig of the workflow's `vae` config block (its keys that are VAEConfig fields; the
+    others, such as dataset and regimes, say which data and regimes the chains run); ValueError
+    names the bad setting."""
+    known = {f.name for f in dataclasses.fields(VAEConfig)}
+    values = {k: block[k] for k in block if k in known}
+    floats = {k: float(values[k]) for k in ("learning_rate", "weight_decay") if k in values}
+    return VAEConfig(**values | floats)
+
+
 def check_regime(regime: Regime, synthetic: str) -> None:
     """Reject regime / synthetic-mode pairs that have no meaning for images, before any work."""
     check_supported(regime, can_pool=synthetic == "fixed", pool_needs=f"synthetic: fixed (got {synthetic!r})",
