@@ -1,9 +1,10 @@
 """`check-config` and the jobs refuse the same configs (issue 19: checks stated twice had drifted).
 
 Each fact is checked once, in the family's library; config.check_config calls that check and names
-the config key, the job's command calls it through the family's config class. So for every case
-below the job, given the arguments its rule passes, fails with the very sentence check-config
-printed after the key.
+the config key, the job's command calls it through the family's config class (built from the
+block by the family's config_from_block, or from the flags). So for every case below the job, given
+the arguments its rule passes (the block whole) or the flags of a run by hand, fails with the very
+sentence check-config printed after the key.
 """
 
 import json
@@ -65,7 +66,26 @@ def _vae_job(config, out):
             "--classifier", str(out.with_name("classifier.npz")), "--platform", "cpu", "--out", str(out)]
 
 
-# (edits to the smoke config, the key check-config must name, the job as its rule runs it)
+def _block(config, family):
+    """The family's block and the shared keys, as the rules pass them (config_json in common.smk)."""
+    return json.dumps({k: v for k, v in config.items() if k == family or not isinstance(v, dict)}, sort_keys=True)
+
+
+def _rule_job(config, out, family):
+    """The job as its rule runs it since issue 19: the block whole and the wildcards."""
+    from modelcollapse.regimes import Regime
+
+    selectors = {"discrete": ["simulate", "--sample-size", str(max(config["discrete"]["sample_sizes"]))],
+                 "gaussian": ["simulate", "--part", "multivariate", "--dim",
+                              str(max(config["gaussian"]["multivariate"]["dims"]))],
+                 "gmm": ["simulate", "--data", "blob"],
+                 "vae": ["chain", "--label", Regime.from_config(config["vae"]["regimes"][-1]).label, "--chain", "0",
+                         "--classifier", str(out.with_name("classifier.npz"))]}
+    step, *picked = selectors[family]
+    return [family, step, "--config-json", _block(config, family), *picked, "--out", str(out)]
+
+
+# (edits to the smoke config, the key check-config must name, the job as it runs by hand with flags)
 REFUSED = {
     # M (G + 1) = 2^16 (2^15 + 1) >= 2^31: past the int32 positions of the pool (was 2^24 in the job only)
     "discrete pool past int32": ([("discrete.regime", "accumulate_subsample"), ("discrete.sample_sizes", [2**16]),
@@ -91,9 +111,13 @@ REFUSED = {
 }
 
 
+@pytest.mark.parametrize("path", ["flags", "rule"])
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_check_config_and_the_job_refuse_alike(case, tmp_path, capsys):
+def test_check_config_and_the_job_refuse_alike(case, path, tmp_path, capsys):
     edits, key, job = REFUSED[case]
+    family = edits[0][0].split(".")[0]
+    if path == "rule" and family != "lm":  # an lm job's only arguments are the block already
+        job = lambda config, out: _rule_job(config, out, family)  # noqa: E731
     config = _smoke()
     for name, value in edits:
         config = set_key(config, name, value)

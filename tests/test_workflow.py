@@ -155,15 +155,23 @@ def test_snakemake_rejects_duplicate_keys(workflow_copy, text, words):
     assert not (workflow_copy / "results").exists()
 
 
-@pytest.mark.parametrize("family,regime,flags", [
-    ("gaussian", "accumulate", "--regime accumulate"),
-    ("discrete", {"name": "mix", "real_fraction": 0.25}, "--regime mix --real-fraction 0.25 --real-source original"),
-    ("gmm", "accumulate_subsample", "--regime accumulate_subsample"),
+@pytest.mark.parametrize("family,regime", [
+    ("gaussian", "accumulate"),
+    ("discrete", {"name": "mix", "real_fraction": 0.25}),
+    ("gmm", "accumulate_subsample"),
 ])
-def test_each_family_regime_key_reaches_its_jobs(workflow_copy, family, regime, flags):
+def test_each_family_regime_key_reaches_its_jobs(workflow_copy, family, regime):
     """`gaussian.regime` used to be checked by check-config and then dropped by its rule (the main
-    Gaussian chains ran replace whatever it said); every family's rule now spells its regime with
-    the one helper, `regime_flags`."""
+    Gaussian chains ran replace whatever it said). Every simulate/chain rule now passes its family's
+    config block whole (`--config-json`, config_json in common.smk) and the job reads the regime
+    from it: the command carries the edited block, and the job it builds runs that regime."""
+    import importlib
+    import json
+    import shlex
+
+    from modelcollapse import cli
+    from modelcollapse.regimes import Regime
+
     smoke = set_key(yaml.safe_load((workflow_copy / "config" / "smoke.yaml").read_text()), f"{family}.regime", regime)
     (workflow_copy / "config" / "regime.yaml").write_text(yaml.safe_dump(smoke))
     out, _ = _dry_run(workflow_copy, "--configfile", "config/regime.yaml", "-p")
@@ -171,8 +179,35 @@ def test_each_family_regime_key_reaches_its_jobs(workflow_copy, family, regime, 
     # the multivariate chains, in subfolders, have regime keys of their own, and discrete's
     # absorption run is the replace chain its theory is about)
     commands = [line for line in out.splitlines() if f"modelcollapse {family} simulate" in line
-                and re.search(rf"--out results/regime/{family}/[^/ ]+\.npz", line) and "absorption" not in line]
-    assert commands and all(flags in c for c in commands), out[-3000:]
+                and re.search(rf"--out results/regime/{family}/[^/ ]+\.npz", line) and "--part absorption" not in line]
+    assert commands, out[-3000:]
+    shared = {k: v for k, v in smoke.items() if not isinstance(v, dict)} | {"run": "regime"}
+    for command in commands:
+        argv = shlex.split(command.split(" -m modelcollapse ", 1)[1])
+        argv = argv[:argv.index(">")]
+        assert json.loads(argv[argv.index("--config-json") + 1]) == shared | {family: smoke[family]}
+        cfg = importlib.import_module(f"modelcollapse.commands.{family}")._job(cli.build_parser().parse_args(argv))[0]
+        assert cfg.regime == Regime.from_config(regime)
+
+
+@pytest.mark.parametrize("key,value,reruns,keeps", [
+    ("gmm.max_iter", 1999, {"gmm_simulate", "gmm_summarize"}, ("gaussian", "discrete", "vae", "lm")),
+    ("vae.epochs", 3, {"vae_chain", "vae_summarize"}, ("gaussian", "discrete", "gmm", "lm", "vae_classifier")),
+    ("discrete.absorption.replicates", 400, {"discrete_simulate", "discrete_absorption_simulate"},
+     ("gaussian", "gmm", "vae", "lm")),
+])
+def test_a_change_to_one_family_block_reruns_only_that_family(smoke_run, key, value, reruns, keeps):
+    """Each simulate/chain rule's params are its own family's block (config_json(family)): an edit
+    of that block reruns the family's jobs (params changed) and what reads them, and no job of
+    another family (the VAE's classifier keeps its own narrower params)."""
+    edited = set_key(yaml.safe_load((smoke_run / "config" / "smoke.yaml").read_text()), key, value)
+    edited["run"] = "smoke"  # the same folders as the finished smoke run
+    (smoke_run / "config" / "smoke-block.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    out, _ = _dry_run(smoke_run, "--configfile", "config/smoke-block.yaml")
+    rules = set(re.findall(r"^rule (\w+):$", out, flags=re.M))
+    assert reruns <= rules, out[-3000:]
+    assert not [r for r in rules if r.startswith(keeps)], rules
+    assert "Params have changed" in out
 
 
 def test_readme_job_count_is_the_default_dag(workflow_copy):

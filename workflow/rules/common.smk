@@ -53,16 +53,6 @@ GPUS = 1 if config["platform"] == "gpu" else 0  # the neural families' jobs each
 SIMULATION = {"mem_mb": 8000, "runtime": 240}  # the vmapped chains of gaussian, discrete, gmm
 
 
-def regime_flags(regime) -> str:
-    """A regime (a Regime, or its config value: a name or a mapping) as the CLI's flags; one
-    spelling for every family."""
-    r = regime if isinstance(regime, Regime) else Regime.from_config(regime)
-    flags = f"--regime {r.name}"
-    if r.name == "mix":
-        flags += f" --real-fraction {r.real_fraction} --real-source {r.real_source}"
-    return flags
-
-
 def chain_runtime(minutes_per_generation, generations):
     return 30 + minutes_per_generation * generations
 

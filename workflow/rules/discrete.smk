@@ -28,21 +28,13 @@ rule discrete_simulate:
         regime=r"[A-Za-z0-9_.\-]+",
         m=r"\d+",
     params:
-        seed=config["seed"],
-        platform=config["platform"],
-        generations=config["discrete"]["generations"],
-        replicates=config["discrete"]["replicates"],
-        num_symbols=config["discrete"]["num_symbols"],
-        exponent=config["discrete"]["exponent"],
-        regime=regime_flags(config["discrete"]["regime"]),
+        config=config_json("discrete"),
     threads: 1
     resources:
         **SIMULATION,
     shell:
-        "{PY} discrete simulate --seed {params.seed} --sample-size {wildcards.m}"
-        " --generations {params.generations} --replicates {params.replicates}"
-        " --num-symbols {params.num_symbols} --exponent {params.exponent} {params.regime}"
-        " --platform {params.platform} --out {output.npz} > {log} 2>&1"
+        "{PY} discrete simulate --config-json {params.config:q} --sample-size {wildcards.m}"
+        " --out {output.npz} > {log} 2>&1"
 
 
 rule discrete_absorption_simulate:
@@ -54,21 +46,13 @@ rule discrete_absorption_simulate:
     benchmark:
         BENCH + "/discrete_simulate_absorption.tsv"
     params:
-        seed=config["seed"],
-        platform=config["platform"],
-        exponent=config["discrete"]["exponent"],
-        num_symbols=config["discrete"]["absorption"]["num_symbols"],
-        sample_size=config["discrete"]["absorption"]["sample_size"],
-        generations=config["discrete"]["absorption"]["generations"],
-        replicates=config["discrete"]["absorption"]["replicates"],
+        config=config_json("discrete"),
     threads: 1
     resources:
         **SIMULATION,
     shell:
-        "{PY} discrete simulate --seed {params.seed} --sample-size {params.sample_size}"
-        " --generations {params.generations} --replicates {params.replicates}"
-        " --num-symbols {params.num_symbols} --exponent {params.exponent} --keep final"
-        " --platform {params.platform} --out {output.npz} > {log} 2>&1"
+        "{PY} discrete simulate --config-json {params.config:q} --part absorption --keep final"
+        " --out {output.npz} > {log} 2>&1"
 
 
 rule discrete_summarize:

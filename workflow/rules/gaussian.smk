@@ -22,18 +22,13 @@ rule gaussian_simulate:
         estimator="unbiased|mle",
         m=r"\d+",
     params:
-        seed=config["seed"],
-        platform=config["platform"],
-        generations=config["gaussian"]["generations"],
-        replicates=config["gaussian"]["replicates"],
-        regime=regime_flags(config["gaussian"]["regime"]),
+        config=config_json("gaussian"),
     threads: 1
     resources:
         **SIMULATION,
     shell:
-        "{PY} gaussian simulate --seed {params.seed} --sample-size {wildcards.m}"
-        " --generations {params.generations} --replicates {params.replicates} {params.regime}"
-        " --estimator {wildcards.estimator} --platform {params.platform} --out {output.npz} > {log} 2>&1"
+        "{PY} gaussian simulate --config-json {params.config:q} --sample-size {wildcards.m}"
+        " --estimator {wildcards.estimator} --out {output.npz} > {log} 2>&1"
 
 
 rule gaussian_summarize:
@@ -104,17 +99,12 @@ rule gaussian_regime_simulate:
     wildcard_constraints:
         label="|".join(re.escape(label) for label in REGIMES),
     params:
-        regime=lambda wildcards: regime_flags(REGIMES[wildcards.label]),
-        block=config["gaussian"]["regimes"],
-        seed=config["seed"],
-        platform=config["platform"],
+        config=config_json("gaussian"),
     threads: 1
     resources:
         **SIMULATION,
     shell:
-        "{PY} gaussian simulate --seed {params.seed} --sample-size {params.block[sample_size]}"
-        " --generations {params.block[generations]} --replicates {params.block[replicates]}"
-        " --estimator {params.block[estimator]} {params.regime} --platform {params.platform}"
+        "{PY} gaussian simulate --config-json {params.config:q} --part regimes --label {wildcards.label:q}"
         " --out {output} > {log} 2>&1"
 
 
@@ -135,17 +125,13 @@ rule gaussian_schedule_simulate:
     wildcard_constraints:
         kind="constant|linear|superlinear",
     params:
-        block=config["gaussian"]["schedules"],
-        seed=config["seed"],
-        platform=config["platform"],
+        config=config_json("gaussian"),
     threads: 1
     resources:
         **SIMULATION,
     shell:
-        "{PY} gaussian simulate --seed {params.seed} --sample-size {params.block[base_sample_size]}"
-        " --schedule {wildcards.kind} --power {params.block[power]} --sampler stats"
-        " --generations {params.block[generations]} --replicates {params.block[replicates]}"
-        " --platform {params.platform} --out {output} > {log} 2>&1"
+        "{PY} gaussian simulate --config-json {params.config:q} --part schedules --schedule {wildcards.kind}"
+        " --out {output} > {log} 2>&1"
 
 
 # -- d-dimensional Gaussian -----------------------------------------------------------------------
@@ -165,17 +151,13 @@ rule gaussian_multivariate_simulate:
     wildcard_constraints:
         dim=r"\d+",
     params:
-        block=config["gaussian"]["multivariate"],
-        seed=config["seed"],
-        platform=config["platform"],
+        config=config_json("gaussian"),
     threads: 1
     resources:
         **SIMULATION,
     shell:
-        "{PY} gaussian simulate --seed {params.seed} --dim {wildcards.dim}"
-        " --sample-size {params.block[sample_size]} --correlation {params.block[correlation]}"
-        " --generations {params.block[generations]} --replicates {params.block[replicates]}"
-        " --platform {params.platform} --out {output} > {log} 2>&1"
+        "{PY} gaussian simulate --config-json {params.config:q} --part multivariate --dim {wildcards.dim}"
+        " --out {output} > {log} 2>&1"
 
 
 # -- summaries, figures and numbers of the three sub-experiments ----------------------------------

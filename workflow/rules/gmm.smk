@@ -28,21 +28,12 @@ rule gmm_simulate:
     wildcard_constraints:
         data="|".join(GMM_DATASETS),
     params:
-        block=config["gmm"],
-        regime=regime_flags(config["gmm"]["regime"]),
-        snapshots=" ".join(str(s) for s in config["gmm"]["snapshots"]),
-        seed=config["seed"],
-        platform=config["platform"],
+        config=config_json("gmm"),
     threads: 1
     resources:
         **SIMULATION,
     shell:
-        "{PY} gmm simulate --seed {params.seed} --data {wildcards.data}"
-        " --sample-size {params.block[sample_size]} --generations {params.block[generations]}"
-        " --replicates {params.block[replicates]} --n-components {params.block[n_components]} {params.regime}"
-        " --tol {params.block[tol]} --max-iter {params.block[max_iter]} --reg-covar {params.block[reg_covar]}"
-        " --init {params.block[init]} --snapshots {params.snapshots} --platform {params.platform}"
-        " --out {output.npz} > {log} 2>&1"
+        "{PY} gmm simulate --config-json {params.config:q} --data {wildcards.data} --out {output.npz} > {log} 2>&1"
 
 
 rule gmm_summarize:

@@ -62,26 +62,15 @@ rule vae_chain:
         regime="|".join(re.escape(label) for label in VAE_REGIMES),
         chain=r"\d+",
     params:
-        data=vae_data_args(),
-        regime=lambda wildcards: regime_flags(VAE_REGIMES[wildcards.regime]),
-        block=VAE,
-        hidden=" ".join(str(h) for h in VAE["hidden"]),
-        channels=" ".join(str(c) for c in VAE["channels"]),
-        platform=config["platform"],
+        config=config_json("vae"),
     threads: 1
     resources:
         mem_mb=8000,
         runtime=chain_runtime(20, VAE["generations"]),
         gpu=GPUS,
     shell:
-        "{PY} vae chain {params.data} --chain {wildcards.chain} {params.regime}"
-        " --architecture {params.block[architecture]} --latent {params.block[latent]}"
-        " --hidden {params.hidden} --channels {params.channels} --generations {params.block[generations]}"
-        " --epochs {params.block[epochs]} --batch-size {params.block[batch_size]}"
-        " --learning-rate {params.block[learning_rate]} --weight-decay {params.block[weight_decay]}"
-        " --synthetic {params.block[synthetic]} --synthetic-size {params.block[synthetic_size]}"
-        " --eval-samples {params.block[eval_samples]} --latent-samples {params.block[latent_samples]}"
-        " --classifier {input.classifier} --platform {params.platform} --out {output.npz} > {log} 2>&1"
+        "{PY} vae chain --config-json {params.config:q} --label {wildcards.regime:q} --chain {wildcards.chain}"
+        " --classifier {input.classifier} --out {output.npz} > {log} 2>&1"
 
 
 rule vae_summarize:

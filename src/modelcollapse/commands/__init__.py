@@ -133,11 +133,54 @@ def figure_inputs(args, *, from_summary: bool, summary_from: str, results_from: 
     return inputs
 
 
-def add_config_source(parser: argparse.ArgumentParser) -> None:
-    """--config FILE | --config-json TEXT: steps that read the whole workflow config."""
-    source = parser.add_mutually_exclusive_group(required=True)
+def add_config_source(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """--config FILE | --config-json TEXT: steps that read the whole workflow config (or, with
+    required=False, steps that may instead be run with flags: see `block_config`)."""
+    source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--config", help="a workflow config YAML file")
     source.add_argument("--config-json", help="the effective config as JSON (what Snakemake passes)")
+
+
+class Knob(argparse.Action):
+    """argparse's `store` for a flag of a step that reads a config block (`block_config`): it also
+    notes the flag as given (in `knobs_given`), so that beside the block it is refused, not ignored."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.knobs_given = [*getattr(namespace, "knobs_given", []), self.option_strings[-1]]
+
+
+def knobs_given(args) -> list[str]:
+    """The Knob flags given on the command line, once each, in order."""
+    return list(dict.fromkeys(getattr(args, "knobs_given", [])))
+
+
+def block_config(args, family: str, *, selectors: tuple[str, ...] = (), required: tuple[str, ...] = ()) -> dict | None:
+    """The settings of a step that a rule runs with its family's config block (`--config-json`, as
+    `config_json(family)` in workflow/rules/common.smk emits it, or `--config FILE`) and a user may
+    run with flags instead.
+
+    With a block: the validated config (the `family` block and the shared keys seed, platform,
+    data_dir); the block sets every knob, so of the Knob flags only `selectors` (the rule's
+    wildcards, which pick one job of the block) may be given, and all of them must be.
+    Without: None, and the flags named by `required` (argparse dests) must be given.
+    """
+    given = knobs_given(args)
+    if args.config is None and args.config_json is None:
+        missing = ["--" + dest.replace("_", "-") for dest in required if getattr(args, dest, None) is None]
+        if missing:
+            raise ValueError(f"the following arguments are required: {', '.join(missing)} "
+                             f"(or the config block: --config-json / --config)")
+        return None
+    refused = [flag for flag in given if flag not in selectors]
+    if refused:
+        raise ValueError(f"{', '.join(refused)}: the config's {family} block (and its seed, platform) sets this, "
+                         f"given with --config-json / --config; drop the flag or change the block")
+    missing = [flag for flag in selectors if flag not in given]
+    if missing:
+        raise ValueError(f"with --config-json / --config, give {', '.join(selectors)} (which job of the {family} "
+                         f"block); missing {', '.join(missing)}")
+    return config_from_args(args, blocks=(family,))
 
 
 def config_from_args(args, *, blocks: tuple[str, ...] | None = None) -> dict:
@@ -350,17 +393,19 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def add_platform(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--platform", choices=["auto", "cpu", "gpu", "tpu"], default="auto",
+def add_platform(parser: argparse.ArgumentParser, *, action: type[argparse.Action] | str = "store") -> None:
+    parser.add_argument("--platform", choices=["auto", "cpu", "gpu", "tpu"], default="auto", action=action,
                         help="JAX backend (default: auto)")
 
 
 def add_regime(parser: argparse.ArgumentParser) -> None:
-    """The data-regime options every family's `simulate` takes (see modelcollapse.regimes)."""
+    """The data-regime options every family's `simulate` takes (see modelcollapse.regimes); Knob
+    flags, which the config block's regime key replaces."""
     parser.add_argument("--regime", choices=["replace", "accumulate", "accumulate_subsample", "mix"],
-                        default="replace")
-    parser.add_argument("--real-fraction", type=float, default=0.0, help="mix: share of real data per generation")
-    parser.add_argument("--real-source", choices=["original", "fresh"], default="original",
+                        default="replace", action=Knob)
+    parser.add_argument("--real-fraction", type=float, default=0.0, action=Knob,
+                        help="mix: share of real data per generation")
+    parser.add_argument("--real-source", choices=["original", "fresh"], default="original", action=Knob,
                         help="mix: real data source")
 
 

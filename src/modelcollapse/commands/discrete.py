@@ -5,12 +5,29 @@ from __future__ import annotations
 import dataclasses
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs, check_memory,
-                                    check_output, load_npz, nonnegative_int, read_csv, record, regime_from_args,
-                                    write_texts)
+from modelcollapse.commands import (Knob, add_config_source, add_platform, add_regime, add_summarize, add_table,
+                                    block_config, check_inputs, check_memory, check_output, load_npz, nonnegative_int,
+                                    read_csv, record, regime_from_args, write_texts)
 
 # Keys every chain summary row starts with, in the sort order of the CSV.
 ROW_KEYS = ("regime", "num_symbols", "exponent", "sample_size", "replicates")
+# The flags that pick one job of the config block, per part of it (the rules' wildcards).
+SELECTORS = {"main": ("--sample-size",), "absorption": ()}
+
+
+def _job(args):
+    """(DiscreteConfig, seed, platform) of the config block (--config-json, as the rules run it) or
+    of the flags; raises ValueError naming the bad argument or config key."""
+    from modelcollapse import discrete
+
+    config = block_config(args, "discrete", selectors=SELECTORS[args.part or "main"],
+                          required=("seed", "sample_size", "generations", "replicates"))
+    if config is None:
+        if args.part is not None:
+            raise ValueError("--part picks a job of the config block: give --config-json or --config")
+        return _config(args), args.seed, args.platform
+    cfg = discrete.config_from_block(config["discrete"], part=args.part or "main", sample_size=args.sample_size)
+    return cfg, config["seed"], config["platform"]
 
 
 def _config(args):
@@ -34,14 +51,14 @@ def memory_needed(cfg) -> float:
 def simulate(args, argv):
     from modelcollapse import discrete, runtime
 
-    cfg = _config(args)
+    cfg, seed, platform = _job(args)
     check_output(args.out, ".npz")
     check_memory(memory_needed(cfg), what=f"discrete simulate with --replicates {cfg.replicates}, --generations "
                  f"{cfg.generations}, --num-symbols {cfg.num_symbols}",
                  lower="--replicates, --generations or --num-symbols")
-    runtime.configure(args.platform)
+    runtime.configure(platform)
     q = cfg.probs
-    result = discrete.simulate_metrics(args.seed, probs=q, sample_size=cfg.sample_size,
+    result = discrete.simulate_metrics(seed, probs=q, sample_size=cfg.sample_size,
                                        generations=cfg.generations, replicates=cfg.replicates, regime=cfg.regime)
     meta = {"probs": q, "sample_size": cfg.sample_size, "generations": cfg.generations,
             "num_symbols": cfg.num_symbols, "exponent": float(cfg.exponent), "regime": cfg.regime.name,
@@ -50,7 +67,7 @@ def simulate(args, argv):
     if args.keep == "final":  # an absorption run needs only where each chain ended
         arrays = {name: arrays[name] for name in ("final", "first_zero")}
     io.save_npz(args.out, arrays | meta)
-    record(args.out, argv, seed=args.seed, config=dataclasses.asdict(cfg) | {"platform": args.platform})
+    record(args.out, argv, seed=seed, config=dataclasses.asdict(cfg) | {"platform": platform})
 
 
 def _regime_of(data):
@@ -146,18 +163,26 @@ def table(args, argv):
 def register(subparsers) -> None:
     steps = subparsers.add_parser("discrete", help="resampling a discrete (Zipf) distribution: Wright-Fisher "
                                                    "chains").add_subparsers(dest="step", required=True)
-    p = steps.add_parser("simulate", help="run R chains for one M; writes per-generation metrics as .npz")
-    p.add_argument("--seed", type=nonnegative_int, required=True)
-    p.add_argument("--sample-size", type=nonnegative_int, required=True, help="M, symbols drawn per generation")
-    p.add_argument("--generations", type=nonnegative_int, required=True)
-    p.add_argument("--replicates", type=nonnegative_int, required=True)
-    p.add_argument("--num-symbols", type=nonnegative_int, default=1000, help="K, alphabet size (default 1000)")
-    p.add_argument("--exponent", type=float, default=1.1, help="Zipf exponent of q_k ~ k^-exponent (default 1.1)")
+    p = steps.add_parser("simulate", help="run R chains for one M; writes per-generation metrics as .npz",
+                         description="One job of the config's discrete block (--config-json, as the rules run it: "
+                                     "--part and its selector pick the job, the block sets everything else) or of "
+                                     "the flags (--seed, --sample-size, --generations, --replicates required).")
+    add_config_source(p, required=False)
+    p.add_argument("--part", choices=sorted(SELECTORS),
+                   help="with the block: main (selector --sample-size; the default) or absorption")
+    p.add_argument("--seed", type=nonnegative_int, action=Knob)
+    p.add_argument("--sample-size", type=nonnegative_int, action=Knob, help="M, symbols drawn per generation")
+    p.add_argument("--generations", type=nonnegative_int, action=Knob)
+    p.add_argument("--replicates", type=nonnegative_int, action=Knob)
+    p.add_argument("--num-symbols", type=nonnegative_int, default=1000, action=Knob,
+                   help="K, alphabet size (default 1000)")
+    p.add_argument("--exponent", type=float, default=1.1, action=Knob,
+                   help="Zipf exponent of q_k ~ k^-exponent (default 1.1)")
     add_regime(p)
     p.add_argument("--keep", choices=["metrics", "final"], default="metrics",
                    help="metrics: per-generation metrics [R, G+1] and the final p; final: only the final p and "
                         "first_zero (enough for `discrete absorption`, much smaller)")
-    add_platform(p)
+    add_platform(p, action=Knob)
     p.add_argument("--out", required=True)
     p.set_defaults(func=simulate)
     p = add_summarize(steps, summarize, "per-generation statistics and exact theory of several .npz; writes CSV")

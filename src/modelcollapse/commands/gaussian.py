@@ -5,9 +5,30 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs, check_memory,
-                                    check_output, nonnegative_int, read_csv, record, regime_from_args, write_summary,
-                                    write_texts)
+from modelcollapse.commands import (Knob, add_config_source, add_platform, add_regime, add_summarize, add_table,
+                                    block_config, check_inputs, check_memory, check_output, nonnegative_int, read_csv,
+                                    record, regime_from_args, write_summary, write_texts)
+
+# The flags that pick one job of the config block, per part of it (the rules' wildcards).
+SELECTORS = {"main": ("--sample-size", "--estimator"), "regimes": ("--label",), "schedules": ("--schedule",),
+             "multivariate": ("--dim",)}
+
+
+def _job(args):
+    """(GaussianConfig, seed, platform) of the config block (--config-json, as the rules run it) or of
+    the flags; raises ValueError naming the bad argument or config key."""
+    from modelcollapse import gaussian
+
+    config = block_config(args, "gaussian", selectors=SELECTORS[args.part or "main"],
+                          required=("seed", "sample_size", "generations", "replicates"))
+    if config is None:
+        if args.part is not None or args.label is not None:
+            raise ValueError("--part and --label pick a job of the config block: give --config-json or --config")
+        return _config(args), args.seed, args.platform
+    cfg = gaussian.config_from_block(config["gaussian"], part=args.part or "main", sample_size=args.sample_size,
+                                     estimator=args.estimator, label=args.label, schedule=args.schedule,
+                                     dim=args.dim)
+    return cfg, config["seed"], config["platform"]
 
 
 def _config(args):
@@ -42,13 +63,14 @@ def memory_needed(cfg) -> float:
 def simulate(args, argv):
     from modelcollapse import gaussian, runtime
 
-    cfg = _config(args)
+    cfg, seed, platform = _job(args)
     check_output(args.out, ".npz")
     check_memory(memory_needed(cfg), what=f"gaussian simulate with --replicates {cfg.replicates}, --generations "
-                 f"{cfg.generations}, --sample-size {args.sample_size}" + (f", --dim {cfg.dim}" if cfg.dim > 1 else ""),
+                 f"{cfg.generations}, --sample-size {int(cfg.sizes[0])}"
+                 + (f", --dim {cfg.dim}" if cfg.dim > 1 else ""),
                  lower="--replicates or --generations (or --sample-size)")
-    runtime.configure(args.platform)
-    chains = gaussian.simulate(args.seed, **{f: getattr(cfg, f) for f in (
+    runtime.configure(platform)
+    chains = gaussian.simulate(seed, **{f: getattr(cfg, f) for f in (
         "sample_size", "generations", "replicates", "estimator", "regime", "dim", "correlation", "sampler")})
     meta = {"sizes": cfg.sizes, "estimator": cfg.estimator, "regime": cfg.regime.name,
             "real_fraction": cfg.regime.real_fraction, "real_source": cfg.regime.real_source,
@@ -59,7 +81,7 @@ def simulate(args, argv):
         arrays = {"mean": chains.mean, "log_det": chains.log_det, "cov0": cfg.sigma0(),
                   "trace": np.trace(chains.cov, axis1=-2, axis2=-1), "cov_final": chains.cov[:, -1]}
     io.save_npz(args.out, arrays | meta)
-    record(args.out, argv, seed=args.seed, config=vars(cfg) | {"platform": args.platform})
+    record(args.out, argv, seed=seed, config=vars(cfg) | {"platform": platform})
 
 
 def summarize(args, argv):
@@ -131,20 +153,28 @@ def numbers(args, argv):
 def register(subparsers) -> None:
     steps = subparsers.add_parser("gaussian", help="1-D Gaussian fit-and-sample chains").add_subparsers(
         dest="step", required=True)
-    p = steps.add_parser("simulate", help="run R chains for one setting; writes .npz")
-    p.add_argument("--seed", type=nonnegative_int, required=True)
-    p.add_argument("--sample-size", type=nonnegative_int, required=True,
+    p = steps.add_parser("simulate", help="run R chains for one setting; writes .npz", description=(
+        "One job of the config's gaussian block (--config-json, as the rules run it: --part and its selectors "
+        "pick the job, the block sets everything else) or of the flags (--seed, --sample-size, --generations, "
+        "--replicates required)."))
+    add_config_source(p, required=False)
+    p.add_argument("--part", choices=sorted(SELECTORS), help="with the block: main (selectors --sample-size, "
+                   "--estimator; the default), regimes (--label), schedules (--schedule), multivariate (--dim)")
+    p.add_argument("--label", action=Knob,
+                   help="--part regimes: a regime label of gaussian.regimes.compare (e.g. mix0.5)")
+    p.add_argument("--seed", type=nonnegative_int, action=Knob)
+    p.add_argument("--sample-size", type=nonnegative_int, action=Knob,
                    help="M, points per generation (M_0 of a schedule)")
-    p.add_argument("--schedule", choices=["constant", "linear", "superlinear"], default="constant")
-    p.add_argument("--power", type=float, default=2.0, help="p of the superlinear schedule M_0 (1+i)^p")
-    p.add_argument("--generations", type=nonnegative_int, required=True)
-    p.add_argument("--replicates", type=nonnegative_int, required=True)
-    p.add_argument("--estimator", choices=["unbiased", "mle"], default="unbiased")
+    p.add_argument("--schedule", choices=["constant", "linear", "superlinear"], default="constant", action=Knob)
+    p.add_argument("--power", type=float, default=2.0, action=Knob, help="p of the superlinear schedule M_0 (1+i)^p")
+    p.add_argument("--generations", type=nonnegative_int, action=Knob)
+    p.add_argument("--replicates", type=nonnegative_int, action=Knob)
+    p.add_argument("--estimator", choices=["unbiased", "mle"], default="unbiased", action=Knob)
     add_regime(p)
-    p.add_argument("--dim", type=nonnegative_int, default=1, help="d; > 1 fits a full covariance")
-    p.add_argument("--correlation", type=float, default=0.5, help="d > 1: off-diagonal of Sigma_0")
-    p.add_argument("--sampler", choices=["auto", "points", "stats"], default="auto")
-    add_platform(p)
+    p.add_argument("--dim", type=nonnegative_int, default=1, action=Knob, help="d; > 1 fits a full covariance")
+    p.add_argument("--correlation", type=float, default=0.5, action=Knob, help="d > 1: off-diagonal of Sigma_0")
+    p.add_argument("--sampler", choices=["auto", "points", "stats"], default="auto", action=Knob)
+    add_platform(p, action=Knob)
     p.add_argument("--out", required=True)
     p.set_defaults(func=simulate)
     add_summarize(steps, summarize, "per-generation statistics and theory of several .npz; writes CSV")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_memory, check_output,
-                                    distinct_runs, figure_inputs, load_npz, nonnegative_int, read_csv, record,
-                                    regime_from_args, write_summary, write_texts)
+from modelcollapse.commands import (Knob, add_config_source, add_platform, add_regime, add_summarize, add_table,
+                                    block_config, check_memory, check_output, distinct_runs, figure_inputs, load_npz,
+                                    nonnegative_int, read_csv, record, regime_from_args, write_summary, write_texts)
 
 # Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
 # (tests/test_gmm.py checks they match).
@@ -15,6 +15,18 @@ DATASETS = ("blob", "two_blobs")
 INITS = ("kmeans++", "random")
 ENGINES = ("async", "lockstep")
 SNAPSHOTS = (0, 50, 100, 150, 200, 350, 2000)
+
+
+def _job(args):
+    """(GMMConfig, seed, platform) of the config block (--config-json, as the rules run it; --data
+    picks the job) or of the flags; raises ValueError naming the bad argument or config key."""
+    from modelcollapse import gmm
+
+    config = block_config(args, "gmm", selectors=("--data",), required=("seed", "sample_size", "generations",
+                                                                         "replicates"))
+    if config is None:
+        return _config(args), args.seed, args.platform
+    return gmm.config_from_block(config["gmm"], data=args.data), config["seed"], config["platform"]
 
 
 def _config(args):
@@ -45,15 +57,15 @@ def memory_needed(cfg) -> float:
 def simulate(args, argv):
     from modelcollapse import gmm, runtime
 
-    cfg = _config(args)
+    cfg, seed, platform = _job(args)
     check_output(args.out, ".npz")
     check_memory(memory_needed(cfg), what=f"gmm simulate with --replicates {cfg.replicates}, --generations "
                  f"{cfg.generations}, --sample-size {cfg.sample_size}",
                  lower="--replicates, --generations or --sample-size")
     if not 1 <= args.slots <= cfg.replicates and args.slots != 0:
         raise ValueError(f"--slots must be 0 (automatic) or in [1, replicates = {cfg.replicates}], got {args.slots}")
-    runtime.configure(args.platform)
-    chains = gmm.simulate(args.seed, **{f.name: getattr(cfg, f.name) for f in cfg.__dataclass_fields__.values()},
+    runtime.configure(platform)
+    chains = gmm.simulate(seed, **{f.name: getattr(cfg, f.name) for f in cfg.__dataclass_fields__.values()},
                           engine=args.engine, slots=args.slots or None)
     true = gmm.truth(cfg.data)
     snap = chains.snapshot_generations
@@ -66,7 +78,7 @@ def simulate(args, argv):
             "snapshot_weights": chains.weights[0, snap], "snapshot_means": chains.means[0, snap],
             "snapshot_covs": chains.covs[0, snap]}
     io.save_npz(args.out, chains._asdict() | meta)
-    record(args.out, argv, seed=args.seed, config=vars(cfg) | {"engine": args.engine, "platform": args.platform})
+    record(args.out, argv, seed=seed, config=vars(cfg) | {"engine": args.engine, "platform": platform})
 
 
 def summarize(args, argv):
@@ -131,23 +143,31 @@ def _float(text: str) -> float:
 def register(subparsers) -> None:
     steps = subparsers.add_parser("gmm", help="Gaussian-mixture EM fit-and-sample chains").add_subparsers(
         dest="step", required=True)
-    p = steps.add_parser("simulate", help="run R chains for one data set and regime; writes .npz")
-    p.add_argument("--seed", type=nonnegative_int, required=True)
-    p.add_argument("--data", choices=DATASETS, default="blob", help="true distribution (default: blob, the paper's)")
-    p.add_argument("--sample-size", type=nonnegative_int, required=True, help="N, points per generation")
-    p.add_argument("--generations", type=nonnegative_int, required=True, help="refits after generation 0")
-    p.add_argument("--replicates", type=nonnegative_int, required=True)
-    p.add_argument("--n-components", type=nonnegative_int, default=2, help="K, mixture components (default 2)")
+    p = steps.add_parser("simulate", help="run R chains for one data set and regime; writes .npz",
+                         description="One job of the config's gmm block (--config-json, as the rules run it: --data "
+                                     "picks the job, the block sets everything else but --engine and --slots) or "
+                                     "of the flags (--seed, --sample-size, --generations, --replicates required).")
+    add_config_source(p, required=False)
+    p.add_argument("--seed", type=nonnegative_int, action=Knob)
+    p.add_argument("--data", choices=DATASETS, default="blob", action=Knob,
+                   help="true distribution (default: blob, the paper's)")
+    p.add_argument("--sample-size", type=nonnegative_int, action=Knob, help="N, points per generation")
+    p.add_argument("--generations", type=nonnegative_int, action=Knob, help="refits after generation 0")
+    p.add_argument("--replicates", type=nonnegative_int, action=Knob)
+    p.add_argument("--n-components", type=nonnegative_int, default=2, action=Knob,
+                   help="K, mixture components (default 2)")
     add_regime(p)
-    p.add_argument("--tol", type=_float, default=1e-5, help="EM stops when the mean log-likelihood changes less")
-    p.add_argument("--max-iter", type=nonnegative_int, default=2000, help="EM iteration cap per fit")
-    p.add_argument("--reg-covar", type=_float, default=1e-6, help="covariance floor added to each diagonal")
-    p.add_argument("--init", choices=INITS, default="kmeans++")
-    p.add_argument("--snapshots", type=nonnegative_int, nargs="+", default=list(SNAPSHOTS),
+    p.add_argument("--tol", type=_float, default=1e-5, action=Knob,
+                   help="EM stops when the mean log-likelihood changes less")
+    p.add_argument("--max-iter", type=nonnegative_int, default=2000, action=Knob, help="EM iteration cap per fit")
+    p.add_argument("--reg-covar", type=_float, default=1e-6, action=Knob,
+                   help="covariance floor added to each diagonal")
+    p.add_argument("--init", choices=INITS, default="kmeans++", action=Knob)
+    p.add_argument("--snapshots", type=nonnegative_int, nargs="+", default=list(SNAPSHOTS), action=Knob,
                    help="generations whose draws of replicate 0 are stored for the figure")
     p.add_argument("--engine", choices=ENGINES, default="async")
     p.add_argument("--slots", type=nonnegative_int, default=0, help="async engine slots (0: automatic)")
-    add_platform(p)
+    add_platform(p, action=Knob)
     p.add_argument("--out", required=True)
     p.set_defaults(func=simulate)
     add_summarize(steps, summarize, "per-generation statistics of several .npz; writes CSV")

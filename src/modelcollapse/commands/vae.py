@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (add_platform, add_regime, add_summarize, add_table, check_inputs, check_output,
-                                    distinct_runs, figure_inputs, load_npz, nonnegative_float, nonnegative_int,
-                                    read_csv, record, regime_from_args, write_summary, write_texts)
+from modelcollapse.commands import (Knob, add_config_source, add_platform, add_regime, add_summarize, add_table,
+                                    block_config, check_inputs, check_output, distinct_runs, figure_inputs, load_npz,
+                                    nonnegative_float, nonnegative_int, read_csv, record, regime_from_args,
+                                    write_summary, write_texts)
 
 # Choices repeated here so that building the parser does not import JAX (tests check they match).
 DATASETS = ("digits", "mnist", "fashion_mnist")
@@ -84,6 +85,31 @@ def _vae_config(args):
                      latent_samples=args.latent_samples, grid_images=args.grid_images)
 
 
+def _job(args):
+    """(args with the data settings and platform filled in, VAEConfig, Regime) of the config block
+    (--config-json, as the rules run it; --label picks the regime) or of the flags; raises
+    ValueError naming the bad argument or config key."""
+    import argparse
+
+    from modelcollapse.regimes import Regime
+    from modelcollapse.vae import experiment
+
+    config = block_config(args, "vae", selectors=("--label",), required=("seed", "generations"))
+    if config is None:
+        if args.label is not None:
+            raise ValueError("--label picks a regime of the config block: give --config-json or --config")
+        return args, _vae_config(args), regime_from_args(args)
+    block = config["vae"]
+    regimes = {r.label: r for r in map(Regime.from_config, block["regimes"])}
+    if args.label not in regimes:
+        raise ValueError(f"--label {args.label!r} is not a regime of config vae.regimes (labels: {', '.join(regimes)})")
+    args = argparse.Namespace(**vars(args) | {
+        "dataset": block["dataset"], "data_dir": config.get("data_dir"), "seed": config["seed"],
+        "validation_fraction": float(block["validation_fraction"]), "platform": config["platform"]})
+    cfg = dataclasses.replace(experiment.config_from_block(block), grid_images=args.grid_images)
+    return args, cfg, regimes[args.label]
+
+
 def chain(args, argv):
     from flax import nnx
 
@@ -91,9 +117,8 @@ def chain(args, argv):
     from modelcollapse.vae import classifier, experiment, models
 
     check_output(args.out, ".npz")
+    args, cfg, regime = _job(args)
     _check_data_args(args)
-    cfg = _vae_config(args)
-    regime = regime_from_args(args)
     experiment.check_regime(regime, cfg.synthetic)
     check_inputs([args.classifier])
     runtime.configure(args.platform)
@@ -162,12 +187,15 @@ def table(args, argv):
                 config={"generations": args.generations})
 
 
-def _add_data(p) -> None:
-    p.add_argument("--dataset", choices=DATASETS, default="digits",
+def _add_data(p, *, knob: bool = False) -> None:
+    """The data flags; knob: they are Knobs of a step that reads the vae block (--seed not required)."""
+    action = Knob if knob else "store"
+    p.add_argument("--dataset", choices=DATASETS, default="digits", action=action,
                    help="digits (scikit-learn's 8x8, ships with it), mnist or fashion_mnist (IDX files)")
-    p.add_argument("--data-dir", help="folder with mnist/ or fashion_mnist/ (default: $MODELCOLLAPSE_DATA_DIR)")
-    p.add_argument("--seed", type=nonnegative_int, required=True, help="master seed")
-    p.add_argument("--validation-fraction", type=nonnegative_float, default=0.1,
+    p.add_argument("--data-dir", action=action,
+                   help="folder with mnist/ or fashion_mnist/ (default: $MODELCOLLAPSE_DATA_DIR)")
+    p.add_argument("--seed", type=nonnegative_int, required=not knob, action=action, help="master seed")
+    p.add_argument("--validation-fraction", type=nonnegative_float, default=0.1, action=action,
                    help="share of the training split held out as real validation data")
 
 
@@ -183,27 +211,34 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=classifier_cmd)
 
-    p = steps.add_parser("chain", help="run (or resume) one chain of generations; writes .npz")
-    _add_data(p)
+    p = steps.add_parser("chain", help="run (or resume) one chain of generations; writes .npz",
+                         description="One chain of the config's vae block (--config-json, as the rules run it: "
+                                     "--label picks the regime, the block and the shared keys set the data and every "
+                                     "setting) or of the flags (--seed and --generations required).")
+    add_config_source(p, required=False)
+    _add_data(p, knob=True)
     p.add_argument("--chain", type=nonnegative_int, required=True, help="chain index (its own random numbers)")
+    p.add_argument("--label", action=Knob, help="with the block: a regime label of vae.regimes (e.g. mix0.5)")
     add_regime(p)
-    p.add_argument("--architecture", choices=ARCHITECTURES, default="mlp")
-    p.add_argument("--latent", type=nonnegative_int, default=8)
-    p.add_argument("--hidden", type=nonnegative_int, nargs="+", default=[256, 128], help="mlp widths")
-    p.add_argument("--channels", type=nonnegative_int, nargs="+", default=[64, 128], help="conv channels")
-    p.add_argument("--generations", type=nonnegative_int, required=True, help="trainings after generation 0")
-    p.add_argument("--epochs", type=nonnegative_int, default=30)
-    p.add_argument("--batch-size", type=nonnegative_int, default=256)
-    p.add_argument("--learning-rate", type=nonnegative_float, default=1e-3)
-    p.add_argument("--weight-decay", type=nonnegative_float, default=1e-5)
-    p.add_argument("--synthetic", choices=SYNTHETIC_MODES, default="fresh")
-    p.add_argument("--synthetic-size", type=nonnegative_int, default=0, help="fixed: images per generation")
-    p.add_argument("--eval-samples", type=nonnegative_int, default=1000)
-    p.add_argument("--latent-samples", type=nonnegative_int, default=100)
-    p.add_argument("--grid-images", type=nonnegative_int, default=16)
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="mlp", action=Knob)
+    p.add_argument("--latent", type=nonnegative_int, default=8, action=Knob)
+    p.add_argument("--hidden", type=nonnegative_int, nargs="+", default=[256, 128], action=Knob, help="mlp widths")
+    p.add_argument("--channels", type=nonnegative_int, nargs="+", default=[64, 128], action=Knob,
+                   help="conv channels")
+    p.add_argument("--generations", type=nonnegative_int, action=Knob, help="trainings after generation 0")
+    p.add_argument("--epochs", type=nonnegative_int, default=30, action=Knob)
+    p.add_argument("--batch-size", type=nonnegative_int, default=256, action=Knob)
+    p.add_argument("--learning-rate", type=nonnegative_float, default=1e-3, action=Knob)
+    p.add_argument("--weight-decay", type=nonnegative_float, default=1e-5, action=Knob)
+    p.add_argument("--synthetic", choices=SYNTHETIC_MODES, default="fresh", action=Knob)
+    p.add_argument("--synthetic-size", type=nonnegative_int, default=0, action=Knob,
+                   help="fixed: images per generation")
+    p.add_argument("--eval-samples", type=nonnegative_int, default=1000, action=Knob)
+    p.add_argument("--latent-samples", type=nonnegative_int, default=100, action=Knob)
+    p.add_argument("--grid-images", type=nonnegative_int, default=16, help="not a config key: also with the block")
     p.add_argument("--classifier", required=True, help="the .npz of `vae classifier` for this data set")
     p.add_argument("--checkpoint-dir", help="default: <out without .npz>.checkpoints")
-    add_platform(p)
+    add_platform(p, action=Knob)
     p.add_argument("--out", required=True)
     p.set_defaults(func=chain)
 
