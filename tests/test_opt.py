@@ -6,6 +6,7 @@ error messages, and OPT's tokenizer on a hand-built vocabulary (real ids for the
 against a port of HF's merge-list BPE. The real facebook/opt-125m folder is used when present in
 $MODELCOLLAPSE_DATA_DIR/opt-125m (skipped otherwise)."""
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -247,6 +248,26 @@ def test_names_without_the_model_prefix_load(tmp_path):
     assert_close(forward(H.load_opt(write_folder(tmp_path / "m", TINY, bare)), tokens), numpy_opt(tensors, TINY, tokens))
 
 
+def test_dropout_acts_only_in_training_and_only_with_a_key():
+    config = O.OPTConfig(**{k: v for k, v in TINY.items()}, dropout=0.1)
+    model = O.OPT(config, rngs=nnx.Rngs(0))
+    tokens = jnp.asarray(_tokens((2, 10)))
+    plain = model(tokens)
+    a = model(tokens, deterministic=False, rngs=nnx.Rngs(dropout=1))
+    b = model(tokens, deterministic=False, rngs=nnx.Rngs(dropout=2))
+    assert np.abs(np.asarray(a - plain)).max() > 1e-3 and np.abs(np.asarray(a - b)).max() > 1e-3
+    np.testing.assert_array_equal(model(tokens, deterministic=True, rngs=nnx.Rngs(dropout=1)), plain)
+    for silenced in ("attention", "mlp"):  # each residual branch has its own dropout
+        m = O.OPT(config, rngs=nnx.Rngs(0))
+        for layer in m.layers:
+            zeroed = layer.self_attn.out_proj if silenced == "attention" else layer.fc2
+            zeroed.kernel[...], zeroed.bias[...] = jnp.zeros_like(zeroed.kernel[...]), jnp.zeros_like(zeroed.bias[...])
+        a, b = (m(tokens, deterministic=False, rngs=nnx.Rngs(dropout=k)) for k in (1, 2))
+        assert np.abs(np.asarray(a - b)).max() > 1e-3, silenced
+    quiet = O.OPT(dataclasses.replace(config, dropout=0.0), rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(quiet(tokens, deterministic=False, rngs=nnx.Rngs(dropout=1)), quiet(tokens))
+
+
 # -- decoding through lm.generate
 
 
@@ -389,7 +410,7 @@ def test_locate_opt_searches_the_data_dirs_then_the_cache(tmp_path, monkeypatch)
 # Merges (in priority order) that build the words below; GPT-2's byte map writes a space as 'Ġ'.
 MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("H", "e"), ("l", "l"), ("He", "ll"), ("Hell", "o"), ("Ġ", "w"),
           ("o", "r"), ("Ġw", "or"), ("l", "d"), ("Ġwor", "ld"), ("Ġ", "a"), ("n", "d"), ("Ġa", "nd"), ("Ġt", "o"),
-          ("Ġ", "o"), ("Ġo", "f")]
+          ("Ġ", "o"), ("Ġo", "f"), ("x", "y"), ("y", "z")]  # 'xyz' -> xy + z: merge order, not ids, decides
 # OPT's (RoBERTa's) real ids for these tokens; HF's OPT tests: "Hello world" -> [2, 31414, 232].
 REAL_IDS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, ".": 4, "Ġthe": 5, ",": 6, "Ġto": 7, "Ġand": 8, "Ġof": 9,
             "Ġa": 10, "Ġworld": 232, "Hello": 31414}
@@ -452,17 +473,18 @@ def tiny_vocab_folder(folder):
 
 @pytest.mark.parametrize("text, ids", [("Hello world", [2, 31414, 232]), (".", [2, 4]), (" the", [2, 5]),
                                        (",", [2, 6]), (" to and of a", [2, 7, 8, 9, 10]),
-                                       ("Hello world. the, to", [2, 31414, 232, 4, 5, 6, 7])])
+                                       ("Hello world. the, to", [2, 31414, 232, 4, 5, 6, 7]), ("xyz", None)])
 def test_tokenizer_known_ids_on_a_hand_built_vocabulary(tmp_path, text, ids):
-    folder, _ = tiny_vocab_folder(tmp_path / "tok")
+    folder, vocab = tiny_vocab_folder(tmp_path / "tok")
     tok = OPTTokenizer.from_folder(folder)
-    assert tok.encode(text).tolist() == ids and tok.encode(text).dtype == np.int32
+    ids = ids or [2, vocab["xy"], vocab["z"]]  # merge ('x', 'y') comes first; vocab["yz"] exists too
+    assert "yz" in vocab and tok.encode(text).tolist() == ids and tok.encode(text).dtype == np.int32
     assert tok.decode(tok.encode(text)) == "</s>" + text  # HF: special tokens kept unless skipped
     assert tok.decode(tok.encode(text), skip_special_tokens=True) == text
 
 
 @pytest.mark.parametrize("text", ["hello there, the other world", "Hello  world\n\nof a  thing", "it's 42 o'clock",
-                                  "café", "", "HelloHello worldworld", " the the the"])
+                                  "café", "", "HelloHello worldworld", " the the the", "xyzyz xxyyzz"])
 def test_tokenizer_matches_hf_bpe_port(tmp_path, text):
     folder, vocab = tiny_vocab_folder(tmp_path / "tok")
     tok = OPTTokenizer.from_folder(folder)
