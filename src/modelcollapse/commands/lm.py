@@ -74,7 +74,9 @@ def pretrain(args, argv):
     runtime.configure(config["platform"])
     data = _load_corpus(args.corpus)
     block = config["lm"]
-    cfg = lm_config(block, vocab_size=int(data["vocab_size"]), epochs=block["pretrain_epochs"])
+    # the base's own learning rate: pretraining from scratch needs a larger one than fine-tuning
+    pretraining = block | {"optimizer": block["optimizer"] | {"learning_rate": block["pretrain_learning_rate"]}}
+    cfg = lm_config(pretraining, vocab_size=int(data["vocab_size"]), epochs=block["pretrain_epochs"])
     key = jax.random.fold_in(jax.random.key(config["seed"]), 2**20)  # apart from every chain's keys
     model = experiment.build_model(cfg, experiment._int_seed(key))
     result = _train_base(model, train_blocks=experiment.rows(data["pretrain"]),
