@@ -189,4 +189,4 @@ def test_shipped_configs_are_different_runs():
     from modelcollapse.config import run_name
 
     names = [run_name(load_config(p), [p]) for p in SHIPPED]
-    assert sorted(names) == ["default", "paper", "smoke"]
+    assert sorted(names) == ["brown", "default", "paper", "smoke"]

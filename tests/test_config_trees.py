@@ -1,4 +1,4 @@
-"""The shipped configs have one shape (issue 19): config/smoke.yaml and config/paper.yaml give every
+"""The shipped configs have one shape (issue 19): config/smoke.yaml, paper.yaml and brown.yaml give every
 key config/config.yaml gives, block by block, and config.yaml gives every key the schema declares,
 so a block or key missing from a variant is caught here instead of failing (or, in older
 versions, running at full size) in the middle of a run.
@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT
 from modelcollapse.config import schema
 
-VARIANTS = ("smoke.yaml", "paper.yaml")
+VARIANTS = ("smoke.yaml", "paper.yaml", "brown.yaml")
 
 # Keys a variant may leave out or add on purpose, each with its reason: {file: {dotted key: why}}.
 # Empty: every variant is complete. Add an entry here (and a comment in the YAML) for a real override.

@@ -305,6 +305,16 @@ def _check_vae(v) -> None:
                           f"vae.generations = {v['generations']}")
 
 
+def _opt_standin(model):
+    """An OPTConfig of the shape an `lm.model` block with arch opt states (OPT-125m's other fields)."""
+    from modelcollapse.lm.experiment import OPT_SHAPE_KEYS
+    from modelcollapse.lm.opt import OPTConfig
+
+    shape = {field: model[key] for key, field in OPT_SHAPE_KEYS.items() if key in model}
+    shape.setdefault("ffn_dim", 4 * shape.get("hidden_size", OPTConfig.hidden_size))
+    return _library("lm.model", OPTConfig, fields={f: f"lm.model.{k}" for k, f in OPT_SHAPE_KEYS.items()}, **shape)
+
+
 def _check_lm(block) -> None:
     from modelcollapse.lm import experiment
     from modelcollapse.lm.corpus import CorpusConfig
@@ -313,10 +323,17 @@ def _check_lm(block) -> None:
     _library("lm.model.context", experiment.check_context, model["context"], corpus["block_size"])
     corpus_fields = _keys("lm.corpus", corpus)
     corpus_cfg = _library("lm.corpus", CorpusConfig, fields=corpus_fields, **corpus)
+    if corpus_cfg.name != "synthetic" and corpus_cfg.pretrain_fraction == 0 and block["init"] != "scratch" \
+            and model.get("arch", "gpt") == "gpt":
+        raise ConfigError(f"config key 'lm.corpus.pretrain_fraction': 0 leaves no pretraining split for the GPT's "
+                          f"base model of init {block['init']!r}; give a share, or use init: scratch or arch: opt")
     if corpus_cfg.name == "synthetic":
         _library("lm.corpus", corpus_cfg.language, fields=corpus_fields)
     labels = [entry["label"] for entry in block["regimes"]]
     fields = _keys("lm", block) | _keys("lm.model", model) | _keys("lm.optimizer", block["optimizer"])
+    # arch opt: the checkpoint's config.json is read by the jobs (the folder may be absent now);
+    # here a stand-in of the shape the block states, so every other setting is checked the same.
+    checkpoint = _opt_standin(model) if model.get("arch") == "opt" else None
     for i, entry in enumerate(block["regimes"]):
         key = f"lm.regimes[{i}]"
         r = _regime(entry["regime"], key + ".regime")
@@ -326,7 +343,7 @@ def _check_lm(block) -> None:
             raise ConfigError(f"config key '{key}.label': {entry['label']!r} is used twice")
         # A real corpus's vocabulary is known only once it is built; no check depends on its size.
         _library(key, experiment.config_from_block, block, vocab_size=corpus_cfg.vocab_size,
-                 epochs=entry["epochs"], decoding=entry.get("decoding"), fields=fields)
+                 epochs=entry["epochs"], decoding=entry.get("decoding"), checkpoint=checkpoint, fields=fields)
     for name in ("histogram_generations", "example_generations"):
         if not any(g <= block["generations"] for g in block[name]):
             raise ConfigError(f"config key 'lm.{name}': none of {block[name]} is at most lm.generations = "

@@ -1,5 +1,7 @@
 # The recursive language model (Nature Fig. 1b,c): the corpus is tokenized once; one resumable job
 # per (regime, chain); with init: base a base model is pretrained first; summary, figures, tables.
+# With lm.model.arch: opt the base is the pretrained checkpoint lm.model.pretrained (a folder under
+# data_dir, read by the corpus and chain jobs themselves, so the DAG does not need it): no pretrain job.
 
 LM = config["lm"]
 LM_LABELS = [entry["label"] for entry in LM["regimes"]]
@@ -14,7 +16,7 @@ PAPER_INPUTS.extend([GEN + "/lm_table.tex", GEN + "/lm_examples.tex",
 
 def lm_chain_inputs(wildcards):
     inputs = {"corpus": f"{LM_DIR}/corpus.npz"}
-    if LM["init"] != "scratch":
+    if LM["init"] != "scratch" and LM["model"].get("arch", "gpt") == "gpt":
         inputs["base"] = f"{LM_DIR}/base.npz"
     return inputs
 

@@ -4,6 +4,10 @@ The LM steps read their settings from the workflow config (`--config FILE` or, a
 passes it, `--config-json TEXT`): the `lm` block holds a corpus, a model, an optimizer, decoding
 and several regimes, too many for flags. Running a step by hand with the same config file gives
 the same files as the workflow.
+
+With `lm.model.arch: opt` the base model of `init: base` / `previous` is the pretrained OPT
+checkpoint `lm.model.pretrained` (a Hugging Face folder under data_dir, see
+`lm.hf_checkpoint.locate_opt`), which `chain` reads itself: there is no `pretrain` step.
 """
 
 from __future__ import annotations
@@ -36,10 +40,20 @@ def regime_entry(block, label: str) -> dict:
     return block["regimes"][labels.index(label)]
 
 
-def lm_config(block, *, vocab_size: int, epochs: float, decoding: dict | None = None):
+def lm_config(block, *, vocab_size: int, epochs: float, decoding: dict | None = None, data_dir=None):
     from modelcollapse.lm.experiment import config_from_block
 
-    return config_from_block(block, vocab_size=vocab_size, epochs=epochs, decoding=decoding)
+    return config_from_block(block, vocab_size=vocab_size, epochs=epochs, decoding=decoding, data_dir=data_dir)
+
+
+def is_opt(block) -> bool:
+    """Whether the `lm` block's model is a pretrained OPT (lm.model.arch: opt)."""
+    return block["model"].get("arch", "gpt") == "opt"
+
+
+def pretrained_name(block) -> str:
+    """The OPT folder of the block (its model's, or the tokenizer's when the model is a GPT)."""
+    return block["model"].get("pretrained") or "opt-125m"
 
 
 def corpus_cmd(args, argv):
@@ -50,7 +64,8 @@ def corpus_cmd(args, argv):
     check_output(args.out, ".npz")
     runtime.configure(config["platform"])
     cfg = corpus_config(config["lm"])
-    built = corpus.build(cfg, seed=config["seed"], data_dir=config.get("data_dir"))
+    built = corpus.build(cfg, seed=config["seed"], data_dir=config.get("data_dir"),
+                         pretrained=pretrained_name(config["lm"]))
     io.save_npz(args.out, built | {"name": cfg.name, "block_size": cfg.block_size})
     record(args.out, argv, seed=config["seed"], config=dataclasses.asdict(cfg))
     print("corpus " + ", ".join(f"{s}: {built[s].shape[0]} blocks" for s in corpus.SPLITS)
@@ -71,6 +86,9 @@ def pretrain(args, argv):
 
     config = config_from_args(args, blocks=("lm",))
     check_output(args.out, ".npz")
+    if is_opt(config["lm"]):
+        raise ValueError(f"config lm.model.arch is opt: the base model is the pretrained checkpoint "
+                         f"{pretrained_name(config['lm'])!r}, which `lm chain` reads; there is nothing to pretrain")
     runtime.configure(config["platform"])
     data = _load_corpus(args.corpus)
     block = config["lm"]
@@ -105,7 +123,6 @@ def chain(args, argv):
     from modelcollapse import runtime
     from modelcollapse.lm import experiment
     from modelcollapse.lm import metrics as text_metrics
-    from modelcollapse.lm.model import param_count
     from modelcollapse.regimes import Regime
 
     config = config_from_args(args, blocks=("lm",))
@@ -115,9 +132,19 @@ def chain(args, argv):
     regime = Regime.from_config(entry["regime"])
     runtime.configure(config["platform"])
     data = _load_corpus(args.corpus)
-    cfg = lm_config(block, vocab_size=int(data["vocab_size"]), epochs=entry["epochs"], decoding=entry.get("decoding"))
+    cfg = lm_config(block, vocab_size=int(data["vocab_size"]), epochs=entry["epochs"], decoding=entry.get("decoding"),
+                    data_dir=config.get("data_dir"))
     base_state, inputs = None, [args.corpus]
-    if cfg.init != "scratch":
+    if cfg.init != "scratch" and is_opt(block):
+        from modelcollapse.lm import hf_checkpoint
+
+        if args.base:
+            raise ValueError(f"config lm.model.arch is opt: the base model is the checkpoint "
+                             f"{pretrained_name(block)!r}; drop --base")
+        folder = hf_checkpoint.locate_opt(pretrained_name(block), config.get("data_dir"))
+        base_state = nnx.state(hf_checkpoint.load_opt(folder))
+        inputs += [folder / "config.json", hf_checkpoint.read_weights(folder)[0]]
+    elif cfg.init != "scratch":
         if not args.base:
             raise ValueError(f"config lm.init is {cfg.init!r}: give --base (the .npz of `lm pretrain`)")
         check_inputs([args.base])
@@ -138,13 +165,14 @@ def chain(args, argv):
         raise FloatingPointError(f"regime {args.regime}, chain {args.chain}, generation "
                                  f"{_failed_generation(err)}: {err}: config key lm.optimizer.learning_rate") from err
     decode = _decoder(data, config)
+    shape = experiment.model_summary(cfg.model)
     texts = {"example_prompts": np.array([decode(p) for p in data["train"][: cfg.examples]]),
              "example_texts": np.array([[decode(t) for t in per_gen] for per_gen in out["examples"]])}
     meta = {"label": args.regime, "regime": regime.name, "real_fraction": regime.real_fraction,
             "epochs": cfg.epochs, "chain": args.chain, "corpus": corpus_cfg.name, "init": cfg.init,
             "decoding": cfg.decoding, "n_blocks": len(data["train"]), "vocab_size": cfg.model.vocab_size,
-            "block_size": data["train"].shape[1], "n_layers": cfg.model.n_layers, "d_model": cfg.model.d_model,
-            "n_heads": cfg.model.n_heads, "context": cfg.model.context, "n_params": param_count(cfg.model),
+            "block_size": data["train"].shape[1], "n_layers": shape["n_layers"], "d_model": shape["d_model"],
+            "n_heads": shape["n_heads"], "context": shape["context"], "n_params": shape["n_params"],
             "num_beams": cfg.num_beams, "repetition_penalty": cfg.repetition_penalty,
             "entropy_rate": truth.entropy_rate if truth else np.nan,
             "truth_unigram_entropy": truth.unigram_entropy if truth else np.nan}
@@ -176,7 +204,7 @@ RUN_KEYS = {"label": str, "regime": str, "chain": int, "real_fraction": float, "
 def _decoder(data, config):
     from modelcollapse.lm.corpus import decoder
 
-    return decoder(data, data_dir=config.get("data_dir"))
+    return decoder(data, data_dir=config.get("data_dir"), pretrained=pretrained_name(config["lm"]))
 
 
 def summarize(args, argv):
@@ -246,7 +274,8 @@ def register(subparsers) -> None:
     p.add_argument("--corpus", required=True, help="the .npz of `lm corpus`")
     p.add_argument("--regime", required=True, help="a label of config lm.regimes (e.g. A, B)")
     p.add_argument("--chain", type=nonnegative_int, required=True, help="chain index (its own random numbers)")
-    p.add_argument("--base", help="init: base: the .npz of `lm pretrain`")
+    p.add_argument("--base", help="init: base | previous with arch gpt: the .npz of `lm pretrain` (arch opt: "
+                                  "the checkpoint lm.model.pretrained is read instead)")
     p.add_argument("--checkpoint-dir", help="default: <out without .npz>.checkpoints")
     p.add_argument("--out", required=True)
     p.set_defaults(func=chain)

@@ -11,6 +11,12 @@ perplexity) and `pretrain` (the base model of `init: base`, disjoint from the re
   GPT-2 BPE (`gpt2`), bytes (`byte`) or words (`word`, vocabulary from the training split).
 - `wikitext2`: wikitext-2-raw's own train / valid / test files; `pretrain` is the last
   `pretrain_fraction` of the train file, cut off before the blocks are made.
+
+Tokenizer `opt` (the paper's OPT-125m; the OPT folder `pretrained`, see `hf_checkpoint.locate_opt`):
+each line is tokenized on its own, as Hugging Face's run_clm preprocesses wikitext (one row per
+line, blank lines as empty rows): every line, blank ones included, starts with `</s>`; the rows
+are then concatenated and cut into blocks. `vocab_size` is the model's embedding rows from the
+folder's config.json (50,272 for OPT-125m), not the tokenizer's 50,265 ids.
 """
 
 from __future__ import annotations
@@ -49,11 +55,11 @@ class CorpusConfig:
     pretrain_weight_seed: int | None = None
     pretrain_own_share: float = 0.0
     # real corpora
-    tokenizer: str = "gpt2"  # gpt2 | byte | word (word: the training split's words, max_vocab)
+    tokenizer: str = "gpt2"  # gpt2 | byte | word (word: the training split's words, max_vocab) | opt
     max_vocab: int = 20_000
     validation_fraction: float = 0.1  # brown: shares of documents
     test_fraction: float = 0.1
-    pretrain_fraction: float = 0.2  # brown / wikitext2: share kept for the base model
+    pretrain_fraction: float = 0.2  # brown / wikitext2: share kept for the base model (0: none, e.g. OPT)
 
     def __post_init__(self):
         if self.name not in CORPORA:
@@ -70,10 +76,10 @@ class CorpusConfig:
         if not 0.0 <= self.pretrain_own_share <= 1.0:
             raise ValueError(f"pretrain_own_share must be in [0, 1], got {self.pretrain_own_share!r}")
         shares = self.validation_fraction + self.test_fraction + self.pretrain_fraction
-        if not (0 < self.validation_fraction < 1 and 0 < self.test_fraction < 1 and 0 < self.pretrain_fraction < 1
+        if not (0 < self.validation_fraction < 1 and 0 < self.test_fraction < 1 and 0 <= self.pretrain_fraction < 1
                 and shares < 1):
-            raise ValueError("validation_fraction, test_fraction and pretrain_fraction must be in (0, 1) "
-                             f"and sum to less than 1, got a total of {shares}")
+            raise ValueError("validation_fraction, test_fraction (each in (0, 1)) and pretrain_fraction (in [0, 1)) "
+                             f"must sum to less than 1, got a total of {shares}")
 
     def language(self, weight_seed: int | None = None):
         """The synthetic language; with `weight_seed`, its sibling (same successor sets, other weights)."""
@@ -84,9 +90,10 @@ class CorpusConfig:
                                  seed=self.language_seed, weight_seed=weight_seed)
 
 
-def build(cfg: CorpusConfig, *, seed: int, data_dir=None) -> dict[str, Any]:
+def build(cfg: CorpusConfig, *, seed: int, data_dir=None, pretrained: str = "opt-125m") -> dict[str, Any]:
     """{split: int32 [n_blocks, block_size]} for SPLITS, plus `vocab_size`, `tokenizer` (its name)
-    and `vocabulary` (the word list of word-level tokenizers, else empty): see `decoder`."""
+    and `vocabulary` (the word list of word-level tokenizers, else empty): see `decoder`.
+    `pretrained`: the OPT folder of tokenizer `opt`."""
     if cfg.name == "synthetic":
         lang = cfg.language()
         key = jax.random.key(seed)
@@ -99,17 +106,41 @@ def build(cfg: CorpusConfig, *, seed: int, data_dir=None) -> dict[str, Any]:
             blocks["pretrain"] = _mixed_pretraining(cfg, blocks["pretrain"], jax.random.fold_in(key, len(SPLITS)))
         return blocks | {"vocab_size": cfg.vocab_size, "vocabulary": np.array(lang.word_list()), "tokenizer": "word"}
     texts = _texts(cfg, seed=seed, data_dir=data_dir)
-    tokenizer = _tokenizer(cfg, texts["train"], data_dir)
+    tokenizer = _tokenizer(cfg, texts["train"], data_dir, pretrained)
     from modelcollapse.datasets.text import make_blocks
 
-    blocks = {split: np.asarray(make_blocks(np.asarray(tokenizer.encode(texts[split]), np.int32),
-                                            cfg.block_size), np.int32) for split in SPLITS}
+    encode = _encode_lines if cfg.tokenizer == "opt" else lambda tok, text: tok.encode(text)
+    blocks = {split: np.asarray(make_blocks(np.asarray(encode(tokenizer, texts[split]), np.int32),
+                                            cfg.block_size), np.int32)
+              for split in SPLITS if split != "pretrain" or cfg.pretrain_fraction > 0}
+    if cfg.pretrain_fraction == 0:  # no pretraining split (the base is a pretrained checkpoint)
+        blocks["pretrain"] = np.zeros((0, cfg.block_size), np.int32)
     for split, b in blocks.items():
-        if len(b) < 2:
+        if len(b) < 2 and not (split == "pretrain" and cfg.pretrain_fraction == 0):
             raise ValueError(f"corpus {cfg.name!r}: the {split} split has {len(b)} blocks of {cfg.block_size} "
                              f"tokens; it needs at least 2")
     vocabulary = np.array(tokenizer.vocabulary if cfg.tokenizer == "word" else [], dtype=str)
-    return blocks | {"vocab_size": int(tokenizer.vocab_size), "vocabulary": vocabulary, "tokenizer": cfg.tokenizer}
+    vocab_size = tokenizer.vocab_size
+    if cfg.tokenizer == "opt":  # the model's embedding rows (padded past the tokenizer's ids)
+        from modelcollapse.lm.hf_checkpoint import locate_opt
+        from modelcollapse.lm.opt import OPTConfig
+
+        vocab_size = OPTConfig.from_hf_json(locate_opt(pretrained, data_dir) / "config.json").vocab_size
+        if vocab_size < tokenizer.vocab_size:
+            raise ValueError(f"OPT folder {pretrained!r}: config.json's vocab_size {vocab_size} is smaller than "
+                             f"its tokenizer's {tokenizer.vocab_size} ids")
+    return blocks | {"vocab_size": int(vocab_size), "vocabulary": vocabulary, "tokenizer": cfg.tokenizer}
+
+
+def _encode_lines(tokenizer, text: str) -> np.ndarray:
+    """Hugging Face run_clm's preprocessing of wikitext: one row per line (its newline kept; a blank
+    or whitespace-only line is an empty row, as the `wikitext` dataset stores it), each tokenized
+    on its own (OPT's tokenizer starts every row with `</s>`), then concatenated."""
+    lines = text.split("\n")
+    rows = [line + "\n" if line.strip() else "" for line in (lines[:-1] if lines[-1] == "" else lines)]
+    if lines[-1] != "" and rows and rows[-1]:
+        rows[-1] = rows[-1][:-1]  # the text's last line had no newline
+    return np.concatenate([tokenizer.encode(row) for row in rows]) if rows else np.zeros(0, np.int32)
 
 
 def _mixed_pretraining(cfg: CorpusConfig, own: np.ndarray, key) -> np.ndarray:
@@ -153,21 +184,29 @@ def _named(splits) -> dict[str, list]:
     return {"train": train, "validation": validation, "test": test}
 
 
-def _tokenizer(cfg: CorpusConfig, train_text: str, data_dir):
+def _tokenizer(cfg: CorpusConfig, train_text: str, data_dir, pretrained: str = "opt-125m"):
     from modelcollapse.lm import tokenizers
 
     if cfg.tokenizer == "word":
         return tokenizers.WordTokenizer.from_corpus([train_text], max_vocab=cfg.max_vocab)
-    return tokenizers.tokenizer_from_name(cfg.tokenizer, data_dir=data_dir)
+    return tokenizers.tokenizer_from_name(cfg.tokenizer, data_dir=data_dir, model=pretrained)
 
 
-def decoder(corpus: dict, *, data_dir=None):
-    """ids -> text for a built corpus (examples in the paper): words, GPT-2 BPE or bytes."""
+def decoder(corpus: dict, *, data_dir=None, pretrained: str = "opt-125m"):
+    """ids -> text for a built corpus (examples in the paper): words, GPT-2 BPE, bytes or OPT's BPE.
+    OPT: ids of the embedding's padding rows (past the tokenizer's, which a model may still
+    generate) are written as `<unk>`."""
     from modelcollapse.lm import tokenizers
 
     name = str(corpus["tokenizer"])
     if name == "word":
         tokenizer = tokenizers.WordTokenizer([str(w) for w in corpus["vocabulary"]])
     else:
-        tokenizer = tokenizers.tokenizer_from_name(name, data_dir=data_dir)
+        tokenizer = tokenizers.tokenizer_from_name(name, data_dir=data_dir, model=pretrained)
+    if name == "opt":
+        def decode(ids):
+            ids = np.asarray(ids)
+            return tokenizer.decode(np.where(ids < tokenizer.vocab_size, ids, tokenizer.unk_id))
+
+        return decode
     return tokenizer.decode

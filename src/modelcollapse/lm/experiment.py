@@ -17,6 +17,10 @@ selection: the parameters with the lowest loss on the ORIGINAL validation blocks
 fine-tunes every generation from the same base model (the paper fine-tuned the same pretrained
 OPT-125m), trained by `pretrain` on a disjoint split.
 
+Models: `lm.model.arch: gpt` is `lm.model`'s GPT, shaped by the block's keys; `arch: opt` is
+`lm.opt`'s OPT, shaped by the config.json of the Hugging Face folder `lm.model.pretrained`
+(`hf_checkpoint.locate_opt`), whose weights are the base model of `init: base` / `previous`.
+
 Per generation: perplexity on the original test set; the perplexity of each block of the
 generation's data (its continuations; generation 0: the original blocks) under the
 generation-0 model (Fig. 1b,c left); distinct-n, unigram entropy and the share of tokens from
@@ -41,18 +45,26 @@ from flax import nnx
 from modelcollapse import checkpoint
 from modelcollapse.lm import generate as lm_generate
 from modelcollapse.lm import likelihood, metrics as text_metrics
-from modelcollapse.lm.model import GPT, GPTConfig, init_cache, model_fns
+from modelcollapse.lm import model as gpt, opt
+from modelcollapse.lm.model import GPT, GPTConfig
+from modelcollapse.lm.opt import OPT, OPTConfig
 from modelcollapse.lm.train import OptimizerConfig, train
 from modelcollapse.regimes import Regime, check_supported, split_sizes, uniform_subset
 
 DECODINGS = lm_generate.MODES
 INITS = ("scratch", "base", "previous")
+ARCHS = ("gpt", "opt")
+# Each model config class: (the model, model_fns, init_cache) of its module.
+_ARCH = {GPTConfig: (GPT, gpt.model_fns, gpt.init_cache), OPTConfig: (OPT, opt.model_fns, opt.init_cache)}
+# lm.model's GPT shape keys and the OPT config.json fields they name (arch opt: they must agree).
+OPT_SHAPE_KEYS = {"n_layers": "num_hidden_layers", "d_model": "hidden_size", "n_heads": "num_attention_heads",
+                  "context": "max_position_embeddings", "d_ff": "ffn_dim"}
 _INIT, _TRAIN, _GENERATE, _SUBSET = range(4)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LMConfig:
-    model: GPTConfig
+    model: GPTConfig | OPTConfig
     optimizer: OptimizerConfig = OptimizerConfig()
     generations: int = 10  # trainings after generation 0 (the paper: 9)
     epochs: float = 5.0  # per generation (the paper: 5 in regime A, 10 in regime B)
@@ -93,11 +105,50 @@ def check_context(context: int, block: int) -> None:
                          f"(a {block}-token prompt and {block} generated tokens)")
 
 
-def config_from_block(block, *, vocab_size: int, epochs: float, decoding: dict | None = None) -> LMConfig:
+def model_config(model: dict, *, vocab_size: int, data_dir=None, checkpoint: OPTConfig | None = None):
+    """The model config of an `lm.model` block on a corpus of `vocab_size` tokens.
+
+    arch gpt (the default): GPTConfig of the block's keys. arch opt: the config.json of the folder
+    `pretrained` (`hf_checkpoint.locate_opt(pretrained, data_dir)`; `checkpoint` given: that config
+    instead, e.g. a stand-in while the folder is absent), `dropout` from the block; the block's GPT
+    shape keys must agree with it and the corpus's ids must fit its embedding. ValueError names the key.
+    """
+    model = dict(model)
+    arch, pretrained = model.pop("arch", "gpt"), model.pop("pretrained", None)
+    if arch == "gpt":
+        if pretrained is not None:
+            raise ValueError(f"pretrained is {pretrained!r} but arch is gpt; a pretrained checkpoint needs arch: opt "
+                             f"(the GPT's base model of init: base is trained by `lm pretrain`)")
+        return GPTConfig(vocab_size=vocab_size, **model)
+    if arch != "opt":
+        raise ValueError(f"arch must be one of {list(ARCHS)}, got {arch!r}")
+    if not pretrained:
+        raise ValueError("pretrained must name the OPT checkpoint folder with arch: opt (e.g. opt-125m)")
+    if checkpoint is None:
+        from modelcollapse.lm.hf_checkpoint import locate_opt
+
+        checkpoint = OPTConfig.from_hf_json(locate_opt(pretrained, data_dir) / "config.json")
+    dropout = model.pop("dropout", None)
+    for key, value in model.items():
+        field = OPT_SHAPE_KEYS[key]
+        if value != getattr(checkpoint, field):
+            raise ValueError(f"{key} is {value}, but {pretrained}'s config.json has {field} = "
+                             f"{getattr(checkpoint, field)} (arch opt takes its shape from the checkpoint; "
+                             f"set {key}: {getattr(checkpoint, field)})")
+    if vocab_size > checkpoint.vocab_size:
+        raise ValueError(f"pretrained {pretrained!r} has {checkpoint.vocab_size} token embeddings, fewer than the "
+                         f"corpus's vocabulary of {vocab_size} (arch opt needs corpus.tokenizer: opt)")
+    return checkpoint if dropout is None else dataclasses.replace(checkpoint, dropout=dropout)
+
+
+def config_from_block(block, *, vocab_size: int, epochs: float, decoding: dict | None = None, data_dir=None,
+                      checkpoint: OPTConfig | None = None) -> LMConfig:
     """The LMConfig of the workflow's `lm` config block for one regime (its epochs and decoding
-    overrides) on a corpus of `vocab_size` tokens; ValueError names the bad setting."""
+    overrides) on a corpus of `vocab_size` tokens; ValueError names the bad setting. arch opt reads
+    the checkpoint's config.json from `data_dir` (or takes `checkpoint`; see `model_config`)."""
     decoding = block["decoding"] | (decoding or {})  # a regime may override the shared decoding
-    return LMConfig(model=GPTConfig(vocab_size=vocab_size, **block["model"]),
+    return LMConfig(model=model_config(block["model"], vocab_size=vocab_size, data_dir=data_dir,
+                                       checkpoint=checkpoint),
                     optimizer=OptimizerConfig(**block["optimizer"]), generations=block["generations"],
                     epochs=float(epochs), batch_size=block["batch_size"], eval_every=block["eval_every"],
                     decoding=decoding["mode"], num_beams=decoding["num_beams"],
@@ -112,8 +163,18 @@ def rows(blocks: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(blocks[:n].reshape(n // 2, -1))
 
 
-def build_model(cfg: LMConfig, seed: int) -> GPT:
-    return GPT(cfg.model, rngs=nnx.Rngs(seed))
+def build_model(cfg: LMConfig, seed: int) -> GPT | OPT:
+    """A freshly initialised model of cfg.model's architecture (GPT or OPT)."""
+    return _ARCH[type(cfg.model)][0](cfg.model, rngs=nnx.Rngs(seed))
+
+
+def model_summary(config: GPTConfig | OPTConfig) -> dict[str, int]:
+    """Layers, width, heads, context and parameters of either architecture (a chain's run keys)."""
+    if isinstance(config, OPTConfig):
+        return {"n_layers": config.num_hidden_layers, "d_model": config.hidden_size,
+                "n_heads": config.num_attention_heads, "context": config.context, "n_params": opt.param_count(config)}
+    return {"n_layers": config.n_layers, "d_model": config.d_model, "n_heads": config.n_heads,
+            "context": config.context, "n_params": gpt.param_count(config)}
 
 
 def _int_seed(key) -> int:
@@ -121,16 +182,17 @@ def _int_seed(key) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _pure_fns(model_config: GPTConfig):
+def _pure_fns(model_config: GPTConfig | OPTConfig):
     """(apply_full, decode_fn, init_cache) of one architecture, built once: they are static jit
     arguments, so every generation's model (same graph, new state) reuses one compilation."""
-    template = nnx.eval_shape(lambda: GPT(model_config, rngs=nnx.Rngs(0)))
+    model_cls, model_fns, init_cache = _ARCH[type(model_config)]
+    template = nnx.eval_shape(lambda: model_cls(model_config, rngs=nnx.Rngs(0)))
     apply_full, decode_fn = model_fns(template)
     log_probs = jax.jit(lambda state, x: jax.nn.log_softmax(apply_full(state, x), axis=-1))
     return log_probs, decode_fn, functools.partial(init_cache, template)
 
 
-def continue_blocks(model: GPT, prompts: np.ndarray, cfg: LMConfig, key, *, new_tokens: int) -> np.ndarray:
+def continue_blocks(model: GPT | OPT, prompts: np.ndarray, cfg: LMConfig, key, *, new_tokens: int) -> np.ndarray:
     """Each prompt's next `new_tokens` tokens under `model` with the configured decoding: int32 [n, new]."""
     _, decode_fn, make_cache = _pure_fns(cfg.model)
     decoder = lm_generate.Decoder(state=nnx.state(model), decode_fn=decode_fn, init_cache=make_cache)
@@ -179,7 +241,7 @@ def histogram_blocks(trained_on: np.ndarray, latest: np.ndarray) -> np.ndarray:
     return trained_on if len(trained_on) == len(latest) else latest
 
 
-def score(model: GPT, model0: GPT, data: np.ndarray, prompts: np.ndarray, ref: Reference, cfg: LMConfig,
+def score(model: GPT | OPT, model0: GPT | OPT, data: np.ndarray, prompts: np.ndarray, ref: Reference, cfg: LMConfig,
           *, histogram: np.ndarray | None = None) -> dict:
     """Metrics of one generation (see the module docstring). `data`: the blocks whose text statistics
     are reported (continuations, or the original blocks at generation 0); `prompts`: their prompts
@@ -208,7 +270,7 @@ def score(model: GPT, model0: GPT, data: np.ndarray, prompts: np.ndarray, ref: R
     return out
 
 
-def _kl(model: GPT, ref: Reference, cfg: LMConfig) -> float:
+def _kl(model: GPT | OPT, ref: Reference, cfg: LMConfig) -> float:
     """KL(truth || model) per token over positions 1..T-1 of held-out true blocks."""
     logits_fn = _pure_fns(cfg.model)[0]
     blocks = ref.test_blocks[: cfg.kl_blocks]
@@ -305,7 +367,7 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
     return out | {"generation": np.arange(cfg.generations + 1), "examples": np.stack(examples)}
 
 
-def load_model(cfg: LMConfig, path) -> GPT:
+def load_model(cfg: LMConfig, path) -> GPT | OPT:
     """The model saved under "model" in a checkpoint (a generation's, or `pretrain`'s base model)."""
     model = nnx.eval_shape(lambda: build_model(cfg, 0))
     trees, _ = checkpoint.load(path, {"model": nnx.state(model)})

@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from modelcollapse.lm.model import GPT
+from modelcollapse.lm.opt import OPT
 from modelcollapse.runtime import map_in_batches
 
 
@@ -33,7 +34,7 @@ def _batch_log_likelihood(graphdef, state, batch, first):
     return jnp.sum(target * weight, axis=-1)
 
 
-def sequence_log_likelihood(model: GPT, tokens, *, batch_size: int = 64, prefix_length: int = 0,
+def sequence_log_likelihood(model: GPT | OPT, tokens, *, batch_size: int = 64, prefix_length: int = 0,
                             state: nnx.State | None = None) -> np.ndarray:
     """Sum of log p(x_t | x_<t) over t >= max(1, prefix_length), per sequence (natural log).
 
@@ -64,7 +65,7 @@ def sequence_log_likelihood(model: GPT, tokens, *, batch_size: int = 64, prefix_
     return out.astype(np.float64)
 
 
-def sequence_perplexity(model: GPT, tokens, *, batch_size: int = 64, prefix_length: int = 0,
+def sequence_perplexity(model: GPT | OPT, tokens, *, batch_size: int = 64, prefix_length: int = 0,
                         state: nnx.State | None = None) -> np.ndarray:
     """exp(-(sum of log p over scored tokens) / (number of scored tokens)) per sequence, [N]."""
     loglik = sequence_log_likelihood(model, tokens, batch_size=batch_size, prefix_length=prefix_length,

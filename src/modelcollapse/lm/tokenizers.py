@@ -13,6 +13,8 @@ All share one interface (`Tokenizer`): `name`, `vocab_size`, `encode(text) -> in
   Nothing is downloaded and tiktoken's own cache is not used. `encode` treats a literal "<|endoftext|>" in the text as ordinary text;
   append `eot_id` yourself between documents.
 - `WordTokenizer`: whitespace-separated words from a fixed vocabulary, optionally with `<unk>`.
+- `opt`: OPT's tokenizer (`lm.opt_tokenizer.OPTTokenizer`: GPT-2's BPE with fairseq's ids, `</s>`
+  first) from the OPT model folder (`hf_checkpoint.locate_opt`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from modelcollapse.datasets import fetch
 
-TOKENIZERS = ("byte", "gpt2", "word")
+TOKENIZERS = ("byte", "gpt2", "word", "opt")
 # GPT-2's pre-tokenisation regex (tiktoken's r50k_base / gpt2; the original encoder.py's, with the
 # contractions grouped).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -203,8 +205,14 @@ class WordTokenizer:
 
 
 def tokenizer_from_name(name: str, *, data_dir: str | os.PathLike | None = None,
-                        vocabulary: Sequence[str] | None = None) -> Tokenizer:
-    """'byte' | 'gpt2' (files from `<data_dir>/gpt2-bpe`) | 'word' (needs `vocabulary`)."""
+                        vocabulary: Sequence[str] | None = None, model: str = "opt-125m") -> Tokenizer:
+    """'byte' | 'gpt2' (files from `<data_dir>/gpt2-bpe`) | 'word' (needs `vocabulary`) | 'opt'
+    (vocab.json + merges.txt of the OPT folder `model`, found by `hf_checkpoint.locate_opt`)."""
+    if name == "opt":
+        from modelcollapse.lm.hf_checkpoint import locate_opt
+        from modelcollapse.lm.opt_tokenizer import OPTTokenizer
+
+        return OPTTokenizer.from_folder(locate_opt(model, data_dir))
     if name == "byte":
         return ByteTokenizer()
     if name == "gpt2":

@@ -48,6 +48,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from modelcollapse.lm.model import GPT
+from modelcollapse.lm.opt import OPT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +240,7 @@ def _evaluate(params, rest, batches, weights, *, graphdef):
     return jax.lax.scan(body, jnp.float32(0), (batches, weights))[0]
 
 
-def train(model: GPT, *, train_blocks, validation_blocks, key: jax.Array, batch_size: int = 32,
+def train(model: GPT | OPT, *, train_blocks, validation_blocks, key: jax.Array, batch_size: int = 32,
           steps: int | None = None, epochs: float | None = None,
           optimizer: OptimizerConfig = OptimizerConfig(), eval_every: int = 200, steps_per_call: int = 10,
           eval_batch_size: int | None = None, progress: bool | None = True) -> TrainResult:
