@@ -123,3 +123,17 @@ def test_fidelity_numbers_on_known_curves():
         tables.fidelity(_rows("A", a_test[:2], a_median[:2], a_q95[:2]) + _rows("B", b_test[:2], a_median[:2],
                                                                                    a_q95[:2]),
                         replace_label="A", mix_label="B")
+
+
+def test_fidelity_macros_pick_the_beam_replace_and_mix_regimes():
+    a_test = [10, 12, 13, 15]
+    rows = []
+    for label, regime, decoding, test in (("A", "replace", "beam", a_test), ("B", "mix", "beam", [10, 11, 11, 11]),
+                                          ("C", "replace", "sample", [10, 30, 60, 90])):
+        rows += [r | {"regime": regime, "decoding": decoding} for r in _rows(label, test, [6, 5, 5, 5], [8, 9, 9, 9])]
+    out = tables.fidelity_numbers(rows)
+    assert out["lm.fid.A_g1"] == "1.2" and out["lm.fid.A_gmax"] == "1.5"  # A, not C (sampled)
+    assert out["lm.fid.B_below_A"] == "yes" and out["lm.fid.G"] == "3"
+    only_a = [r for r in rows if r["label"] != "B"]
+    assert set(tables.fidelity_numbers(only_a).values()) == {r"\text{n/a}"}  # no mix regime: defined, n/a
+    assert tables.fidelity_numbers(only_a).keys() == out.keys()

@@ -241,6 +241,12 @@ def histogram_blocks(trained_on: np.ndarray, latest: np.ndarray) -> np.ndarray:
     return trained_on if len(trained_on) == len(latest) else latest
 
 
+def test_perplexity(model, ref: Reference, cfg: LMConfig) -> float:
+    """Perplexity on the original test rows: exp of the mean next-token loss over every position."""
+    test_ll = likelihood.sequence_log_likelihood(model, ref.test_rows, batch_size=cfg.batch_size)
+    return float(np.exp(-test_ll.sum() / (ref.test_rows.shape[0] * (ref.test_rows.shape[1] - 1))))
+
+
 def score(model: GPT | OPT, model0: GPT | OPT, data: np.ndarray, prompts: np.ndarray, ref: Reference, cfg: LMConfig,
           *, histogram: np.ndarray | None = None) -> dict:
     """Metrics of one generation (see the module docstring). `data`: the blocks whose text statistics
@@ -248,10 +254,9 @@ def score(model: GPT | OPT, model0: GPT | OPT, data: np.ndarray, prompts: np.nda
     (None at generation 0); `histogram`: the blocks whose perplexity under model0 is recorded
     (default `data`; see `histogram_blocks`)."""
     vocab = cfg.model.vocab_size
-    test_ll = likelihood.sequence_log_likelihood(model, ref.test_rows, batch_size=cfg.batch_size)
     histogram = data if histogram is None else histogram
     out = {
-        "test_ppl": np.float64(np.exp(-test_ll.sum() / (ref.test_rows.shape[0] * (ref.test_rows.shape[1] - 1)))),
+        "test_ppl": np.float64(test_perplexity(model, ref, cfg)),
         "data_ppl": likelihood.sequence_perplexity(model0, histogram, batch_size=cfg.batch_size).astype(np.float64),
         "unigram_entropy": np.float64(text_metrics.unigram_entropy(data, vocab)),
         "rare_share": np.float64(text_metrics.rare_share(data, ref.rare)),

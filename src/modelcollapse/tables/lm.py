@@ -83,7 +83,8 @@ def numbers(rows: list[dict[str, str]], *, examples: Sequence[int]) -> dict[str,
         out["lm.entropy_rate"] = latex_number(float(first["entropy_rate"]))
         out["lm.ppl_truth"] = latex_number(math.exp(float(first["entropy_rate"])))
         out["lm.truth_unigram_entropy"] = latex_number(float(first["truth_unigram_entropy"]))
-    names = ("test_ppl", "data_ppl_median", "data_ppl_q90", "rare_share", "unigram_entropy", "distinct_2",
+    names = ("test_ppl", "data_ppl_median", "data_ppl_q90", "data_ppl_q95", "rare_share", "unigram_entropy",
+             "distinct_2",
              "distinct_4", "true_xent", "forbidden_share", "kl_truth_model", "val_loss")
     # Keyed by role (R1, R2, R3: the regimes in label order; the last one repeats when fewer ran),
     # so the text fits any labels.
@@ -106,6 +107,30 @@ def numbers(rows: list[dict[str, str]], *, examples: Sequence[int]) -> dict[str,
                 if math.isfinite(mean):
                     out[f"lm.{role}.{tag}.{name}"] = latex_number(mean)
                     out[f"lm.{role}.{tag}.{name}_std"] = latex_number(std, 2)
+    base_ppl = [float(r["base_test_ppl"]) for r in rows if math.isfinite(float(r.get("base_test_ppl", "nan")))]
+    out["lm.base_test_ppl"] = latex_number(float(np.mean(base_ppl)) if base_ppl else math.nan)  # n/a: scratch
+    return out | fidelity_numbers(rows)
+
+
+def _first_label(rows, regime: str, decoding: str | None = None) -> str | None:
+    labels = sorted({r["label"] for r in rows if r["regime"] == regime
+                     and (decoding is None or r["decoding"] == decoding)})
+    return labels[0] if labels else None
+
+
+def fidelity_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
+    """`fidelity` of the first beam-search replace regime against the first mix regime, as macros
+    lm.fid.*; every one n/a when either regime or generation 2 is missing (the text still builds)."""
+    a, b = _first_label(rows, "replace", "beam"), _first_label(rows, "mix")
+    names = ("A_rho", "A_g1", "A_gmax", "B_gmax", "B_below_A", "A_median_below", "A_q95_above", "A_q95_growth", "G")
+    if a is None or b is None or max(int(r["generation"]) for r in rows) < 2:
+        return {f"lm.fid.{name}": latex_number(math.nan) for name in names}
+    fid = fidelity(rows, replace_label=a, mix_label=b)
+    assert fid.keys() == set(names)
+    out = {f"lm.fid.{name}": latex_number(value, 2) for name, value in fid.items()}
+    out["lm.fid.G"] = str(int(fid["G"]))
+    for name in ("B_below_A", "A_median_below", "A_q95_above"):
+        out[f"lm.fid.{name}"] = "yes" if fid[name] else "no"
     return out
 
 
