@@ -132,7 +132,7 @@ def test_fidelity_macros_pick_the_beam_replace_and_mix_regimes():
                                           ("C", "replace", "sample", [10, 30, 60, 90])):
         rows += [r | {"regime": regime, "decoding": decoding} for r in _rows(label, test, [6, 5, 5, 5], [8, 9, 9, 9])]
     out = tables.fidelity_numbers(rows)
-    assert out["lm.fid.A_g1"] == "1.2" and out["lm.fid.A_gmax"] == "1.5"  # A, not C (sampled)
+    assert out["lm.fid.A_g1"] == "1.20" and out["lm.fid.A_gmax"] == "1.50"  # A, not C (sampled)
     assert out["lm.fid.B_below_A"] == "yes" and out["lm.fid.G"] == "3"
     only_a = [r for r in rows if r["label"] != "B"]
     assert set(tables.fidelity_numbers(only_a).values()) == {r"\text{n/a}"}  # no mix regime: defined, n/a

@@ -127,7 +127,7 @@ def fidelity_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
         return {f"lm.fid.{name}": latex_number(math.nan) for name in names}
     fid = fidelity(rows, replace_label=a, mix_label=b)
     assert fid.keys() == set(names)
-    out = {f"lm.fid.{name}": latex_number(value, 2) for name, value in fid.items()}
+    out = {f"lm.fid.{name}": latex_number(value) for name, value in fid.items()}
     out["lm.fid.G"] = str(int(fid["G"]))
     for name in ("B_below_A", "A_median_below", "A_q95_above"):
         out[f"lm.fid.{name}"] = "yes" if fid[name] else "no"
