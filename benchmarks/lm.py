@@ -4,6 +4,7 @@ cached against recomputed generation, and PyTorch eager on the same CPU (a repor
     .venv/bin/python benchmarks/lm.py [--batch-size 32 --steps-per-call 10 --vocab 2000 --context 128
                                        --layers 2 --d-model 128 --heads 4 --repeats 5] [--no-torch]
                                       [--breakdown] [--sweep]
+    .venv/bin/python benchmarks/lm.py --generate [--gen-prompts 1000 --gen-batch 250 --repeats 3]
 
 Prints, measured side by side in one run: --repeats rounds that each run every timed call once, and
 the best of each (noise from other processes only adds time, and a round sees it in every call):
@@ -21,6 +22,12 @@ the best of each (noise from other processes only adds time, and a round sees it
      (a causal model on the fixed [B, context] buffer), and the ratio; both must give the same tokens;
   4. if torch imports: the same model and AdamW step (clipping, weight decay on everything: a
      minor difference) in PyTorch eager, 2 threads, batches drawn with replacement, and the ratio.
+With --generate, only this instead: `lm.generate`'s beam search at the LM experiment's default sizes
+(`lm.experiment.continue_blocks`: a GPT of vocabulary 200, context 128, 1 layer, d 64, 4 heads; 64-token
+prompts continued by 64 tokens, 5 beams, repetition penalty 3.0, --gen-batch prompts per jitted call),
+on --gen-prompts random prompts: seconds per call of `generate` (the best of --repeats, after a
+compiling call), decoding steps/s (a step: one token for all rows of a chunk) and tokens/s (new tokens
+of the returned sequences, and of all beams), plus greedy and sampling at the same sizes.
 Always exits 0.
 """
 
@@ -204,6 +211,39 @@ def torch_call(c: M.GPTConfig, batch_size: int):
     return lambda: [step() for _ in range(3)]
 
 
+def generate_benchmark(prompts: int, batch: int, repeats: int) -> None:
+    """--generate: lm.generate at the LM experiment's default sizes (module docstring)."""
+    import functools
+
+    import numpy as np
+
+    from modelcollapse.lm import generate as G
+
+    c = M.GPTConfig(vocab_size=200, context=128, n_layers=1, d_model=64, n_heads=4)
+    model = M.GPT(c, rngs=nnx.Rngs(0))
+    # As lm.experiment: decode_fn and init_cache from a shape-only template, built once (static jit args).
+    template = nnx.eval_shape(lambda: M.GPT(c, rngs=nnx.Rngs(0)))
+    decoder = G.Decoder(nnx.state(model), M.model_fns(template)[1], functools.partial(M.init_cache, template))
+    x = np.asarray(jax.random.randint(jax.random.key(1), (prompts, 64), 0, c.vocab_size), np.int32)
+    new, beams = 64, 5
+    runs = {"beam (5 beams, penalty 3.0)": dict(mode="beam", num_beams=beams, repetition_penalty=3.0),
+            "greedy (penalty 3.0)": dict(mode="greedy", repetition_penalty=3.0),
+            "sample": dict(mode="sample")}
+    calls = {name: functools.partial(G.generate, decoder, x, max_new_tokens=new, key=jax.random.key(0),
+                                     batch_size=batch, progress=False, **kw) for name, kw in runs.items()}
+    for call in calls.values():
+        call()  # compile
+    best = interleaved(calls, repeats)
+    chunks = -(-prompts // batch)
+    print(f"lm.generate, GPT {c}\n{prompts} prompts of 64 tokens + {new} new, {batch} prompts per call "
+          f"({chunks} calls), best of {repeats}\n")
+    print(f"{'mode':<30}{'s':>8}{'steps/s':>9}{'tokens/s':>10}{'row tokens/s':>14}")
+    for name, seconds in best.items():
+        rows = beams if name.startswith("beam") else 1
+        print(f"{name:<30}{seconds:>8.2f}{chunks * new / seconds:>9.1f}{prompts * new / seconds:>10.0f}"
+              f"{prompts * rows * new / seconds:>14.0f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-size", type=int, default=32)
@@ -217,8 +257,17 @@ def main() -> None:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--breakdown", action="store_true", help="time the step with parts swapped out")
     p.add_argument("--sweep", action="store_true", help="also steps_per_call 1 and batch sizes 16, 64")
+    p.add_argument("--generate", action="store_true",
+                   help="only lm.generate at the LM experiment's sizes (beam, greedy, sampling)")
+    p.add_argument("--gen-prompts", type=int, default=1000, help="--generate: prompts")
+    p.add_argument("--gen-batch", type=int, default=250, help="--generate: prompts per jitted call")
     a = p.parse_args()
     backend = runtime.configure()
+    if a.generate:
+        print(f"jax {jax.__version__} (backend {backend}), CPU cores {os.cpu_count()}, "
+              f"load average {os.getloadavg()[0]:.2f}")
+        generate_benchmark(a.gen_prompts, a.gen_batch, a.repeats)
+        return
     c = M.GPTConfig(vocab_size=a.vocab, context=a.context, n_layers=a.layers, d_model=a.d_model, n_heads=a.heads)
     print(f"jax {jax.__version__} (backend {backend}), python {platform.python_version()}, CPU cores "
           f"{os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), load average {os.getloadavg()[0]:.2f}")

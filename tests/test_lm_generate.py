@@ -160,6 +160,18 @@ def test_repetition_penalty_by_hand():
     np.testing.assert_array_equal(out, [[0.5, -4.0, 0.5, 3.0], [1.0, -2.0, 0.25, 1.5]])
 
 
+def test_presence_mask_penalty_equals_the_scatter():
+    # generate's steps penalise through a presence mask [N, V]: bit for bit the public gather/scatter,
+    # with repeated tokens, out-of-vocabulary entries (empty slots) and scores of both signs.
+    rng = np.random.default_rng(0)
+    scores = jnp.asarray(rng.normal(size=(40, 23)), jnp.float32)
+    history = jnp.asarray(rng.integers(0, 30, (40, 17)), jnp.int32).at[:, -3:].set(gen._EMPTY)
+    for penalty in (3.0, 0.7):
+        want = np.asarray(gen.apply_repetition_penalty(scores, history, penalty))
+        got = np.asarray(gen._penalize_present(scores, gen._present(history, 23), penalty))
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("k,kept", [(1, [1, 2]), (2, [1, 2]), (3, [1, 2, 3]), (10, [0, 1, 2, 3])])
 def test_top_k_keeps_the_k_largest_and_ties(k, kept):
     logits = jnp.array([[1.0, 3.0, 3.0, 2.0]])
@@ -379,6 +391,50 @@ def test_sampling_frequencies_match_the_distribution(settings):
 
 
 @pytest.mark.parametrize("mode", ["sample", "greedy", "beam"])
+@pytest.mark.parametrize("group_rows", [1, 6, 10_000])
+def test_groups_within_a_chunk_do_not_change_results(mode, group_rows, monkeypatch):
+    # A chunk decodes in groups of about GROUP_ROWS rows (lax.map; the last group padded): 1 row makes
+    # 11 groups of one prompt; 6 rows 6 groups of 2 prompts (beam, 3 beams each) or 2 groups of 6
+    # (sampling, greedy), one prompt of padding; 10,000 one group, the chunk.
+    table = random_table(16, vocab=5, length=6)
+    prompts = np.random.default_rng(16).integers(0, 5, (11, 2))
+    kwargs = dict(max_new_tokens=4, mode=mode, key=jax.random.key(3), num_beams=3, repetition_penalty=3.0,
+                  eos_token_id=4, return_scores=True)
+    monkeypatch.setattr(gen, "GROUP_ROWS", 10_000)
+    whole = generate(tree(table), prompts, **kwargs)
+    monkeypatch.setattr(gen, "GROUP_ROWS", group_rows)
+    grouped = generate(tree(table), prompts, **kwargs)
+    np.testing.assert_array_equal(grouped[0], whole[0])
+    np.testing.assert_array_equal(grouped[1], whole[1])
+
+
+def test_group_size():
+    assert gen._group_size(250, 5, 129) == 25  # 10 groups of 25 prompts (125 rows)
+    assert gen._group_size(250, 5, 100) == 20  # 13 groups of 20 prompts (100 rows), 10 padding
+    assert gen._group_size(250, 1, 100) == 84  # 3 groups
+    assert gen._group_size(7, 5, 100) == 7  # one group: the chunk
+    assert gen._group_size(11, 3, 1) == 1
+    assert gen._group_size(250, 5, None) == 250
+
+
+def test_group_rows_from_cache_and_weight_sizes():
+    from flax import nnx
+
+    from modelcollapse.lm import model as model_mod
+
+    def rows(config):
+        model = model_mod.GPT(config, rngs=nnx.Rngs(0))
+        decoder = Decoder(nnx.state(model), model_mod.model_fns(model)[1],
+                          functools.partial(model_mod.init_cache, model))
+        return gen._group_rows(decoder, 127)
+
+    # The LM experiment's GPT: 2 x 4 x 127 x 16 floats per row -> 129 rows of 8 MiB.
+    assert rows(model_mod.GPTConfig(vocab_size=200, context=128, n_layers=1, d_model=64, n_heads=4)) == 129
+    # 13 MB of weights against 64 rows' 67 MB of cache (1 MB a row): more than a tenth, no grouping.
+    assert rows(model_mod.GPTConfig(vocab_size=200, context=128, n_layers=4, d_model=256, n_heads=4)) is None
+
+
+@pytest.mark.parametrize("mode", ["sample", "greedy", "beam"])
 def test_chunking_does_not_change_results(mode):
     table = random_table(14, vocab=5, length=6)
     prompts = np.random.default_rng(14).integers(0, 5, (11, 2))
@@ -471,3 +527,35 @@ def test_gpt_cached_greedy_and_beam_equal_full_recompute():
         want, score = ref_beam(logp, prompt, 4, 3, penalty=3.0)
         assert list(tokens[row]) == want
         assert abs(scores[row] - score) < 1e-4  # float32 cache vs float64 sums of four O(10) terms
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_gpt_grouped_beam_with_penalty_equals_plain_reference(seed, monkeypatch):
+    # Random small GPTs, 5 prompts in chunks of 4 (the second padded) decoded in groups of 2 prompts
+    # (GROUP_ROWS 6 with 3 beams): beam search with the repetition penalty, token for token, against
+    # HF's beam search as a Python loop over full forward passes in float64 log-softmax.
+    from flax import nnx
+
+    from modelcollapse.lm import model as model_mod
+
+    config = model_mod.GPTConfig(vocab_size=23, context=12, n_layers=1, d_model=32, n_heads=4)
+    model = model_mod.GPT(config, rngs=nnx.Rngs(seed))
+    model.wte.embedding[...] = model.wte.embedding[...] * 20.0  # spread logits: no float near-ties
+    apply_full, decode_fn = model_mod.model_fns(model)
+    state = nnx.state(model)
+    decoder = Decoder(state, decode_fn, functools.partial(model_mod.init_cache, model))
+    prompts = np.random.default_rng(seed).integers(0, 23, (5, 4))
+    full = jax.jit(lambda tokens, length: apply_full(state, tokens)[:, length - 1])
+
+    def logp(history):
+        padded = np.zeros((1, config.context), np.int32)
+        padded[0, :len(history)] = history
+        return log_softmax(np.asarray(full(padded, len(history))[0], np.float64))
+
+    monkeypatch.setattr(gen, "GROUP_ROWS", 6)
+    tokens, scores = generate(decoder, prompts, max_new_tokens=5, mode="beam", num_beams=3, repetition_penalty=3.0,
+                              batch_size=4, return_scores=True)
+    for row, prompt in enumerate(prompts):
+        want, score = ref_beam(logp, prompt, 5, 3, penalty=3.0)
+        assert list(tokens[row]) == want
+        assert abs(scores[row] - score) < 1e-4
