@@ -199,8 +199,9 @@ def init_cache(model: GPT, batch_size: int, max_length: int, dtype=jnp.float32) 
     return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
 
 
-def model_fns(model: GPT):
-    """Pure functions of the model's state, for jit/scan loops without NNX objects inside.
+def model_fns(model: nnx.Module):
+    """Pure functions of the model's state, for jit/scan loops without NNX objects inside; any
+    decoder with `__call__(tokens)` and `decode(tokens, cache, position)` (the GPT, `lm.opt.OPT`).
 
     Returns (apply_full, decode_fn):
       apply_full(state, tokens [B, T]) -> logits [B, T, V]   (deterministic forward pass)

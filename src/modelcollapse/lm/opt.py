@@ -24,8 +24,8 @@ the token embedding 0.
 Decoding interface: the same as `lm.model`'s GPT, so `lm.generate` runs it unchanged:
 `init_cache(model, batch, max_length)` -> {"k", "v"} zeros [B, L, H, S, hd] (batch first, so beam
 search reorders rows with one gather), `decode(tokens [B, T], cache, position)` writes the chunk at
-[position, position + T) and masks over S (position may be traced), and `model_fns(model)` gives
-the pure (apply_full, decode_fn). decode assumes UNPADDED rows, each token at position
+[position, position + T) and masks over S (position may be traced), and `model_fns(model)` (the
+GPT's, which fits any module with that interface) gives the pure (apply_full, decode_fn). decode assumes UNPADDED rows, each token at position
 `position + t` (embedding row position + t + 2): what our experiments feed (fixed 64-token blocks).
 Left-padded batches are for the full forward pass only (`attention_mask`); their pad positions'
 logits are meaningless (a row that sees no real token gets uniform attention).
@@ -41,6 +41,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from modelcollapse.lm.model import model_fns  # noqa: F401  (re-exported: one for every decoder)
 
 # OPT (fairseq) keeps rows 0 and 1 of the position table for padding; positions start at row 2.
 POSITION_OFFSET = 2
@@ -294,20 +296,3 @@ def init_cache(model: OPT, batch_size: int, max_length: int, dtype=jnp.float32) 
                          f"{c.max_position_embeddings}], got {max_length!r}")
     shape = (batch_size, c.num_hidden_layers, c.num_attention_heads, max_length, c.head_dim)
     return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
-
-
-def model_fns(model: OPT):
-    """(apply_full, decode_fn) as `lm.model.model_fns`: pure functions of `nnx.state(model)`.
-
-      apply_full(state, tokens [B, T]) -> logits [B, T, V]   (deterministic, unpadded)
-      decode_fn(state, tokens [B, T], cache, position) -> (logits [B, T, V], cache)
-    """
-    graphdef = nnx.graphdef(model)
-
-    def apply_full(state, tokens):
-        return nnx.merge(graphdef, state)(tokens)
-
-    def decode_fn(state, tokens, cache, position):
-        return nnx.merge(graphdef, state).decode(tokens, cache, position)
-
-    return apply_full, decode_fn
