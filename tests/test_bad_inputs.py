@@ -336,6 +336,7 @@ def case_lm_diverges(tmp_path):
     """Learning rate 1.0 on the smoke LM: test perplexity ~1e240 with exit 0 before; now a failure that
     names the regime, chain, generation and config key."""
     config = _changed("lm.optimizer.learning_rate", 1.0)
+    config["lm"]["init"] = "scratch"  # no base model to pretrain: the failure is the chain's own
     path = tmp_path / "lr1.yaml"
     path.write_text(yaml.safe_dump(config))
     corpus = tmp_path / "corpus.npz"
