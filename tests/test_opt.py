@@ -19,6 +19,7 @@ import regex
 from flax import nnx
 
 from conftest import REAL_DATA
+from test_tokenizers import _ref_bpe, _ref_bytes_to_unicode
 from modelcollapse.datasets import fetch
 from modelcollapse.lm import generate as G
 from modelcollapse.lm import hf_checkpoint as H
@@ -416,38 +417,14 @@ REAL_IDS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, ".": 4, "Ġthe": 5, ","
             "Ġa": 10, "Ġworld": 232, "Hello": 31414}
 
 
-def _ref_byte_map():  # openai/gpt-2 encoder.py's bytes_to_unicode, transcribed
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 def _ref_encode(text, vocab, merges):
-    """HF's GPT2Tokenizer (the class OPT uses): regex split, merge-list BPE, unknown -> <unk>, bos </s>."""
+    """HF's GPT2Tokenizer (the class OPT uses): regex split, merge-list BPE (test_tokenizers' reference
+    transcription of openai/gpt-2's encoder.py), unknown -> <unk>, bos </s>."""
     ranks = {tuple(m): i for i, m in enumerate(merges)}
-    byte_map = _ref_byte_map()
+    byte_map = _ref_bytes_to_unicode()
     ids = [vocab["</s>"]]
     for piece in regex.findall(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""", text):
-        word = tuple(byte_map[b] for b in piece.encode("utf-8"))
-        while len(word) > 1:
-            pairs = set(zip(word, word[1:]))
-            first, second = min(pairs, key=lambda q: ranks.get(q, float("inf")))
-            if (first, second) not in ranks:
-                break
-            new, i = [], 0
-            while i < len(word):
-                if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
-                    new.append(first + second)
-                    i += 2
-                else:
-                    new.append(word[i])
-                    i += 1
-            word = tuple(new)
+        word = _ref_bpe("".join(byte_map[b] for b in piece.encode("utf-8")), ranks)
         ids += [vocab.get(tok, vocab["<unk>"]) for tok in word]
     return ids
 
@@ -455,7 +432,7 @@ def _ref_encode(text, vocab, merges):
 def tiny_vocab_folder(folder):
     """vocab.json with the real ids above, the other tokens (printable ASCII bytes, merge results) at
     scrambled ids, fillers up to 31,415 ids; merges.txt with '#version' first, as HF writes it."""
-    byte_map = _ref_byte_map()
+    byte_map = _ref_bytes_to_unicode()
     tokens = [byte_map[b] for b in range(0x20, 0x7F)] + ["Ċ"] + [a + b for a, b in MERGES]
     rest = [t for t in dict.fromkeys(tokens) if t not in REAL_IDS]
     free = [i for i in range(31415) if i not in REAL_IDS.values()]
