@@ -54,8 +54,8 @@ from modelcollapse.regimes import Regime, check_supported, split_sizes, uniform_
 DECODINGS = lm_generate.MODES
 INITS = ("scratch", "base", "previous")
 ARCHS = ("gpt", "opt")
-# Each model config class: (the model, model_fns, init_cache) of its module.
-_ARCH = {GPTConfig: (GPT, gpt.model_fns, gpt.init_cache), OPTConfig: (OPT, opt.model_fns, opt.init_cache)}
+# Each model config class: (the model, init_cache) of its module; lm.model.model_fns serves both.
+_ARCH = {GPTConfig: (GPT, gpt.init_cache), OPTConfig: (OPT, opt.init_cache)}
 # lm.model's GPT shape keys and the OPT config.json fields they name (arch opt: they must agree).
 OPT_SHAPE_KEYS = {"n_layers": "num_hidden_layers", "d_model": "hidden_size", "n_heads": "num_attention_heads",
                   "context": "max_position_embeddings", "d_ff": "ffn_dim"}
@@ -185,9 +185,9 @@ def _int_seed(key) -> int:
 def _pure_fns(model_config: GPTConfig | OPTConfig):
     """(apply_full, decode_fn, init_cache) of one architecture, built once: they are static jit
     arguments, so every generation's model (same graph, new state) reuses one compilation."""
-    model_cls, model_fns, init_cache = _ARCH[type(model_config)]
+    model_cls, init_cache = _ARCH[type(model_config)]
     template = nnx.eval_shape(lambda: model_cls(model_config, rngs=nnx.Rngs(0)))
-    apply_full, decode_fn = model_fns(template)
+    apply_full, decode_fn = gpt.model_fns(template)
     log_probs = jax.jit(lambda state, x: jax.nn.log_softmax(apply_full(state, x), axis=-1))
     return log_probs, decode_fn, functools.partial(init_cache, template)
 
