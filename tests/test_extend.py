@@ -134,7 +134,7 @@ _RUNS = {}
 
 
 def tracer(regime, replicates=TR):
-    key = (family.regime_label(regime), replicates)
+    key = (regimes.label(regime), replicates)
     if key not in _RUNS:
         _RUNS[key] = family.simulate(TRACER, 3, sample_size=TM, generations=TG, replicates=replicates,
                                      regime=regime, n_original=N0)
@@ -156,7 +156,7 @@ def _expected(regime, j):
 @pytest.mark.parametrize("regime", [{"name": "replace"}, {"name": "accumulate"},
                                     {"name": "mix", "real_fraction": 0.4},
                                     {"name": "mix", "real_fraction": 0.4, "real_source": "fresh"},
-                                    {"name": "window", "k": 3}], ids=lambda r: family.regime_label(r))
+                                    {"name": "window", "k": 3}], ids=lambda r: regimes.label(r))
 def test_training_sets_of_each_regime(regime):
     run = tracer(regime)
     assert np.all(run["count"][:, 1] == N0) and np.all(run["real"][:, 1] == N0)  # model 1: the original data
@@ -220,12 +220,12 @@ def test_bad_arguments_are_rejected(kwargs, match):
 
 def test_register_regime_checks():
     with pytest.raises(ValueError, match="built in"):
-        family.register_regime("replace", window.window)
+        regimes.register("replace", window.window)
     with pytest.raises(ValueError, match="identifier"):
-        family.register_regime("a window", window.window)
-    assert {"window", *regimes.NAMES} <= set(family.registered_regimes())
-    assert family.regime_label({"name": "window", "k": 5}) == "window-k5"
-    assert family.regime_label({"name": "mix", "real_fraction": 0.1}) == "mix0.1"
+        regimes.register("a window", window.window)
+    assert {"window", *regimes.NAMES} <= set(regimes.registered())
+    assert regimes.label({"name": "window", "k": 5}) == "window-k5"
+    assert regimes.label({"name": "mix", "real_fraction": 0.1}) == "mix0.1"
 
 
 # -- the schema block, the rules file and the CLI

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from modelcollapse import io
+from modelcollapse import io, regimes
 from modelcollapse.commands import add_platform, check_inputs, check_output, nonnegative_int
 
 PROGRAM = "python -m examples.exponential.cli"
@@ -49,7 +49,7 @@ def simulate(args, argv):
 
     check_output(args.out, ".npz")
     regime = regime_from_args(args)
-    label = family.regime_label(regime)  # checks the regime and its parameters' names
+    label = regimes.label(regime)  # checks the regime and its parameters' names
     runtime.configure(args.platform)
     metrics = family.simulate(exponential.family(args.rate), args.seed, sample_size=args.sample_size,
                               generations=args.generations, replicates=args.replicates, regime=regime)

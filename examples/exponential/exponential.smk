@@ -13,7 +13,7 @@ from pathlib import Path
 # src/modelcollapse this line goes, and EXP_PY becomes PY with the subcommand `exponential`).
 sys.path.insert(0, str(Path(workflow.current_basedir).parents[1]))
 import examples.exponential.window  # noqa: E402  registers the 'window' regime
-from modelcollapse.family import regime_label  # noqa: E402
+from modelcollapse.regimes import label as regime_label  # noqa: E402
 
 EXP = config["exponential"]
 EXP_PY = f'"{sys.executable}" -m examples.exponential.cli'

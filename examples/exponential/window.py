@@ -19,22 +19,23 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from modelcollapse.family import RegimeInputs, register_regime
+from modelcollapse.regimes import RegimeInputs, Weighted, register
 
 
-def window(inputs: RegimeInputs, *, k: int) -> tuple[jax.Array, jax.Array]:
-    """The last k generations' rows of the pool: (data [L, ...], weights [L]), L fixed for the chain."""
+def window(inputs: RegimeInputs, *, k: int) -> Weighted:
+    """The last k generations' rows of the pool: (rows [L, ...], weights [L]), L fixed for the chain."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"window k must be an integer >= 1, got {k!r}")
-    m, n_original, capacity = inputs.latest.shape[0], inputs.original.shape[0], inputs.pool.shape[0]
+    m, n_original, capacity = inputs.m, inputs.original.shape[0], inputs.pool.rows.shape[0]
     # The largest window: k blocks of M, or the original block plus k - 1 blocks of M; at most the pool.
     length = min(max(k * m, n_original + (k - 1) * m), capacity)
-    start = jnp.maximum(inputs.pool_size - length, 0)
-    data = jax.lax.dynamic_slice_in_dim(inputs.pool, start, length)
+    start = jnp.maximum(inputs.pool.size - length, 0)
+    data = jax.lax.dynamic_slice_in_dim(inputs.pool.rows, start, length)
     rows = start + jnp.arange(length)
     g = inputs.generation
     first = jnp.where(g < k, 0, n_original + (g - k) * m)  # first row of generation max(0, g - k + 1)
-    return data, ((rows >= first) & (rows < inputs.pool_size)).astype(jnp.float32)
+    return Weighted(data, ((rows >= first) & (rows < inputs.pool.size)).astype(jnp.float32))
 
 
-register_regime("window", window)
+# It reads the pool's rows by generation, so it runs in families that hold points (`regimes.PointOps`).
+register("window", window, needs={"pool_rows"})

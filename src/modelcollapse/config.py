@@ -174,16 +174,6 @@ def _regime(value, key: str):
         raise ConfigError(f"config key '{key}': {err}") from None
 
 
-def _supported(regime, key: str, **family) -> None:
-    """regimes.check_supported with the config key in the message."""
-    from modelcollapse.regimes import check_supported
-
-    try:
-        check_supported(regime, **family)
-    except ValueError as err:
-        raise ConfigError(f"config key '{key}': {err}") from None
-
-
 def _library(key: str, check, *args, fields: Mapping[str, str] | None = None, **kwargs):
     """Run one of the library's own checks (a family's function or config class, raising ValueError)
     and name the config key: `key`, or the key that `fields` gives for the argument the library's
@@ -337,8 +327,7 @@ def _check_lm(block) -> None:
     for i, entry in enumerate(block["regimes"]):
         key = f"lm.regimes[{i}]"
         r = _regime(entry["regime"], key + ".regime")
-        _supported(r, key + ".regime", can_pool=True,
-                   real_data="the language model's real share is a subset of the original blocks:")
+        _library(key + ".regime", experiment.check_regime, r)
         if entry["label"] in labels[:i]:
             raise ConfigError(f"config key '{key}.label': {entry['label']!r} is used twice")
         # A real corpus's vocabulary is known only once it is built; no check depends on its size.

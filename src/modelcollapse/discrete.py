@@ -68,7 +68,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modelcollapse.regimes import POOLING, Regime, check_pool_points, split_sizes, subsample_counts
+from modelcollapse import regimes
+from modelcollapse.regimes import Regime, check_pool_points, split_sizes, subsample_counts
 from modelcollapse.runtime import replicate_keys
 from modelcollapse.theory import discrete as theory
 
@@ -301,6 +302,38 @@ def _metrics(counts, first_zero, n, *, q32, rare_q32, generations: int):
 
 
 
+class _Symbols(NamedTuple):
+    """A generation's i.i.d. draws as symbols [n] in draw order (their first k are k draws)."""
+
+    symbols: jax.Array
+
+
+class CountOps(regimes.SetOps):
+    """The regimes' set operations on symbol counts [K] (the discrete family's sufficient statistic):
+    a union adds counts, a uniform subset is multivariate hypergeometric (`regimes.subsample_counts`).
+    A sum has no generation order, so regimes that read the pool's rows by generation do not run."""
+
+    offers = frozenset(regimes.NEEDS) - {"pool_rows"}
+
+    def __init__(self, num_symbols: int):
+        self.num_symbols = num_symbols
+
+    def counts(self, data) -> jax.Array:
+        return count_symbols(data.symbols, self.num_symbols) if isinstance(data, _Symbols) else data
+
+    def subset(self, key, data, k):
+        return subsample_counts(key, self.counts(data), k)
+
+    def union(self, a, b):
+        return self.counts(a) + self.counts(b)
+
+    def head(self, data, k):
+        return _Symbols(data.symbols[:k])
+
+    def grow(self, pool, latest):
+        return pool + self.counts(latest)
+
+
 def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Regime, trajectory: bool):
     """One chain of any regime (`_simulate` runs replace, and mix without real data, as `_replace_chunk`).
 
@@ -309,38 +342,25 @@ def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Reg
     trajectory: return the training counts [G, K]; else (survivors, rare_mass, surviving_mass,
     homozygosity) each [G] for generations 1..G, first_zero [K] and the final p [K].
     """
-    num_symbols = weights.shape[0]
-    n_real, n_syn = split_sizes(regime, m)
-    accumulate = regime.name in POOLING
-    original = count_symbols(_original_symbols(key, weights, m), num_symbols)
+    ops = CountOps(weights.shape[0])
+    pooled = regimes.uses_pool(regime)
+    original = count_symbols(_original_symbols(key, weights, m), ops.num_symbols)
     metrics = partial(_metrics, q32=q32, rare_q32=rare_q32, generations=generations)
 
     def step(carry, g):
-        # carry: the training counts of generation g (its fit is counts / sum), and what the regime keeps.
+        # carry: the training counts of generation g (its fit is counts / sum), and the pool if the regime keeps one.
         carry = dict(carry)
         kg = jax.random.fold_in(key, g)
         if regime.name == "accumulate":  # the pool's size grows: binary search of its cumulative counts
-            symbols = draw_symbols(kg, carry["train"], m)
+            latest = _Symbols(draw_symbols(kg, carry["train"], m))
         else:
-            symbols = draw_symbols(kg, carry["train"], m, total=m)
-        drawn = count_symbols(symbols, num_symbols)
-        if regime.name == "replace":
-            train = drawn
-        elif accumulate:
-            pool = carry["pool"] = carry["pool"] + drawn
-            train = pool if regime.name == "accumulate" else subsample_counts(jax.random.fold_in(kg, 2), pool, m)
-        else:  # mix (g >= 1: generation 0 is handled before the scan)
-            parts = []
-            if n_real:
-                k_real = jax.random.fold_in(kg, 1)
-                if regime.real_source == "original":
-                    parts.append(subsample_counts(k_real, carry["original"], n_real))
-                else:
-                    parts.append(count_symbols(draw_symbols(k_real, weights, n_real), num_symbols))
-            if n_syn:
-                parts.append(count_symbols(symbols[:n_syn], num_symbols))
-            train = sum(parts[1:], parts[0])
-        carry["train"] = train
+            latest = _Symbols(draw_symbols(kg, carry["train"], m, total=m))
+        if pooled:
+            carry["pool"] = ops.grow(carry["pool"], latest)
+        inputs = regimes.RegimeInputs(ops, jax.random.fold_in(kg, 1), jax.random.fold_in(kg, 2), original,
+                                      carry.get("pool"), latest, m, g,
+                                      lambda k, n: _Symbols(draw_symbols(k, weights, n)))
+        train = carry["train"] = ops.counts(regimes.build(regime, inputs))
         if trajectory:
             return carry, train
         row, carry["first_zero"] = metrics(train, carry["first_zero"], g + 1)
@@ -349,10 +369,8 @@ def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Reg
     # Generation 1 trains on the original data in every regime (accumulate_subsample's M-subset of
     # an M-point pool is the pool itself).
     start = {"train": original}
-    if accumulate:
-        start["pool"] = original
-    if regime.name == "mix" and regime.real_source == "original" and n_real:
-        start["original"] = original
+    if pooled:
+        start["pool"] = ops.start_pool(original, 0)
     if trajectory:
         _, rest = jax.lax.scan(step, start, jnp.arange(1, generations))
         return jnp.concatenate([original[None], rest], axis=0)

@@ -27,13 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modelcollapse import metrics, theory
+from modelcollapse import metrics, regimes, theory
 from modelcollapse.runtime import replicate_keys
-from modelcollapse.regimes import Regime, append, check_pool_points, split_sizes, uniform_subset
+from modelcollapse.regimes import Regime, append, check_pool_points
 
 SAMPLERS = ("points", "stats")
-# Regimes the stats sampler runs exactly; the others subsample stored points, which need the points.
-STATS_REGIMES = ("replace", "accumulate", "mix-fresh")
 
 
 def check_sample_size(sample_size, dim: int) -> None:
@@ -81,10 +79,9 @@ class GaussianConfig:
             raise ValueError(f"sampler must be one of {list(SAMPLERS) + ['auto']}, got {self.sampler!r}")
         if self.resolved_sampler == "points" and not self.constant_size:
             raise ValueError("sampler 'points' needs a constant sample_size; use sampler 'stats' for a schedule")
-        tag = "mix-fresh" if self.regime.name == "mix" and self.regime.real_source == "fresh" else self.regime.name
-        if self.resolved_sampler == "stats" and tag not in STATS_REGIMES:
-            raise ValueError(f"regime {self.regime.label!r} subsamples stored points: it needs sampler 'points' "
-                             f"(and a constant sample_size)")
+        if self.resolved_sampler == "stats":
+            regimes.check(self.regime, StatsOps(points=False).offers, family="sampler 'stats'",
+                          hint=" (it draws sums, not points): the regime needs sampler 'points' and a constant sample_size")
         if self.dim > 1 and self.regime.name != "replace":
             raise ValueError(f"dim > 1 supports regime 'replace' only, got {self.regime.label!r}")
         check_correlation(self.correlation, self.dim)
@@ -214,51 +211,88 @@ def _fit_stats(stats, ddof: int):
 # R=1000, G=2000, M=100). Each draw is one chain's, never sharded, so nothing is lost.
 
 
+class _Affine(NamedTuple):
+    """A generation's draws mean + std * z, kept as the standard draws z [n] (their statistics are
+    those of z, scaled: `_scaled`), so replace and accumulate never form the points."""
+
+    z: jax.Array
+    mean: jax.Array
+    std: jax.Array
+
+
+class StatsOps(regimes.SetOps):
+    """The regimes' set operations on sufficient statistics (count, mean, centred sum of squares):
+    a union is Chan et al.'s combination. A subset of a sum does not exist, so with `points=False`
+    (the stats sampler, which never draws points) the regimes that subsample do not run; with
+    `points=True` the pool keeps its points when a regime subsamples it."""
+
+    def __init__(self, *, points: bool, pool_points: bool = False, fresh=None):
+        self.points, self.pool_points, self.fresh = points, pool_points, fresh
+        self.offers = frozenset(regimes.NEEDS) - ({"pool_rows"} if points else
+                                                  {"pool_rows", "pool_subset", "original_subset"})
+
+    @staticmethod
+    def stats(data):
+        if isinstance(data, _Affine):
+            return _scaled(_stats_of(data.z), data.mean, data.std)
+        return _stats_of(data) if isinstance(data, jax.Array) else data
+
+    def subset(self, key, data, k):
+        rows, n = (data.rows, data.size) if isinstance(data, regimes.Pool) else (data, data.shape[0])
+        return rows[regimes.uniform_subset(key, n, k)]
+
+    def union(self, a, b):
+        return _combine(self.stats(a), self.stats(b))
+
+    def head(self, data, k):
+        # Points: the first k draws. Statistics: k fresh draws (`fresh(k)`, the same law).
+        return _Affine(data.z[:k], data.mean, data.std) if isinstance(data, _Affine) else self.fresh(k)
+
+    def start_pool(self, original, capacity: int):
+        if self.pool_points:
+            return regimes.Pool(jnp.zeros(capacity, jnp.float32), jnp.int32(0))
+        zero = jnp.float32(0.0)
+        return zero, zero, zero
+
+    def grow(self, pool, latest):
+        if self.pool_points:
+            return regimes.Pool(*append(pool.rows, pool.size, latest.mean + latest.std * latest.z))
+        return _combine(pool, self.stats(latest))
+
+
+def _train(regime, ops, inputs, g):
+    """Generation g's training statistics: the original data at g = 0, else the regime's set."""
+    built = ops.stats(regimes.build(regime, inputs))
+    return jax.tree.map(lambda a, b: jnp.where(g == 0, a, b), ops.stats(inputs.latest), built)
+
+
 def _points_chain(key, *, m: int, generations: int, regime: Regime, ddof: int):
     """One 1-D chain drawing M points per generation, any regime. Returns (means, stds), each [G]."""
-    n_real, n_syn = split_sizes(regime, m)
-    keep_original = regime.name == "mix" and regime.real_source == "original"
+    needs = regimes.needs(regime)
+    ops = StatsOps(points=True, pool_points="pool_subset" in needs)
+    pooled, keep_original = regimes.uses_pool(regime), "original_subset" in needs
 
     def step(carry, g):
         # The carry holds only what the regime needs: replace carries (mean, std) alone.
         carry = dict(carry)
-        mean, std = carry["mean"], carry["std"]
         kg = jax.random.fold_in(key, g)
         with jax.threefry_partitionable(False):  # see the note above _points_chain
             z = jax.random.normal(kg, (m,))
-        drawn = _scaled(_stats_of(z), mean, std)
-        if regime.name == "replace":
-            train = drawn
-        elif regime.name == "accumulate":
-            train = carry["pooled"] = _combine(carry["pooled"], drawn)
-        elif regime.name == "accumulate_subsample":
-            pool, size = append(carry["pool"], carry["pool_size"], mean + std * z)
-            carry["pool"], carry["pool_size"] = pool, size
-            train = _stats_of(pool[uniform_subset(jax.random.fold_in(kg, 2), size, m)])
-        else:  # mix; generation 0 trains on the original data (its own draws from the truth)
-            parts = []
-            if n_real:
-                k_real = jax.random.fold_in(kg, 1)
-                if keep_original:
-                    original = carry["original"] = jnp.where(g == 0, z, carry["original"])
-                    real = original[uniform_subset(k_real, m, n_real)]
-                else:
-                    real = jax.random.normal(k_real, (n_real,))
-                parts.append(_stats_of(real))
-            if n_syn:
-                parts.append(_scaled(_stats_of(z[:n_syn]), mean, std))
-            mixed = parts[0] if len(parts) == 1 else _combine(*parts)
-            train = jax.tree.map(lambda a, b: jnp.where(g == 0, a, b), drawn, mixed)
-        carry["mean"], carry["std"] = _fit_stats(train, ddof)
+        latest = _Affine(z, carry["mean"], carry["std"])
+        if pooled:
+            carry["pool"] = ops.grow(carry["pool"], latest)
+        if keep_original:  # generation 0's draws from the truth are the original data
+            carry["original"] = jnp.where(g == 0, z, carry["original"])
+        inputs = regimes.RegimeInputs(ops, jax.random.fold_in(kg, 1), jax.random.fold_in(kg, 2),
+                                      carry.get("original"), carry.get("pool"), latest, m, g,
+                                      lambda k, n: jax.random.normal(k, (n,)))
+        carry["mean"], carry["std"] = _fit_stats(_train(regime, ops, inputs, g), ddof)
         return carry, (carry["mean"], carry["std"])
 
-    zero = jnp.float32(0.0)
-    start = {"mean": zero, "std": jnp.float32(1.0)}
-    if regime.name == "accumulate":
-        start["pooled"] = (zero, zero, zero)
-    if regime.name == "accumulate_subsample":
-        start["pool"], start["pool_size"] = jnp.zeros(m * generations, jnp.float32), jnp.int32(0)
-    if keep_original and n_real:
+    start = {"mean": jnp.float32(0.0), "std": jnp.float32(1.0)}
+    if pooled:
+        start["pool"] = ops.start_pool(None, m * generations)
+    if keep_original:
         start["original"] = jnp.zeros(m, jnp.float32)
     return jax.lax.scan(step, start, jnp.arange(generations))[1]
 
@@ -267,22 +301,15 @@ def _stats_chain(key, sizes, *, regime: Regime, ddof: int):
     """One 1-D chain drawing sufficient statistics; sizes [G] float32 may vary. Returns (means, stds)."""
 
     def step(carry, inputs):
-        mean, std, pooled = carry
+        mean, std, pool = carry
         g, m = inputs
         kg = jax.random.fold_in(key, g)
-        drawn = _scaled(_draw_stats(kg, m), mean, std)
-        if regime.name == "replace":
-            train = drawn
-        elif regime.name == "accumulate":
-            pooled = _combine(pooled, drawn)
-            train = pooled
-        else:  # mix with fresh real data
-            n_real = jnp.floor(regime.real_fraction * m + 0.5)
-            real = _draw_stats(jax.random.fold_in(kg, 1), n_real)
-            synthetic = _scaled(_draw_stats(jax.random.fold_in(kg, 3), m - n_real), mean, std)
-            train = jax.tree.map(lambda a, b: jnp.where(g == 0, a, b), drawn, _combine(real, synthetic))
-        new = _fit_stats(train, ddof)
-        return (*new, pooled), new
+        ops = StatsOps(points=False, fresh=lambda k: _scaled(_draw_stats(jax.random.fold_in(kg, 3), k), mean, std))
+        latest = _scaled(_draw_stats(kg, m), mean, std)
+        pool = ops.grow(pool, latest)
+        x = regimes.RegimeInputs(ops, jax.random.fold_in(kg, 1), None, None, pool, latest, m, g, _draw_stats)
+        new = _fit_stats(_train(regime, ops, x, g), ddof)
+        return (*new, pool), new
 
     zero = jnp.float32(0.0)
     start = (zero, jnp.float32(1.0), (zero, zero, zero))

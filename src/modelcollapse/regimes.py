@@ -14,21 +14,31 @@ With `sample_size` = M points per generation and the original (generation-0, rea
   the original data") or freshly drawn from the true distribution (`real_source: fresh`,
   Alemohammad et al. 2024's fresh-data loop; only for families that can draw from the truth).
 
-Generation 0 always trains on the original data. Families call `split_sizes` for the sizes and
-use the JAX helpers below inside their jitted generation step; a family with sufficient
-statistics (Gaussians: sums; discrete: counts) may carry those instead of the pool, which is
-exact because every regime above is exchangeable within a generation's points.
+Generation 0 always trains on the original data.
+
+One mechanism runs every regime in every family (`build`, below). A regime is a function of
+`RegimeInputs` written with three set operations (`SetOps`): a uniform k-subset without
+replacement, the union of two sets, and the first k of a generation's i.i.d. draws. A family
+supplies the operations for the way it holds data: points in a buffer (`PointOps`, the default;
+the VAE and LM use it on NumPy arrays), or sufficient statistics (Gaussian sums, discrete
+counts), which is exact because every regime here is exchangeable within a generation's points.
+Those fast representations are the same regime definitions run on other operations, not separate
+code; what a representation cannot do (a subset of a sum) it leaves out of `offers`, and `check`
+refuses the regime before any work. New regimes are registered with `register` and then run in
+every family whose representation offers what they need.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from functools import reduce
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 NAMES = ("replace", "accumulate", "accumulate_subsample", "mix")
 REAL_SOURCES = ("original", "fresh")
@@ -82,19 +92,6 @@ def check_pool_points(regime: Regime, points: int, *, what: str) -> None:
     if regime.name in POOLING and points > MAX_POOL_POINTS:
         raise ValueError(f"regime {regime.name!r} pools {what} = {points} points, more than the 2^31 - 1 that "
                          f"its int32 positions address; lower one of them")
-
-
-def check_supported(regime: Regime, *, can_pool: bool, pool_needs: str = "", real_data: str) -> None:
-    """Reject, before any work, a regime a family cannot run; ValueError says why.
-
-    can_pool: the family can keep earlier generations' data (else `pool_needs` says what it would
-    take); real_data: what its real data are, for families with no truth to draw fresh data from.
-    """
-    if regime.name in POOLING and not can_pool:
-        raise ValueError(f"regime {regime.name!r} pools earlier generations' synthetic sets; it needs {pool_needs}")
-    if regime.real_source == "fresh":
-        raise ValueError(f"regime real_source 'fresh' needs draws from the true distribution; {real_data} "
-                         f"only 'original' is available")
 
 
 def split_sizes(regime: Regime, sample_size: int) -> tuple[int, int]:
@@ -154,3 +151,256 @@ def append(pool: jax.Array, size: jax.Array, points: jax.Array) -> tuple[jax.Arr
     """Write `points` [m, ...] into the pre-allocated `pool` [capacity, ...] at `size`; returns (pool, size + m)."""
     start = (size,) + (0,) * (pool.ndim - 1)
     return jax.lax.dynamic_update_slice(pool, points.astype(pool.dtype), start), size + points.shape[0]
+
+
+# -- the regime mechanism: regimes as functions of set operations, run by every family
+
+# What a regime may need from a family's representation of its data (`SetOps.offers`).
+NEEDS = {
+    "pool": "the union of every generation's data (the pool)",
+    "pool_subset": "uniform subsets of the pool (its points, not only their sums)",
+    "original_subset": "uniform subsets of the original data set",
+    "truth": "fresh draws from the true distribution",
+    "pool_rows": "the pool's points in generation order",
+}
+
+
+class Pool(NamedTuple):
+    """A growing set in a pre-allocated buffer: rows[:size] are filled, in generation order (the
+    original data first, then each generation's draws), so `jit` sees one shape for the chain."""
+
+    rows: Any  # [capacity, ...]
+    size: Any  # int32 scalar, traced inside a scan
+
+
+class Weighted(NamedTuple):
+    """A training set of fixed shape whose rows count with 0/1 `weights` (a pool's unfilled rows get 0)."""
+
+    rows: Any
+    weights: Any
+
+
+class SetOps:
+    """The set operations a family offers regimes on its representation of data.
+
+    subset(key, data, k): a uniform k-subset of `data` (a set or a `Pool`), without replacement;
+    union(a, b): a's points, then b's; head(data, k): the first k of a generation's i.i.d. draws
+    (in law, k fresh draws); grow(pool, latest): the pool with `latest` added; start_pool(original).
+    """
+
+    offers: frozenset = frozenset(NEEDS)
+
+    def subset(self, key, data, k):
+        raise NotImplementedError
+
+    def union(self, a, b):
+        raise NotImplementedError
+
+    def head(self, data, k):
+        raise NotImplementedError
+
+    def start_pool(self, original, capacity: int):
+        return original
+
+    def grow(self, pool, latest):
+        raise NotImplementedError
+
+
+class PointOps(SetOps):
+    """Points as rows of JAX arrays [n, ...], the pool a `Pool` buffer (inside `jit` and `scan`)."""
+
+    def subset(self, key, data, k):
+        rows, n = (data.rows, data.size) if isinstance(data, Pool) else (data, data.shape[0])
+        return rows[uniform_subset(key, n, k)]
+
+    def union(self, a, b):
+        return jnp.concatenate([a.astype(b.dtype), b])
+
+    def head(self, data, k):
+        return data[:k]
+
+    def start_pool(self, original, capacity: int):
+        rows = jnp.zeros((capacity,) + original.shape[1:], original.dtype)
+        return Pool(*append(rows, jnp.int32(0), original))
+
+    def grow(self, pool, latest):
+        return Pool(*append(pool.rows, pool.size, latest))
+
+
+class HostPointOps(SetOps):
+    """Points as rows of NumPy arrays on the host (the neural families' image and token sets),
+    the pool a concatenation; subsets use the same `uniform_subset` positions as `PointOps`."""
+
+    offers = frozenset(NEEDS) - {"truth"}
+
+    def subset(self, key, data, k):
+        return data[np.asarray(uniform_subset(key, len(data), k))]
+
+    def union(self, a, b):
+        return np.concatenate([a, b])
+
+    def head(self, data, k):
+        return data[:k]
+
+    def grow(self, pool, latest):
+        return np.concatenate([pool, latest])
+
+
+class RegimeInputs(NamedTuple):
+    """What a regime may use to build the training set of model g + 1 (g >= 1)."""
+
+    ops: SetOps  # the family's set operations on its data
+    real_key: jax.Array  # for real data: a subset of the original set, or fresh draws from the truth
+    subset_key: jax.Array  # for subsets of the pool
+    original: Any  # the generation-0 (real) data set
+    pool: Any  # the original data then every generation's draws (`latest` included); None if unused
+    latest: Any  # the M draws of model g
+    m: Any  # M, points per generation: an int, or traced where sample sizes follow a schedule
+    generation: Any  # g >= 1: `latest` came from model g
+    draw_truth: Callable[[jax.Array, Any], Any] | None  # (key, n) -> n fresh draws from the truth
+
+
+class Definition(NamedTuple):
+    fn: Callable[..., Any]  # (inputs: RegimeInputs, **params) -> the training set
+    needs: Callable[..., frozenset]  # (**params) -> keys of NEEDS
+
+
+_REGISTRY: dict[str, Definition] = {}
+
+
+def register(name: str, fn: Callable[..., Any], *, needs: Callable[..., frozenset] | frozenset | set = frozenset({"pool_rows"})) -> None:
+    """Make `name` a regime of every family whose representation offers what `needs` lists.
+
+    fn(inputs: RegimeInputs, **params) returns the training set in the family's representation
+    (for `PointOps`: rows [T, ...], or `Weighted` rows with T fixed for the whole chain); it is
+    traced inside the scan. needs: keys of NEEDS, or a function of the regime's parameters giving them.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"regime name must be an identifier, got {name!r}")
+    if name in NAMES:
+        raise ValueError(f"regime name {name!r} is built in (modelcollapse.regimes) and cannot be replaced")
+    if not callable(fn):
+        raise ValueError(f"regime fn must be callable, got {fn!r}")
+    _add(name, fn, needs)
+
+
+def _add(name, fn, needs):
+    if not callable(needs):
+        fixed = frozenset(needs)
+        unknown = fixed - set(NEEDS)
+        if unknown:
+            raise ValueError(f"regime needs {sorted(unknown)} are not among {sorted(NEEDS)}")
+        needs = lambda **_: fixed  # noqa: E731
+    _REGISTRY[name] = Definition(fn, needs)
+
+
+def registered() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def _is_static_zero(n) -> bool:
+    return isinstance(n, (int, np.integer)) and n == 0
+
+
+def mix_sizes(real_fraction: float, m):
+    """(real, synthetic) points of a mix set of M points: round(real_fraction M) real; M may be traced."""
+    if isinstance(m, (int, np.integer)):
+        return split_sizes(Regime(name="mix", real_fraction=real_fraction), int(m))
+    n_real = jnp.floor(real_fraction * m + 0.5)
+    return n_real, m - n_real
+
+
+def _replace(x: RegimeInputs):
+    return x.latest
+
+
+def _accumulate(x: RegimeInputs):
+    return x.pool
+
+
+def _accumulate_subsample(x: RegimeInputs):
+    return x.ops.subset(x.subset_key, x.pool, x.m)
+
+
+def _mix(x: RegimeInputs, *, real_fraction: float, real_source: str = "original"):
+    n_real, n_syn = mix_sizes(real_fraction, x.m)
+    parts = []
+    if not _is_static_zero(n_real):
+        parts.append(x.ops.subset(x.real_key, x.original, n_real) if real_source == "original"
+                     else x.draw_truth(x.real_key, n_real))
+    if not _is_static_zero(n_syn):
+        parts.append(x.ops.head(x.latest, n_syn))
+    return reduce(x.ops.union, parts)
+
+
+def _mix_needs(*, real_fraction: float, real_source: str = "original"):
+    if real_fraction == 0:
+        return frozenset()
+    return frozenset({"original_subset" if real_source == "original" else "truth"})
+
+
+# The shared regimes go through the same registry as a user's: one code path.
+_add("replace", _replace, frozenset())
+_add("accumulate", _accumulate, frozenset({"pool"}))
+_add("accumulate_subsample", _accumulate_subsample, frozenset({"pool", "pool_subset"}))
+_add("mix", _mix, _mix_needs)
+
+
+Spec = tuple  # (name, ((parameter, value), ...)) sorted by parameter: hashable, a jit static argument
+
+
+def spec(regime: Regime | str | Mapping[str, Any] | tuple | None) -> Spec:
+    """(name, sorted parameters) of a regime given as a Regime, a name, {name: ..., **params} or a Spec.
+
+    Built-in regimes are checked by `Regime`; a registered one must be known, and its parameters
+    are checked by its function when a chain traces it.
+    """
+    if isinstance(regime, tuple):
+        return regime
+    if regime is None or isinstance(regime, str):
+        regime = {"name": regime or "replace"}
+    if isinstance(regime, Regime):
+        regime = dataclasses.asdict(regime)
+    if not isinstance(regime, Mapping) or "name" not in regime:
+        raise ValueError(f"regime must be a Regime, a name or a mapping with 'name', got {regime!r}")
+    params = {k: v for k, v in regime.items() if k != "name"}
+    name = regime["name"]
+    if name in NAMES:
+        r = Regime.from_config({"name": name, **params})
+        params = {"real_fraction": r.real_fraction, "real_source": r.real_source} if name == "mix" else {}
+    elif name not in _REGISTRY:
+        raise ValueError(f"unknown regime {name!r}; registered: {sorted(_REGISTRY)}")
+    return name, tuple(sorted(params.items()))
+
+
+def label(regime) -> str:
+    """A file-name-safe tag: 'replace', 'mix0.1' (as `Regime.label`), 'window-k5' for registered ones."""
+    name, params = spec(regime)
+    if name in NAMES:
+        return Regime.from_config({"name": name, **dict(params)}).label
+    return "-".join([name] + [f"{k}{v:g}" if isinstance(v, (int, float)) else f"{k}{v}" for k, v in params])
+
+
+def needs(regime) -> frozenset:
+    name, params = spec(regime)
+    return _REGISTRY[name].needs(**dict(params))
+
+
+def check(regime, offers: frozenset, *, family: str, hint: str | Mapping[str, str] = "") -> None:
+    """Refuse, before any work, a regime that needs what `offers` lacks; the error names both.
+    hint: text to append, or per missing need ({need: text}) what the user can do instead."""
+    missing = sorted(needs(regime) - set(offers))
+    if missing:
+        extra = hint if isinstance(hint, str) else "".join(hint.get(k, "") for k in missing)
+        raise ValueError(f"regime {label(regime)!r} needs {' and '.join(NEEDS[k] for k in missing)}, "
+                         f"which {family} does not offer{extra}")
+
+
+def build(regime, inputs: RegimeInputs):
+    """The training set of model g + 1 under `regime`, in the representation of `inputs.ops`."""
+    name, params = spec(regime)
+    return _REGISTRY[name].fn(inputs, **dict(params))
+
+
+def uses_pool(regime) -> bool:
+    return bool(needs(regime) & {"pool", "pool_subset", "pool_rows"})

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 
 from modelcollapse.gmm.em import _start_dn
 from modelcollapse.gmm.mixture import GMMParams, _sample_dn
-from modelcollapse.regimes import POOLING, Regime, append, split_sizes, uniform_subset
+from modelcollapse import regimes
+from modelcollapse.regimes import Regime, append, uniform_subset
 
 # fold_in tags inside a generation's key: what each random draw is for.
 _DRAW, _FIT, _REAL, _SUBSET = 0, 1, 2, 3
@@ -40,13 +41,48 @@ class _Static(NamedTuple):
     regime: Regime
 
 
+class ColumnOps(regimes.SetOps):
+    """The regimes' set operations on points as columns [d, n] (EM's layout); the pool is a
+    `regimes.Pool` of rows [N (G+1), d] in `regimes.append`'s layout. Regimes that slice the
+    pool's rows themselves (`pool_rows`) assume rows [n, ...] and do not run here."""
+
+    offers = frozenset(regimes.NEEDS) - {"pool_rows"}
+
+    def subset(self, key, data, k):
+        if isinstance(data, regimes.Pool):
+            return data.rows[uniform_subset(key, data.size, k)].T
+        return data[:, uniform_subset(key, data.shape[1], k)]
+
+    def union(self, a, b):
+        return jnp.concatenate([a, b], axis=1)
+
+    def head(self, data, k):
+        return data[:, :k]
+
+    def start_pool(self, original, capacity: int):
+        rows = jnp.zeros((capacity, original.shape[0]), original.dtype)
+        return regimes.Pool(*append(rows, jnp.int32(0), original.T))
+
+    def grow(self, pool, latest):
+        return regimes.Pool(*append(pool.rows, pool.size, latest.T))
+
+
+_OPS = ColumnOps()
+
+
+def _weighted(data, dtype):
+    """(train [d, T], point weights [T]): a pool's unfilled slots weighted 0."""
+    if isinstance(data, regimes.Pool):
+        return data.rows.T, (jnp.arange(data.rows.shape[0]) < data.size).astype(dtype)
+    return data, jnp.ones(data.shape[1], dtype)
+
+
 def _regime_start(original, st: _Static) -> dict:
     """A chain's regime state after generation 0 (arrays; empty for replace). original [d, n]."""
     state = {}
-    if st.regime.name in POOLING:  # [N (G+1), d]: regimes.append's layout
-        pool = jnp.zeros((st.n * (st.generations + 1), original.shape[0]), original.dtype)
-        state["pool"], state["size"] = append(pool, jnp.int32(0), original.T)
-    if st.regime.name == "mix" and st.regime.real_source == "original" and split_sizes(st.regime, st.n)[0]:
+    if regimes.uses_pool(st.regime):  # [N (G+1), d]: regimes.append's layout
+        state["pool"] = _OPS.start_pool(original, st.n * (st.generations + 1))
+    if "original_subset" in regimes.needs(st.regime):
         state["original"] = original
     return state
 
@@ -57,25 +93,16 @@ def _training_set(kg, x_dn, state: dict, truth_params, st: _Static):
     Returns (train [d, n_train], point weights [n_train], new regime state); n_train is the pool
     capacity N (G+1) for accumulate (empty slots weighted 0) and N otherwise.
     """
-    state, regime, n = dict(state), st.regime, st.n
-    w = jnp.ones(n, x_dn.dtype)
-    if regime.name == "replace":
-        return x_dn, w, state
-    if regime.name in POOLING:
-        state["pool"], state["size"] = append(state["pool"], state["size"], x_dn.T)
-        if regime.name == "accumulate":
-            pool = state["pool"].T
-            return pool, (jnp.arange(pool.shape[1]) < state["size"]).astype(x_dn.dtype), state
-        return state["pool"][uniform_subset(jax.random.fold_in(kg, _SUBSET), state["size"], n)].T, w, state
-    n_real, n_syn = split_sizes(regime, n)  # mix: n_real real points, then the first n_syn synthetic ones
-    parts = []
-    if n_real:
-        k_real = jax.random.fold_in(kg, _REAL)
-        parts.append(state["original"][:, uniform_subset(k_real, n, n_real)] if "original" in state
-                     else _sample_dn(k_real, truth_params, n_real))
-    if n_syn:
-        parts.append(x_dn[:, :n_syn])
-    return jnp.concatenate(parts, axis=1), w, state
+    state = dict(state)
+    if "pool" in state:
+        state["pool"] = _OPS.grow(state["pool"], x_dn)
+    return _weighted(regimes.build(st.regime, _inputs(kg, x_dn, state, truth_params, st)), x_dn.dtype) + (state,)
+
+
+def _inputs(kg, x_dn, state: dict, truth_params, st: _Static) -> regimes.RegimeInputs:
+    return regimes.RegimeInputs(_OPS, jax.random.fold_in(kg, _REAL), jax.random.fold_in(kg, _SUBSET),
+                                state.get("original"), state.get("pool"), x_dn, st.n, None,
+                                lambda k, n: _sample_dn(k, truth_params, n))
 
 
 def _generation_zero(key, truth_params, reg_covar, st: _Static):
@@ -84,9 +111,10 @@ def _generation_zero(key, truth_params, reg_covar, st: _Static):
     original = _sample_dn(jax.random.fold_in(k0, _DRAW), truth_params, st.n)
     state = _regime_start(original, st)
     train, w = original, jnp.ones(st.n, original.dtype)
-    if st.regime.name == "accumulate":  # the same arrays as later generations: the pool, padded
-        train = state["pool"].T
-        w = (jnp.arange(train.shape[1]) < st.n).astype(original.dtype)
+    if isinstance(regimes.build(st.regime, _inputs(k0, original, state, truth_params, st)), regimes.Pool):
+        # A regime that trains on the whole pool (accumulate): generation 0 uses the same padded
+        # arrays as later generations, holding only the original data (the unused build is traced away).
+        train, w = _weighted(state["pool"], original.dtype)
     return (original, train, w, state) + _start_dn(jax.random.fold_in(k0, _FIT), train, w, st.k, st.init, reg_covar)
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +50,8 @@ from modelcollapse.lm import model as gpt, opt
 from modelcollapse.lm.model import GPT, GPTConfig
 from modelcollapse.lm.opt import OPT, OPTConfig
 from modelcollapse.lm.train import OptimizerConfig, train
-from modelcollapse.regimes import Regime, check_supported, split_sizes, uniform_subset
+from modelcollapse import regimes
+from modelcollapse.regimes import Regime
 
 DECODINGS = lm_generate.MODES
 INITS = ("scratch", "base", "previous")
@@ -202,26 +204,54 @@ def continue_blocks(model: GPT | OPT, prompts: np.ndarray, cfg: LMConfig, key, *
         length_penalty=cfg.length_penalty, batch_size=cfg.generate_batch), np.int32)
 
 
+class _Placed(NamedTuple):
+    """Original blocks with their positions: a subset of the original set, in corpus order."""
+
+    positions: np.ndarray
+    blocks: np.ndarray
+
+
+class PromptAlignedOps(regimes.HostPointOps):
+    """Token blocks aligned by prompt: continuation i continues the first half of original block i.
+
+    A subset keeps corpus order. A union of an original subset with a generation's continuations
+    puts each real block in the place of its own prompt's continuation, so the set keeps one block
+    per prompt, and `head` leaves the choice of the continuations to that union (the paper's 10% of
+    the original data: the same prompts, some answered by the original text)."""
+
+    def subset(self, key, data, k):
+        positions = np.sort(np.asarray(regimes.uniform_subset(key, len(data), k)))
+        return _Placed(positions, data[positions])
+
+    def union(self, a, b):
+        out = _blocks(b).copy()
+        out[a.positions] = a.blocks
+        return out
+
+    def head(self, data, k):
+        return data
+
+
+def _blocks(data) -> np.ndarray:
+    return data.blocks if isinstance(data, _Placed) else data
+
+
+def check_regime(regime) -> None:
+    """Reject a regime the language model cannot run, before any work."""
+    regimes.check(regime, PromptAlignedOps.offers, family="the language model", hint={
+        "truth": ": its real share is a subset of the original blocks (real_source: only 'original' is available)"})
+
+
 def training_blocks(g: int, regime: Regime, original: np.ndarray, continuations: list[np.ndarray], key) -> np.ndarray:
     """Generation g's training blocks from the original blocks and the continuations of
     generations 1..g (continuations[i] made by model i for generation i + 1)."""
     if g == 0:
         return original
-    latest = continuations[g - 1]
-    n = len(original)
-    if regime.name == "replace":
-        return latest
-    if regime.name == "mix":
-        n_real, _ = split_sizes(regime, n)
-        out = latest.copy()
-        if n_real:
-            idx = np.sort(np.asarray(uniform_subset(jax.random.fold_in(key, _SUBSET), n, n_real)))
-            out[idx] = original[idx]
-        return out
-    pool = np.concatenate([original] + continuations[:g])
-    if regime.name == "accumulate":
-        return pool
-    return pool[np.sort(np.asarray(uniform_subset(jax.random.fold_in(key, _SUBSET), len(pool), n)))]
+    k = jax.random.fold_in(key, _SUBSET)
+    pool = np.concatenate([original] + continuations[:g]) if regimes.uses_pool(regime) else None
+    inputs = regimes.RegimeInputs(PromptAlignedOps(), k, k, original, pool, continuations[g - 1], len(original),
+                                  g, None)
+    return _blocks(regimes.build(regime, inputs))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,8 +331,7 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
     the corpus, the reference arrays and the base model (see `checkpoint.resume`)."""
     if cfg.init != "scratch" and base_state is None:
         raise ValueError(f"init {cfg.init!r} needs the base model's state (see `pretrain`)")
-    check_supported(regime, can_pool=True,
-                    real_data="the language model's real share is a subset of the original blocks:")
+    check_regime(regime)
     original = corpus["train"]
     block = original.shape[1]
     check_context(cfg.model.context, block)

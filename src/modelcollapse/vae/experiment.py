@@ -36,7 +36,8 @@ from flax import nnx
 
 from modelcollapse import checkpoint
 from modelcollapse.runtime import jit_with_cpu_options
-from modelcollapse.regimes import POOLING, Regime, check_supported, split_sizes, uniform_subset
+from modelcollapse import regimes
+from modelcollapse.regimes import Regime, split_sizes
 from modelcollapse.vae import classifier, metrics as image_metrics, models
 from modelcollapse.vae.train import (METRICS, decoder_means, elbo_loss, encode_means, epoch_permutations,
                                      epoch_rows, make_optimizer, sample_images, shuffled_batches, train as train_vae)
@@ -95,10 +96,17 @@ def config_from_block(block) -> VAEConfig:
     return VAEConfig(**values | floats)
 
 
+# Synthetic sets held as images (`fixed`) offer what host points do; images streamed per batch
+# (`fresh`) keep no pool, only the per-batch real share, drawn from the training images.
+_OFFERS = {"fixed": regimes.HostPointOps.offers, "fresh": frozenset({"original_subset"})}
+
+
 def check_regime(regime: Regime, synthetic: str) -> None:
     """Reject regime / synthetic-mode pairs that have no meaning for images, before any work."""
-    check_supported(regime, can_pool=synthetic == "fixed", pool_needs=f"synthetic: fixed (got {synthetic!r})",
-                    real_data="images have no truth to sample (the real share is a subset of the training set):")
+    regimes.check(regime, _OFFERS[synthetic], family=f"the VAE with synthetic: {synthetic}", hint={
+        "truth": ": images have no truth to sample, the real share is a subset of the training images "
+                 "(real_source: only 'original' is available)",
+        "pool": ": pooling needs synthetic: fixed"})
 
 
 def build_model(cfg: VAEConfig, image_shape, seed: int) -> nnx.Module:
@@ -267,16 +275,11 @@ def _training_data(g, cfg, regime, real, previous, pool, key):
         n_real, _ = split_sizes(regime, cfg.batch_size)
         return {"images": real, "previous": nnx.state(previous)}, "fresh", n_real, len(real)
     size = cfg.synthetic_size or len(real)
-    if regime.name in POOLING:
-        images = np.concatenate([real] + pool)
-        if regime.name == "accumulate_subsample":
-            images = images[np.asarray(uniform_subset(jax.random.fold_in(key, _SUBSET), len(images), size))]
-        return {"images": images}, "fixed", 0, len(images)
-    n_real, _ = split_sizes(regime, size)
-    parts = [pool[-1][: size - n_real]]
-    if n_real:
-        parts.insert(0, real[np.asarray(uniform_subset(jax.random.fold_in(key, _SUBSET), len(real), n_real))])
-    images = np.concatenate(parts)
+    k = jax.random.fold_in(key, _SUBSET)
+    inputs = regimes.RegimeInputs(regimes.HostPointOps(), k, k, real,
+                                  np.concatenate([real] + pool) if regimes.uses_pool(regime) else None,
+                                  pool[-1], size, g, None)
+    images = regimes.build(regime, inputs)
     return {"images": images}, "fixed", 0, len(images)
 
 
@@ -329,7 +332,7 @@ def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_im
         per_generation.append(trees["metrics"])
     scorer = Scorer(model0=models_kept.get(0), **scorer_parts) if start else None
     pool = []
-    if regime.name in POOLING:  # redraw earlier sets: same keys, same bytes
+    if regimes.uses_pool(regime):  # redraw earlier sets: same keys, same bytes
         pool = [_synthetic_set(models_kept[g - 1], cfg, len(train_images), keys[g]) for g in range(1, start)]
     previous = models_kept.get(start - 1)
     models_kept = {0: models_kept[0]} if 0 in models_kept else {}
@@ -337,7 +340,7 @@ def run_chain(cfg: VAEConfig, *, seed: int, chain: int, regime: Regime, train_im
     for g in range(start, cfg.generations + 1):
         if g >= 1 and cfg.synthetic == "fixed":
             pool.append(_synthetic_set(previous, cfg, len(train_images), keys[g]))
-            if regime.name not in POOLING:
+            if not regimes.uses_pool(regime):
                 pool = pool[-1:]
         data, mode, n_real, n_items = _training_data(g, cfg, regime, train_images, previous, pool, keys[g])
         steps = cfg.epochs * math.ceil(n_items / cfg.batch_size)
