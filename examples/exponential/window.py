@@ -24,8 +24,6 @@ from modelcollapse.regimes import RegimeInputs, Weighted, register
 
 def window(inputs: RegimeInputs, *, k: int) -> Weighted:
     """The last k generations' rows of the pool: (rows [L, ...], weights [L]), L fixed for the chain."""
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"window k must be an integer >= 1, got {k!r}")
     m, n_original, capacity = inputs.m, inputs.original.shape[0], inputs.pool.rows.shape[0]
     # The largest window: k blocks of M, or the original block plus k - 1 blocks of M; at most the pool.
     length = min(max(k * m, n_original + (k - 1) * m), capacity)
@@ -38,4 +36,6 @@ def window(inputs: RegimeInputs, *, k: int) -> Weighted:
 
 
 # It reads the pool's rows by generation, so it runs in families that hold points (`regimes.PointOps`).
-register("window", window, needs={"pool_rows"})
+register("window", window, needs={"pool_rows"}, parameters={
+    "k": {"description": "Generations in the window (1: replace; at least generations: accumulate).",
+          "type": "integer", "minimum": 1}})

@@ -30,8 +30,21 @@ class ConfigError(ValueError):
 
 
 def schema() -> dict[str, Any]:
+    """The config schema: config.schema.yaml, its regime definition extended by every registered regime."""
+    from modelcollapse import regimes
+
     text = resources.files("modelcollapse").joinpath("config.schema.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    out = yaml.safe_load(text)
+    added = [name for name in regimes.registered() if name not in regimes.NAMES]
+    if added:  # one object branch that the name selects, so an error names the offending key
+        alternatives = out["$defs"]["regime"]["oneOf"]
+        built_in = alternatives[1]
+        alternatives[1] = {
+            "type": "object", "required": ["name"],
+            "properties": {"name": {"description": "Regime name.", "enum": list(regimes.NAMES) + added}},
+            "allOf": [{"if": {"properties": {"name": {"enum": list(regimes.NAMES)}}}, "then": built_in}]
+            + [{"if": {"properties": {"name": {"const": name}}}, "then": regimes.json_schema(name)} for name in added]}
+    return out
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -192,9 +205,11 @@ def _keys(prefix: str, block: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _check_pool(regime, *, key: str, replicates: int, sample_size: int, generations: int) -> None:
+    from modelcollapse import regimes
+
     need = 4 * replicates * sample_size * generations
-    if regime.name == "accumulate_subsample" and need > MAX_POOL_BYTES:
-        raise ConfigError(f"config key '{key}': accumulate_subsample stores every point, "
+    if "pool_subset" in regimes.needs(regime) and need > MAX_POOL_BYTES:
+        raise ConfigError(f"config key '{key}': {regime.label} stores every point, "
                           f"{need / 2**30:.1f} GiB for replicates x M x generations; lower one of them "
                           f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
 
@@ -256,14 +271,12 @@ def _check_discrete(d) -> None:
 
 
 def _check_gmm(g) -> None:
-    from modelcollapse import gmm
-    from modelcollapse.regimes import POOLING
-
+    from modelcollapse import gmm, regimes
     if not any(s <= g["generations"] for s in g["snapshots"]):
         raise ConfigError(f"config key 'gmm.snapshots': none of {g['snapshots']} is at most gmm.generations = "
                           f"{g['generations']}; the figure and the table need at least one")
     regime = _regime(g["regime"], "gmm.regime")
-    if regime.name in POOLING:
+    if regimes.uses_pool(regime):
         # float32 2-D points, N (G + 1) per chain; accumulate also keeps a [d, pool] training view.
         copies = 2 if regime.name == "accumulate" else 1
         need = copies * 4 * 2 * g["replicates"] * g["sample_size"] * (g["generations"] + 1)

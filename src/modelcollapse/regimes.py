@@ -31,6 +31,7 @@ every family whose representation offers what they need.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from functools import reduce
@@ -46,41 +47,60 @@ REAL_SOURCES = ("original", "fresh")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Regime:
-    name: str = "replace"  # one of NAMES
+    name: str = "replace"  # one of NAMES, or a regime added with `register`
     real_fraction: float = 0.0  # mix only: share of each training set that is real data, in [0, 1]
     real_source: str = "original"  # mix only: 'original' subset or 'fresh' draws from the truth
+    params: tuple = ()  # a registered regime's parameters, ((name, value), ...) sorted by name
 
     def __post_init__(self):
-        if self.name not in NAMES:
-            raise ValueError(f"regime name must be one of {list(NAMES)}, got {self.name!r}")
+        if self.name not in NAMES and self.name not in _known():
+            raise ValueError(f"regime name must be one of {list(NAMES)} or a registered regime "
+                             f"({sorted(set(_REGISTRY) - set(NAMES))}), got {self.name!r}")
         if not isinstance(self.real_fraction, (int, float)) or not 0.0 <= self.real_fraction <= 1.0:
             raise ValueError(f"regime real_fraction must be a number in [0, 1], got {self.real_fraction!r}")
         if self.real_source not in REAL_SOURCES:
             raise ValueError(f"regime real_source must be one of {list(REAL_SOURCES)}, got {self.real_source!r}")
         if self.name != "mix" and (self.real_fraction != 0.0 or self.real_source != "original"):
             raise ValueError(f"regime real_fraction / real_source apply only to 'mix', not {self.name!r}")
+        if self.name in NAMES and self.params:
+            raise ValueError(f"regime {self.name!r} takes no parameters besides mix's real_fraction / real_source")
+        object.__setattr__(self, "params", tuple(sorted(tuple(p) for p in self.params)))
+        if self.name not in NAMES:  # the same schema that the config's regime definition lists
+            import jsonschema
+
+            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(json_schema(self.name))
+                                                     .iter_errors({"name": self.name, **dict(self.params)}))
+            if error is not None:
+                where = ".".join(map(str, error.absolute_path))
+                raise ValueError(f"regime {self.name}{' ' + where if where else ''}: {error.message}")
 
     @classmethod
     def from_config(cls, block: Mapping[str, Any] | str | None) -> Regime:
-        """From a config value: a name ('accumulate') or a mapping ({name: mix, real_fraction: 0.1})."""
+        """From a config value: a name ('accumulate') or a mapping ({name: mix, real_fraction: 0.1});
+        a registered regime's other keys are its parameters ({name: window, k: 5})."""
         if block is None:
             return cls()
         if isinstance(block, str):
             return cls(name=block)
-        unknown = set(block) - {f.name for f in dataclasses.fields(cls)}
+        name = block.get("name", "replace")
+        if name not in NAMES and name in _known():
+            return cls(name=name, params=tuple((k, v) for k, v in block.items() if k != "name"))
+        unknown = set(block) - {"name", "real_fraction", "real_source"}
         if unknown:
             raise ValueError(f"unknown regime key(s) {sorted(unknown)}; allowed: name, real_fraction, real_source")
         return cls(**block)
 
     @property
     def label(self) -> str:
-        """A file-name-safe tag: 'replace', 'mix0.1', 'mix0.5-fresh'."""
+        """A file-name-safe tag: 'replace', 'mix0.1', 'mix0.5-fresh', 'window-k5'."""
+        if self.params:
+            return "-".join([self.name] + [f"{k}{v:g}" if isinstance(v, (int, float)) else f"{k}{v}"
+                                           for k, v in self.params])
         if self.name != "mix":
             return self.name
         return f"mix{self.real_fraction:g}" + ("-fresh" if self.real_source == "fresh" else "")
 
 
-POOLING = ("accumulate", "accumulate_subsample")
 # Pools are addressed with int32 positions and sizes (uniform_subset, append, the discrete pool's
 # counts), so a pool holds at most 2^31 - 1 points; past that the positions wrap silently.
 MAX_POOL_POINTS = 2**31 - 1
@@ -89,7 +109,7 @@ MAX_POOL_POINTS = 2**31 - 1
 def check_pool_points(regime: Regime, points: int, *, what: str) -> None:
     """Reject, before any work, a pooling regime whose pool would hold more points than int32
     positions address; `what` names the product that `points` is (e.g. 'sample_size x generations')."""
-    if regime.name in POOLING and points > MAX_POOL_POINTS:
+    if uses_pool(regime) and points > MAX_POOL_POINTS:
         raise ValueError(f"regime {regime.name!r} pools {what} = {points} points, more than the 2^31 - 1 that "
                          f"its int32 positions address; lower one of them")
 
@@ -263,17 +283,21 @@ class RegimeInputs(NamedTuple):
 class Definition(NamedTuple):
     fn: Callable[..., Any]  # (inputs: RegimeInputs, **params) -> the training set
     needs: Callable[..., frozenset]  # (**params) -> keys of NEEDS
+    parameters: Mapping[str, Mapping]  # {parameter: its JSON schema}, all required
 
 
 _REGISTRY: dict[str, Definition] = {}
 
 
-def register(name: str, fn: Callable[..., Any], *, needs: Callable[..., frozenset] | frozenset | set = frozenset({"pool_rows"})) -> None:
+def register(name: str, fn: Callable[..., Any], *, needs: Callable[..., frozenset] | frozenset | set = frozenset({"pool_rows"}),
+             parameters: Mapping[str, Mapping] | None = None) -> None:
     """Make `name` a regime of every family whose representation offers what `needs` lists.
 
     fn(inputs: RegimeInputs, **params) returns the training set in the family's representation
     (for `PointOps`: rows [T, ...], or `Weighted` rows with T fixed for the whole chain); it is
-    traced inside the scan. needs: keys of NEEDS, or a function of the regime's parameters giving them.
+    traced inside the scan. needs: keys of NEEDS, or a function of the regime's parameters giving
+    them. parameters: {name: JSON schema} of fn's keyword parameters, which the config schema's
+    regime definition then lists (default: fn's keyword-only parameters, of any value).
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"regime name must be an identifier, got {name!r}")
@@ -281,21 +305,48 @@ def register(name: str, fn: Callable[..., Any], *, needs: Callable[..., frozense
         raise ValueError(f"regime name {name!r} is built in (modelcollapse.regimes) and cannot be replaced")
     if not callable(fn):
         raise ValueError(f"regime fn must be callable, got {fn!r}")
-    _add(name, fn, needs)
+    if parameters is None:
+        keyword = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        parameters = {p: {"description": f"Parameter {p} of the regime {name}."} for p in keyword}
+    _add(name, fn, needs, parameters)
 
 
-def _add(name, fn, needs):
+def _add(name, fn, needs, parameters=None):
     if not callable(needs):
         fixed = frozenset(needs)
         unknown = fixed - set(NEEDS)
         if unknown:
             raise ValueError(f"regime needs {sorted(unknown)} are not among {sorted(NEEDS)}")
         needs = lambda **_: fixed  # noqa: E731
-    _REGISTRY[name] = Definition(fn, needs)
+    _REGISTRY[name] = Definition(fn, needs, dict(parameters or {}))
+
+
+def json_schema(name: str) -> dict:
+    """The config schema of a registered regime: {name: <name>, its parameters}, all required."""
+    parameters = _known()[name].parameters
+    return {"type": "object", "additionalProperties": False, "required": ["name", *parameters],
+            "description": f"The registered regime {name} ({_known()[name].fn.__module__}).",
+            "properties": {"name": {"description": "Regime name.", "const": name}, **parameters}}
 
 
 def registered() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return tuple(_known())
+
+
+# Regimes of installed packages: entry points in the group `modelcollapse.regimes` name modules
+# that call `register` on import, so a config can name them without code in this package.
+ENTRY_POINTS = "modelcollapse.regimes"
+_loaded_entry_points = False
+
+
+def _known() -> dict[str, Definition]:
+    global _loaded_entry_points
+    if not _loaded_entry_points:
+        _loaded_entry_points = True
+        from importlib.metadata import entry_points
+        for entry in entry_points(group=ENTRY_POINTS):
+            entry.load()
+    return _REGISTRY
 
 
 def _is_static_zero(n) -> bool:
@@ -351,34 +402,33 @@ Spec = tuple  # (name, ((parameter, value), ...)) sorted by parameter: hashable,
 
 def spec(regime: Regime | str | Mapping[str, Any] | tuple | None) -> Spec:
     """(name, sorted parameters) of a regime given as a Regime, a name, {name: ..., **params} or a Spec.
-
-    Built-in regimes are checked by `Regime`; a registered one must be known, and its parameters
-    are checked by its function when a chain traces it.
-    """
+    Names and the built-in regimes' parameters are checked by `Regime`; a registered regime's
+    parameters by its function when a chain traces it."""
     if isinstance(regime, tuple):
         return regime
-    if regime is None or isinstance(regime, str):
-        regime = {"name": regime or "replace"}
-    if isinstance(regime, Regime):
-        regime = dataclasses.asdict(regime)
-    if not isinstance(regime, Mapping) or "name" not in regime:
-        raise ValueError(f"regime must be a Regime, a name or a mapping with 'name', got {regime!r}")
-    params = {k: v for k, v in regime.items() if k != "name"}
-    name = regime["name"]
-    if name in NAMES:
-        r = Regime.from_config({"name": name, **params})
-        params = {"real_fraction": r.real_fraction, "real_source": r.real_source} if name == "mix" else {}
-    elif name not in _REGISTRY:
-        raise ValueError(f"unknown regime {name!r}; registered: {sorted(_REGISTRY)}")
-    return name, tuple(sorted(params.items()))
+    if not isinstance(regime, Regime):
+        if regime is not None and not isinstance(regime, (str, Mapping)):
+            raise ValueError(f"regime must be a Regime, a name or a mapping with 'name', got {regime!r}")
+        if isinstance(regime, Mapping) and "name" not in regime:
+            raise ValueError(f"regime must be a Regime, a name or a mapping with 'name', got {regime!r}")
+        try:
+            regime = Regime.from_config(regime)
+        except ValueError as err:
+            if "regime name must be" in str(err):
+                raise ValueError(f"unknown regime {dict(regime).get('name') if isinstance(regime, Mapping) else regime!r}"
+                                 f"; registered: {sorted(_known())}") from None
+            raise
+    if regime.name == "mix":
+        return "mix", (("real_fraction", regime.real_fraction), ("real_source", regime.real_source))
+    return regime.name, regime.params
 
 
 def label(regime) -> str:
-    """A file-name-safe tag: 'replace', 'mix0.1' (as `Regime.label`), 'window-k5' for registered ones."""
+    """A file-name-safe tag: 'replace', 'mix0.1', 'window-k5' (`Regime.label`)."""
     name, params = spec(regime)
-    if name in NAMES:
-        return Regime.from_config({"name": name, **dict(params)}).label
-    return "-".join([name] + [f"{k}{v:g}" if isinstance(v, (int, float)) else f"{k}{v}" for k, v in params])
+    if name == "mix":
+        return Regime(name="mix", **dict(params)).label
+    return Regime(name=name, params=params).label
 
 
 def needs(regime) -> frozenset:

@@ -50,13 +50,13 @@ def memory_needed(cfg) -> float:
     [R, G+1, d] and Cholesky factors and covariances [R, G+1, d, d]) exist about four times at once
     (device result, host copy, the prepended generation 0, the .npz buffer), plus each generation's
     draws [R, M] a few times and, for the pooling regimes, the stored pool [R, M x G]."""
-    from modelcollapse.regimes import POOLING
+    from modelcollapse import regimes
 
     r, g, d = cfg.replicates, cfg.generations, cfg.dim
     per_generation = (2 if d == 1 else d + 2 * d * d + 2) * 4.0 * r * (g + 1)
     m = float(max(cfg.sizes))
     draws = 4.0 * r * m * d * 4 if cfg.resolved_sampler == "points" else 0.0
-    pool = 4.0 * r * m * g * 2 if cfg.regime.name in POOLING else 0.0
+    pool = 4.0 * r * m * g * 2 if "pool_subset" in regimes.needs(cfg.regime) else 0.0
     return 4 * per_generation + draws + pool
 
 

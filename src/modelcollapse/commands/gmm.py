@@ -45,12 +45,12 @@ def memory_needed(cfg) -> float:
     [R, G+1, K, 2], covariances [R, G+1, K, 2, 2] in float32, five [R, G+1] diagnostics) about three
     times over, each generation's points and responsibilities [R, N, 2 + K] a few times, and for
     the pooling regimes every point drawn, [R, N (G+1), 2] (twice for accumulate)."""
-    from modelcollapse.regimes import POOLING
+    from modelcollapse import regimes
 
     r, g, n, k = cfg.replicates, cfg.generations, cfg.sample_size, cfg.n_components
     fits = 3 * (4.0 * 7 * k + 25) * r * (g + 1)
     working = 4 * 4.0 * r * n * (2 + k)
-    pool = (2 if cfg.regime.name == "accumulate" else 1) * 8.0 * r * n * (g + 1) if cfg.regime.name in POOLING else 0
+    pool = (2 if cfg.regime.name == "accumulate" else 1) * 8.0 * r * n * (g + 1) if regimes.uses_pool(cfg.regime) else 0
     return fits + working + pool
 
 

@@ -211,29 +211,43 @@ class _Placed(NamedTuple):
     blocks: np.ndarray
 
 
+class _Head(NamedTuple):
+    """The first k continuations of a generation, chosen when the set is formed (`PromptAlignedOps`)."""
+
+    blocks: np.ndarray
+    k: int
+
+
 class PromptAlignedOps(regimes.HostPointOps):
     """Token blocks aligned by prompt: continuation i continues the first half of original block i.
 
-    A subset keeps corpus order. A union of an original subset with a generation's continuations
-    puts each real block in the place of its own prompt's continuation, so the set keeps one block
-    per prompt, and `head` leaves the choice of the continuations to that union (the paper's 10% of
-    the original data: the same prompts, some answered by the original text)."""
+    Subsets keep corpus order. A union of a subset of the ORIGINAL blocks with a generation's
+    continuations puts each real block in the place of its own prompt's continuation, so the set
+    keeps one block per prompt (the paper's 10% of the original data: the same prompts, some
+    answered by the original text); any other union concatenates."""
+
+    def __init__(self, original: np.ndarray):
+        self.original = original
 
     def subset(self, key, data, k):
         positions = np.sort(np.asarray(regimes.uniform_subset(key, len(data), k)))
-        return _Placed(positions, data[positions])
+        return _Placed(positions, data[positions]) if data is self.original else data[positions]
 
     def union(self, a, b):
-        out = _blocks(b).copy()
-        out[a.positions] = a.blocks
-        return out
+        if isinstance(a, _Placed) and isinstance(b, _Head) and len(a.positions) + b.k == len(b.blocks):
+            out = b.blocks.copy()
+            out[a.positions] = a.blocks
+            return out
+        return np.concatenate([_blocks(a), _blocks(b)])
 
     def head(self, data, k):
-        return data
+        return _Head(data, k)
 
 
 def _blocks(data) -> np.ndarray:
-    return data.blocks if isinstance(data, _Placed) else data
+    if isinstance(data, _Placed):
+        return data.blocks
+    return data.blocks[: data.k] if isinstance(data, _Head) else data
 
 
 def check_regime(regime) -> None:
@@ -249,8 +263,8 @@ def training_blocks(g: int, regime: Regime, original: np.ndarray, continuations:
         return original
     k = jax.random.fold_in(key, _SUBSET)
     pool = np.concatenate([original] + continuations[:g]) if regimes.uses_pool(regime) else None
-    inputs = regimes.RegimeInputs(PromptAlignedOps(), k, k, original, pool, continuations[g - 1], len(original),
-                                  g, None)
+    inputs = regimes.RegimeInputs(PromptAlignedOps(original), k, k, original, pool, continuations[g - 1],
+                                  len(original), g, None)
     return _blocks(regimes.build(regime, inputs))
 
 
