@@ -161,3 +161,14 @@ def test_stats_sampler_runs_accumulate_but_refuses_point_subsets():
     with pytest.raises(ValueError, match="needs sampler 'points'"):
         gaussian.simulate(0, sample_size=10, generations=3, replicates=2, sampler="stats",
                           regime=Regime(name="accumulate_subsample"))
+
+
+def test_metadata_round_trips_every_regime():
+    for r in [Regime(), Regime(name="accumulate"), Regime(name="accumulate_subsample"),
+              Regime(name="mix", real_fraction=0.25, real_source="fresh")]:
+        meta = regimes.metadata(r, index0="truth")
+        assert regimes.from_metadata(meta) == r and meta["regime_label"] == r.label and meta["index0"] == "truth"
+    old = {"regime": "mix", "real_fraction": 0.1, "real_source": "original"}  # a file from before regime_params
+    assert regimes.from_metadata(old) == Regime(name="mix", real_fraction=0.1)
+    with pytest.raises(ValueError, match="index0 must be one of"):
+        regimes.metadata(Regime(), index0="first fit")

@@ -140,3 +140,8 @@ def test_installed_packages_register_regimes_through_entry_points(tmp_path, monk
     assert "halfpool" in regimes.registered()
     run = tracer(regime)
     assert np.all(run["count"][:, 2:] == TM // 2)
+
+
+def test_result_metadata_carries_the_parameters():
+    meta = regimes.metadata(replay(0.3), index0="truth")
+    assert meta["regime_params"] == '{"replay_fraction": 0.3}' and regimes.from_metadata(meta) == replay(0.3)

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -36,6 +37,25 @@ def test_smoke_builds_results_figure_and_table(smoke_run):
     for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics"):
         assert (smoke_run / FIG / f"{name}.png").stat().st_size > 0, name
     assert list(smoke_run.glob(f"{RES}/timings/*.tsv")), "every compute rule records its wall time"
+
+
+def test_every_chain_file_records_its_regime_and_index_zero_alike(smoke_run):
+    # One metadata layout (regimes.metadata): the regime read back from any family's file is the
+    # regime, and index 0 is the truth where the family holds it, else the real-data model.
+    from modelcollapse import regimes
+    index0 = {"gaussian": "truth", "discrete": "truth", "gmm": "real-data model", "vae": "real-data model",
+              "lm": "real-data model"}
+    seen = set()
+    for npz in smoke_run.glob(f"{RES}/*/**/*.npz"):
+        data = np.load(npz)
+        if "regime" not in data.files:  # summaries, classifiers, base models, checkpoints
+            continue
+        family = npz.relative_to(smoke_run / RES).parts[0]
+        assert {"regime", "regime_label", "real_fraction", "real_source", "regime_params", "index0"} <= set(data.files)
+        assert str(data["index0"]) == index0[family], npz
+        assert regimes.from_metadata(data).label == str(data["regime_label"]), npz
+        seen.add(family)
+    assert seen == set(index0)
 
 
 @pytest.mark.skipif(not HAVE_LATEX, reason="latexmk not installed (apt-get install texlive-latex-base "

@@ -49,11 +49,11 @@ def simulate(args, argv):
 
     check_output(args.out, ".npz")
     regime = regime_from_args(args)
-    label = regimes.label(regime)  # checks the regime and its parameters' names
+    meta = regimes.metadata(regime, index0="truth")  # checks the regime and its parameters
     runtime.configure(args.platform)
     metrics = family.simulate(exponential.family(args.rate), args.seed, sample_size=args.sample_size,
                               generations=args.generations, replicates=args.replicates, regime=regime)
-    meta = {"regime_label": label, "rate": args.rate, "sample_size": args.sample_size}
+    meta |= {"rate": args.rate, "sample_size": args.sample_size}
     io.save_npz(args.out, metrics | meta)
     _record(args.out, argv, seed=args.seed,
             config={"rate": args.rate, "sample_size": args.sample_size, "generations": args.generations,

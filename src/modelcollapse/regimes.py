@@ -14,7 +14,10 @@ With `sample_size` = M points per generation and the original (generation-0, rea
   the original data") or freshly drawn from the true distribution (`real_source: fresh`,
   Alemohammad et al. 2024's fresh-data loop; only for families that can draw from the truth).
 
-Generation 0 always trains on the original data.
+Generation 0 always trains on the original data. Index 0 of every family's results is the
+real world's model: the truth where the family can represent it (Gaussian, discrete, `family`),
+else the model trained on the original data (GMM, VAE, LM); every result file records which
+(`metadata`: key `index0`) beside the regime's name, label and parameters.
 
 One mechanism runs every regime in every family (`build`, below). A regime is a function of
 `RegimeInputs` written with three set operations (`SetOps`): a uniform k-subset without
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 from collections.abc import Callable, Mapping
 from functools import reduce
@@ -454,3 +458,29 @@ def build(regime, inputs: RegimeInputs):
 
 def uses_pool(regime) -> bool:
     return bool(needs(regime) & {"pool", "pool_subset", "pool_rows"})
+
+
+# -- result metadata: one layout in every family's result files
+
+INDEX0 = {"truth": "the true distribution (the family can represent it)",
+          "real-data model": "the model trained on the original (real) data"}
+
+
+def metadata(regime, *, index0: str) -> dict:
+    """The regime and the meaning of index 0, as every family's result file records them."""
+    if index0 not in INDEX0:
+        raise ValueError(f"index0 must be one of {list(INDEX0)}, got {index0!r}")
+    name, params = spec(regime)
+    r = regime if isinstance(regime, Regime) else Regime.from_config({"name": name, **dict(params)})
+    return {"regime": r.name, "regime_label": r.label, "real_fraction": r.real_fraction,
+            "real_source": r.real_source, "regime_params": json.dumps(dict(r.params), sort_keys=True),
+            "index0": index0}
+
+
+def from_metadata(data: Mapping[str, Any]) -> Regime:
+    """The Regime that `metadata` recorded (files written before `regime_params` existed read as built-ins)."""
+    params = json.loads(str(data["regime_params"])) if "regime_params" in data else {}
+    name = str(data["regime"])
+    if name == "mix":
+        return Regime(name=name, real_fraction=float(data["real_fraction"]), real_source=str(data["real_source"]))
+    return Regime.from_config({"name": name, **params})

@@ -49,7 +49,7 @@ def memory_needed(cfg) -> float:
 
 
 def simulate(args, argv):
-    from modelcollapse import discrete, runtime
+    from modelcollapse import discrete, regimes, runtime
 
     cfg, seed, platform = _job(args)
     check_output(args.out, ".npz")
@@ -61,8 +61,7 @@ def simulate(args, argv):
     result = discrete.simulate_metrics(seed, probs=q, sample_size=cfg.sample_size,
                                        generations=cfg.generations, replicates=cfg.replicates, regime=cfg.regime)
     meta = {"probs": q, "sample_size": cfg.sample_size, "generations": cfg.generations,
-            "num_symbols": cfg.num_symbols, "exponent": float(cfg.exponent), "regime": cfg.regime.name,
-            "real_fraction": cfg.regime.real_fraction, "real_source": cfg.regime.real_source}
+            "num_symbols": cfg.num_symbols, "exponent": float(cfg.exponent)} | regimes.metadata(cfg.regime, index0="truth")
     arrays = result._asdict()
     if args.keep == "final":  # an absorption run needs only where each chain ended
         arrays = {name: arrays[name] for name in ("final", "first_zero")}
@@ -71,10 +70,9 @@ def simulate(args, argv):
 
 
 def _regime_of(data):
-    from modelcollapse.regimes import Regime
+    from modelcollapse import regimes
 
-    return Regime(name=str(data["regime"]), real_fraction=float(data["real_fraction"]),
-                  real_source=str(data["real_source"]))
+    return regimes.from_metadata(data)
 
 
 def _cell(name: str, value):

@@ -61,7 +61,7 @@ def memory_needed(cfg) -> float:
 
 
 def simulate(args, argv):
-    from modelcollapse import gaussian, runtime
+    from modelcollapse import gaussian, regimes, runtime
 
     cfg, seed, platform = _job(args)
     check_output(args.out, ".npz")
@@ -72,9 +72,8 @@ def simulate(args, argv):
     runtime.configure(platform)
     chains = gaussian.simulate(seed, **{f: getattr(cfg, f) for f in (
         "sample_size", "generations", "replicates", "estimator", "regime", "dim", "correlation", "sampler")})
-    meta = {"sizes": cfg.sizes, "estimator": cfg.estimator, "regime": cfg.regime.name,
-            "real_fraction": cfg.regime.real_fraction, "real_source": cfg.regime.real_source,
-            "schedule": args.schedule, "dim": cfg.dim}
+    meta = {"sizes": cfg.sizes, "estimator": cfg.estimator, "schedule": args.schedule,
+            "dim": cfg.dim} | regimes.metadata(cfg.regime, index0="truth")
     if cfg.dim == 1:
         arrays = {"mean": chains.mean, "std": chains.std}
     else:  # the full [R, G+1, d, d] trajectory is large; keep what the theory speaks about
@@ -85,12 +84,10 @@ def simulate(args, argv):
 
 
 def summarize(args, argv):
-    from modelcollapse import gaussian
-    from modelcollapse.regimes import Regime
+    from modelcollapse import gaussian, regimes
 
     def one(data):
-        regime = Regime(name=str(data["regime"]), real_fraction=float(data["real_fraction"]),
-                        real_source=str(data["real_source"]))
+        regime = regimes.from_metadata(data)
         estimator, sizes, dim = str(data["estimator"]), data["sizes"], int(data["dim"])
         if dim == 1:
             stats = gaussian.summarize(data["mean"], data["std"], sizes=sizes, estimator=estimator, regime=regime)

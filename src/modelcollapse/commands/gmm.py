@@ -55,7 +55,7 @@ def memory_needed(cfg) -> float:
 
 
 def simulate(args, argv):
-    from modelcollapse import gmm, runtime
+    from modelcollapse import gmm, regimes, runtime
 
     cfg, seed, platform = _job(args)
     check_output(args.out, ".npz")
@@ -69,9 +69,8 @@ def simulate(args, argv):
                           engine=args.engine, slots=args.slots or None)
     true = gmm.truth(cfg.data)
     snap = chains.snapshot_generations
-    meta = {"data": cfg.data, "regime": cfg.regime.name, "regime_label": cfg.regime.label,
-            "real_fraction": cfg.regime.real_fraction, "real_source": cfg.regime.real_source,
-            "sample_size": cfg.sample_size, "n_components": cfg.n_components, "tol": cfg.tol,
+    meta = regimes.metadata(cfg.regime, index0="real-data model") | {
+            "data": cfg.data, "sample_size": cfg.sample_size, "n_components": cfg.n_components, "tol": cfg.tol,
             "max_iter": cfg.max_iter, "reg_covar": cfg.reg_covar, "init": cfg.init,
             "truth_weights": true.weights, "truth_means": true.means, "truth_covs": true.covs,
             # replicate 0's fits at the snapshot generations, beside its points (the figure reads only these)
