@@ -172,3 +172,32 @@ def test_metadata_round_trips_every_regime():
     assert regimes.from_metadata(old) == Regime(name="mix", real_fraction=0.1)
     with pytest.raises(ValueError, match="index0 must be one of"):
         regimes.metadata(Regime(), index0="first fit")
+
+
+def test_stats_sampler_mix_matches_a_replay_of_its_draws():
+    # The stats sampler's mix, written plainly in float64 on the chain's own draws of sufficient
+    # statistics: round(f M) fresh real points (f M = 2.5 rounds up to 3), the rest from the model.
+    sizes, f, generations = [10] * 6 + [14] * 6, 0.25, 12
+    run = gaussian.simulate(4, sample_size=sizes, generations=generations, replicates=2, sampler="stats",
+                            regime=Regime(name="mix", real_fraction=f, real_source="fresh"))
+    draw = jax.jit(gaussian._draw_stats)
+
+    def stats(key, n, mean=0.0, std=1.0):
+        k, z_mean, z_m2 = (np.float64(v) for v in draw(key, jnp.float32(n)))
+        return k, mean + std * z_mean, std * std * z_m2
+
+    def combine(a, b):
+        n = a[0] + b[0]
+        delta = b[1] - a[1]
+        return n, a[1] + delta * b[0] / n, a[2] + b[2] + delta * delta * a[0] * b[0] / n
+
+    for r in range(2):
+        key = jax.random.fold_in(jax.random.key(4), r)
+        mean, std = 0.0, 1.0
+        for g, m in enumerate(sizes):
+            kg = jax.random.fold_in(key, g)
+            n_real = int(np.floor(f * m + 0.5))
+            train = stats(kg, m) if g == 0 else combine(stats(jax.random.fold_in(kg, 1), n_real),
+                                                         stats(jax.random.fold_in(kg, 3), m - n_real, mean, std))
+            mean, std = train[1], np.sqrt(train[2] / (train[0] - 1))
+            np.testing.assert_allclose([run.mean[r, g + 1], run.std[r, g + 1]], [mean, std], rtol=2e-4, atol=2e-5)
