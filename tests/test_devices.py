@@ -34,7 +34,7 @@ put("gaussian_points", (g.mean, g.std))
 g = gaussian.simulate(3, sample_size=[20] * 30, generations=30, replicates=8, sampler="stats",
                       regime=Regime(name="accumulate"))
 put("gaussian_stats_accumulate", (g.mean, g.std))
-g = gaussian.simulate(3, sample_size=12, generations=10, replicates=4, dim=2)
+g = gaussian.simulate_multivariate(3, sample_size=12, generations=10, replicates=4, dim=2)
 put("gaussian_multivariate", (g.mean, g.cov, g.log_det))
 put("discrete", discrete.simulate(3, probs=np.full(10, 0.1), sample_size=30, generations=20, replicates=8))
 c = gmm.simulate(3, sample_size=100, generations=4, replicates=4, snapshots=(0, 4), max_iter=50)

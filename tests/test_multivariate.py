@@ -12,7 +12,7 @@ R = 20_000
 
 @pytest.fixture(scope="module", params=["points", "stats"])
 def chains(request):
-    sim = gaussian.simulate(5, sample_size=12, generations=20, replicates=R, dim=3, correlation=0.4,
+    sim = gaussian.simulate_multivariate(5, sample_size=12, generations=20, replicates=R, dim=3, correlation=0.4,
                             sampler=request.param)
     sigma0 = gaussian.GaussianConfig(sample_size=12, generations=20, replicates=1, dim=3, correlation=0.4).sigma0()
     return sim, sigma0
@@ -55,19 +55,24 @@ def test_covariances_are_symmetric_positive_definite_and_match_log_det(chains):
 
 
 def test_covariance_collapses():
-    sim = gaussian.simulate(1, sample_size=20, generations=500, replicates=500, dim=4)
+    sim = gaussian.simulate_multivariate(1, sample_size=20, generations=500, replicates=500, dim=4)
     assert np.median(sim.log_det[:, -1]) < np.median(sim.log_det[:, 0]) - 20
 
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(dim=5, sample_size=5), "dim \\+ 1"),
     (dict(dim=3, correlation=-0.6), "positive-definite"),
-    (dict(dim=2, regime=Regime(name="accumulate")), "replace"),
 ])
 def test_bad_multivariate_arguments(kwargs, match):
     base = dict(sample_size=20, generations=3, replicates=2) | kwargs
     with pytest.raises(ValueError, match=match):
-        gaussian.simulate(0, **base)
+        gaussian.simulate_multivariate(0, **base)
+
+
+def test_multivariate_configs_run_replace_only():
+    # simulate_multivariate takes no regime; a config block asking for another one is refused.
+    with pytest.raises(ValueError, match="dim > 1 supports regime 'replace' only"):
+        gaussian.GaussianConfig(sample_size=20, generations=3, replicates=2, dim=2, regime=Regime(name="accumulate"))
 
 
 # -- schedules -------------------------------------------------------------------------------------

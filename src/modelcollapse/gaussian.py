@@ -373,35 +373,43 @@ def _prepend(first, rest):
 
 
 def simulate(seed: int, *, sample_size, generations: int, replicates: int, estimator: str = "unbiased",
-             regime: Regime | None = None, dim: int = 1, correlation: float = 0.5,
-             sampler: str = "auto") -> GaussianChains | MultivariateChains:
-    """Run `replicates` independent fit-and-sample chains from the truth.
+             regime: Regime | None = None, sampler: str = "auto") -> GaussianChains:
+    """Run `replicates` independent 1-D fit-and-sample chains from the truth N(0, 1).
 
     sample_size: M, or a per-generation schedule [generations] (see `modelcollapse.schedules`).
-    dim == 1: returns `GaussianChains(mean, std)`, float32 [replicates, generations + 1].
-    dim > 1: returns `MultivariateChains(mean [R, G+1, d], cov [R, G+1, d, d], log_det [R, G+1])`,
-    starting from N(0, Sigma_0) with unit variances and `correlation` off the diagonal.
+    Returns `GaussianChains(mean, std)`, float32 [replicates, generations + 1]; index 0 is the truth.
+    `simulate_multivariate` runs d > 1.
     """
     cfg = GaussianConfig(sample_size=sample_size, generations=generations, replicates=replicates,
-                         estimator=estimator, regime=regime or Regime(), dim=dim, correlation=correlation,
-                         sampler=sampler)
+                         estimator=estimator, regime=regime or Regime(), sampler=sampler)
     keys = replicate_keys(seed, cfg.replicates)
     ddof = theory.ddof_of(cfg.estimator)
-    sizes = jnp.asarray(cfg.sizes, jnp.float32)
-    points = cfg.resolved_sampler == "points"
-    if cfg.dim > 1:
-        chol0 = jnp.asarray(np.linalg.cholesky(cfg.sigma0()), jnp.float32)
-        means, chols, log_dets = _simulate_mv(keys, sizes, chol0, m=int(cfg.sizes[0]) if points else None,
-                                              ddof=ddof)
-        chols = _prepend(chol0, chols)
-        return MultivariateChains(_prepend(jnp.zeros(cfg.dim), means), chols @ np.swapaxes(chols, -1, -2),
-                                  _prepend(np.linalg.slogdet(cfg.sigma0())[1], log_dets))
-    if points:
+    if cfg.resolved_sampler == "points":
         means, stds = _simulate_points(keys, m=int(cfg.sizes[0]), generations=cfg.generations,
                                        regime=cfg.regime, ddof=ddof)
     else:
-        means, stds = _simulate_stats(keys, sizes, regime=cfg.regime, ddof=ddof)
+        means, stds = _simulate_stats(keys, jnp.asarray(cfg.sizes, jnp.float32), regime=cfg.regime, ddof=ddof)
     return GaussianChains(_prepend(0.0, means), _prepend(1.0, stds))
+
+
+def simulate_multivariate(seed: int, *, sample_size, generations: int, replicates: int, dim: int,
+                          correlation: float = 0.5, estimator: str = "unbiased",
+                          sampler: str = "auto") -> MultivariateChains:
+    """Run `replicates` chains in `dim` dimensions (replace regime, Nature Theorem 3.1) from
+    N(0, Sigma_0) with unit variances and `correlation` off the diagonal.
+
+    Returns `MultivariateChains(mean [R, G+1, d], cov [R, G+1, d, d], log_det [R, G+1])`; index 0 is the truth.
+    """
+    cfg = GaussianConfig(sample_size=sample_size, generations=generations, replicates=replicates,
+                         estimator=estimator, dim=dim, correlation=correlation, sampler=sampler)
+    keys = replicate_keys(seed, cfg.replicates)
+    chol0 = jnp.asarray(np.linalg.cholesky(cfg.sigma0()), jnp.float32)
+    points = cfg.resolved_sampler == "points"
+    means, chols, log_dets = _simulate_mv(keys, jnp.asarray(cfg.sizes, jnp.float32), chol0,
+                                          m=int(cfg.sizes[0]) if points else None, ddof=theory.ddof_of(cfg.estimator))
+    chols = _prepend(chol0, chols)
+    return MultivariateChains(_prepend(jnp.zeros(cfg.dim), means), chols @ np.swapaxes(chols, -1, -2),
+                              _prepend(np.linalg.slogdet(cfg.sigma0())[1], log_dets))
 
 
 def summarize(mean: np.ndarray, std: np.ndarray, *, sizes, estimator: str,

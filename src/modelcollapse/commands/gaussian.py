@@ -70,13 +70,14 @@ def simulate(args, argv):
                  + (f", --dim {cfg.dim}" if cfg.dim > 1 else ""),
                  lower="--replicates or --generations (or --sample-size)")
     runtime.configure(platform)
-    chains = gaussian.simulate(seed, **{f: getattr(cfg, f) for f in (
-        "sample_size", "generations", "replicates", "estimator", "regime", "dim", "correlation", "sampler")})
+    shared = {f: getattr(cfg, f) for f in ("sample_size", "generations", "replicates", "estimator", "sampler")}
     meta = {"sizes": cfg.sizes, "estimator": cfg.estimator, "schedule": args.schedule,
             "dim": cfg.dim} | regimes.metadata(cfg.regime, index0="truth")
     if cfg.dim == 1:
+        chains = gaussian.simulate(seed, regime=cfg.regime, **shared)
         arrays = {"mean": chains.mean, "std": chains.std}
     else:  # the full [R, G+1, d, d] trajectory is large; keep what the theory speaks about
+        chains = gaussian.simulate_multivariate(seed, dim=cfg.dim, correlation=cfg.correlation, **shared)
         arrays = {"mean": chains.mean, "log_det": chains.log_det, "cov0": cfg.sigma0(),
                   "trace": np.trace(chains.cov, axis1=-2, axis2=-1), "cov_final": chains.cov[:, -1]}
     io.save_npz(args.out, arrays | meta)
