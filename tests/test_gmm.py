@@ -390,6 +390,33 @@ def test_accumulate_subsample_matches_a_numpy_replay_of_the_same_draws():
         np.testing.assert_allclose(sim.covs[r, g_max], fit.covs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("source", ["original", "fresh"])
+def test_mix_matches_a_numpy_replay_of_the_same_draws(source):
+    # As above for mix: round(0.3 N) real points (a uniform subset of the original data at the
+    # real key, or fresh draws from the truth there), then the first N - round(0.3 N) draws.
+    n, g_max, k, f = 60, 4, 2, 0.3
+    n_real = int(np.floor(f * n + 0.5))
+    em = dict(tol=0.0, max_iter=40)
+    sim = gmm.simulate(3, data="two_blobs", sample_size=n, generations=g_max, replicates=2,
+                       regime=Regime(name="mix", real_fraction=f, real_source=source), **em)
+    for r in range(2):
+        key = jax.random.fold_in(jax.random.key(3), r)
+        k0 = jax.random.fold_in(key, 0)
+        original = np.asarray(gmm.sample(jax.random.fold_in(k0, gmm._DRAW), gmm.truth("two_blobs"), n))
+        fit = gmm.fit(jax.random.fold_in(k0, gmm._FIT), original, k, **em)
+        for g in range(1, g_max + 1):
+            np.testing.assert_allclose(sim.means[r, g - 1], fit.means, rtol=1e-4, atol=1e-4)
+            kg = jax.random.fold_in(key, g)
+            previous = gmm.GMMParams(sim.weights[r, g - 1], sim.means[r, g - 1], sim.covs[r, g - 1])
+            draws = np.asarray(gmm.sample(jax.random.fold_in(kg, gmm._DRAW), previous, n))
+            k_real = jax.random.fold_in(kg, gmm._REAL)
+            real = (original[np.asarray(_subset(k_real, n, n_real))] if source == "original"
+                    else np.asarray(gmm.sample(k_real, gmm.truth("two_blobs"), n_real)))
+            fit = gmm.fit(jax.random.fold_in(kg, gmm._FIT), np.concatenate([real, draws[: n - n_real]]), k, **em)
+        np.testing.assert_allclose(sim.means[r, g_max], fit.means, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(sim.covs[r, g_max], fit.covs, rtol=1e-4, atol=1e-4)
+
+
 def test_mix_with_only_original_data_refits_gmm0(regimes, chains):
     # Every generation refits the original two blobs (a new initialisation each time); EM finds
     # the same optimum, so GMM_g = GMM_0 up to the stopping tolerance: L2^2 far below a refit on

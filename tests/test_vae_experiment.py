@@ -1,12 +1,13 @@
 """The recursive VAE chain: training data per regime and synthetic mode, resume after a kill,
 and the checks that reject meaningless settings before any work."""
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
 
 from conftest import Killed, assert_same_files, kill_at
-from modelcollapse import checkpoint
+from modelcollapse import checkpoint, regimes
 from modelcollapse.paper import latex_number
 from modelcollapse.regimes import Regime
 from modelcollapse.vae import classifier, experiment
@@ -32,7 +33,7 @@ def _cfg(**kw):
 
 def test_training_data_per_regime_and_mode(parts):
     train, _ = parts
-    key = __import__("jax").random.key(0)
+    key = jax.random.key(0)
     pool = [np.full((50, 8, 8, 1), -1.0, np.float32), np.full((50, 8, 8, 1), -2.0, np.float32)]
     data, mode, n_real, n = experiment._training_data(0, _cfg(), Regime(), train, None, [], key)
     assert mode == "fixed" and n == len(train) and data["images"] is train
@@ -41,6 +42,8 @@ def test_training_data_per_regime_and_mode(parts):
     images = data["images"]
     assert n == 50 and np.sum(images[:, 0, 0, 0] >= 0) == 10  # 20% of the set is real
     assert np.all(images[images[:, 0, 0, 0] < 0] == -2.0)  # the rest is the latest synthetic set
+    subset = jax.random.fold_in(key, experiment._SUBSET)  # the real part: a uniform subset at the subset key
+    np.testing.assert_array_equal(images[:10], train[np.asarray(regimes.uniform_subset(subset, len(train), 10))])
     data, _, _, n = experiment._training_data(2, fixed, Regime(name="accumulate"), train, None, pool, key)
     assert n == len(train) + 100
     np.testing.assert_array_equal(data["images"], np.concatenate([train] + pool))  # all data so far
