@@ -8,11 +8,13 @@ min_version("8.0")
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/gaussian.smk"
-include: "workflow/rules/discrete.smk"
-include: "workflow/rules/gmm.smk"
-include: "workflow/rules/vae.smk"
-include: "workflow/rules/lm.smk"
+
+
+# Every family's rules file, found by its presence (a new family adds its file, not a line here).
+for _rules in family_rules_files():
+    include: _rules
+
+
 include: "workflow/rules/paper.smk"  # last: it collects the others' outputs
 
 

@@ -429,7 +429,7 @@ def test_config_checks_its_fields(change, key):
         discrete.DiscreteConfig(**(dict(sample_size=5, generations=5, replicates=2) | change))
 
 
-# -- the CLI steps (through their functions; `python -m modelcollapse discrete` needs cli.FAMILIES)
+# -- the CLI steps (through their functions)
 
 
 def _parser():

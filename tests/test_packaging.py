@@ -43,3 +43,16 @@ def test_readme_opens_with_the_two_make_commands_and_ci_runs_the_test_one():
 def test_schema_in_workflow_folder_is_the_packaged_one():
     linked = (ROOT / "workflow" / "schemas" / "config.schema.yaml").resolve()
     assert linked == (ROOT / "src" / "modelcollapse" / "config.schema.yaml").resolve()
+    families = (ROOT / "workflow" / "schemas" / "families").resolve()
+    assert families == (ROOT / "src" / "modelcollapse" / "schemas").resolve()
+
+
+def test_every_family_has_its_schema_block_rules_file_and_commands():
+    # A family is found by its files (config.schema(), the Snakefile, cli.families), so each
+    # family's three files must exist together.
+    from modelcollapse import cli, config
+
+    blocks = {p.stem for p in (ROOT / "src" / "modelcollapse" / "schemas").glob("*.yaml")}
+    rules = {p.stem for p in (ROOT / "workflow" / "rules").glob("*.smk")} - {"common", "paper"}
+    assert blocks == rules and blocks <= set(cli.families())
+    assert blocks <= set(config.schema()["required"])

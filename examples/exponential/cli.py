@@ -2,7 +2,7 @@
 
 Shaped like a `modelcollapse.commands` module (`register(subparsers)`, commands `(args, argv)`), so
 moving the family into the package is: copy this file to `src/modelcollapse/commands/exponential.py`
-and add "exponential" to `modelcollapse.cli.FAMILIES`. Until then `main` runs it on its own.
+(the CLI finds every module there). Until then `main` runs it on its own.
 """
 
 from __future__ import annotations

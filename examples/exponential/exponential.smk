@@ -1,8 +1,7 @@
 # The exponential family (examples/exponential): one simulation per regime, one figure.
-# To use it, add to the Snakefile after the other includes (before paper.smk):
-#     include: "examples/exponential/exponential.smk"
-# the `exponential:` block to config/*.yaml, and exponential.schema.yaml's block under the
-# schema's `properties:` (and `exponential` to its `required:` list).
+# To use it, copy it to workflow/rules/exponential.smk (the Snakefile includes every rules file
+# there), add the `exponential:` block to config/*.yaml, and copy exponential.schema.yaml to
+# src/modelcollapse/schemas/exponential.yaml.
 
 import json
 import re

@@ -2,7 +2,7 @@
 
 Snakemake rules call exactly these commands, so running one by hand gives the same files.
 Each family's subcommands live in `modelcollapse.commands.<family>`; adding a family is one
-module with `register(subparsers)` and one entry in FAMILIES.
+module there with `register(subparsers)` (found by its presence: `families`).
 
 Every failure ends the same way: one line on stderr, `modelcollapse <command>: error: ...`, naming
 the file, argument, config key or device and what was expected; a non-zero exit status (2 for a
@@ -18,10 +18,9 @@ import argparse
 import errno
 import importlib
 import os
+import pkgutil
 import sys
 
-# Modules under modelcollapse.commands, in the order `--help` lists them.
-FAMILIES = ("paper", "gaussian", "discrete", "gmm", "vae", "lm")
 EXIT_USAGE = 2  # bad arguments, config, inputs or sizes: fix the request
 EXIT_FAILURE = 1  # the request was fine but running it failed (disk full, diverged training, no GPU, ...)
 
@@ -31,9 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of a failure (also MODELCOLLAPSE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for family in FAMILIES:
+    for family in families():
         importlib.import_module(f"modelcollapse.commands.{family}").register(sub)
     return parser
+
+
+def families() -> list[str]:
+    """The command modules under modelcollapse.commands, in the order `--help` lists them."""
+    from modelcollapse import commands
+
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Loading and validating the workflow config (`config/*.yaml`) before any work starts.
 
-The JSON schema (`config.schema.yaml`, linked from `workflow/schemas/`) checks types, ranges,
+The JSON schema (`schema()`: config.schema.yaml and schemas/<family>.yaml, linked from
+`workflow/schemas/`) checks types, ranges,
 enums and unknown keys; `check_config` adds the checks a schema cannot express (one key
 bounded by another) by calling the families' own checks and building the config class of every
 job the rules start, so each fact is stated once and a config it passes is one no job refuses
@@ -30,11 +31,17 @@ class ConfigError(ValueError):
 
 
 def schema() -> dict[str, Any]:
-    """The config schema: config.schema.yaml, its regime definition extended by every registered regime."""
+    """The config schema: config.schema.yaml (the shared keys and definitions), one block per family
+    from schemas/<family>.yaml, and the regime definition extended by every registered regime."""
     from modelcollapse import regimes
 
-    text = resources.files("modelcollapse").joinpath("config.schema.yaml").read_text(encoding="utf-8")
-    out = yaml.safe_load(text)
+    package = resources.files("modelcollapse")
+    out = yaml.safe_load(package.joinpath("config.schema.yaml").read_text(encoding="utf-8"))
+    for path in sorted(package.joinpath("schemas").iterdir(), key=lambda p: p.name):
+        if path.name.endswith(".yaml"):
+            for family, block in yaml.safe_load(path.read_text(encoding="utf-8")).items():
+                out["properties"][family] = block
+                out["required"].append(family)
     added = [name for name in regimes.registered() if name not in regimes.NAMES]
     if added:  # one object branch that the name selects, so an error names the offending key
         alternatives = out["$defs"]["regime"]["oneOf"]

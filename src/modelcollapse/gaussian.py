@@ -81,7 +81,8 @@ class GaussianConfig:
             raise ValueError("sampler 'points' needs a constant sample_size; use sampler 'stats' for a schedule")
         if self.resolved_sampler == "stats":
             regimes.check(self.regime, StatsOps(points=False).offers, family="sampler 'stats'",
-                          hint=" (it draws sums, not points): the regime needs sampler 'points' and a constant sample_size")
+                          hint=" (it draws sums, not points): the regime needs sampler 'points' and a constant "
+                               "sample_size")
         if self.dim > 1 and self.regime.name != "replace":
             raise ValueError(f"dim > 1 supports regime 'replace' only, got {self.regime.label!r}")
         check_correlation(self.correlation, self.dim)

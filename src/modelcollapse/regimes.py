@@ -293,7 +293,8 @@ class Definition(NamedTuple):
 _REGISTRY: dict[str, Definition] = {}
 
 
-def register(name: str, fn: Callable[..., Any], *, needs: Callable[..., frozenset] | frozenset | set = frozenset({"pool_rows"}),
+def register(name: str, fn: Callable[..., Any], *,
+             needs: Callable[..., frozenset] | frozenset | set = frozenset({"pool_rows"}),
              parameters: Mapping[str, Mapping] | None = None) -> None:
     """Make `name` a regime of every family whose representation offers what `needs` lists.
 
@@ -419,8 +420,8 @@ def spec(regime: Regime | str | Mapping[str, Any] | tuple | None) -> Spec:
             regime = Regime.from_config(regime)
         except ValueError as err:
             if "regime name must be" in str(err):
-                raise ValueError(f"unknown regime {dict(regime).get('name') if isinstance(regime, Mapping) else regime!r}"
-                                 f"; registered: {sorted(_known())}") from None
+                name = dict(regime).get("name") if isinstance(regime, Mapping) else regime
+                raise ValueError(f"unknown regime {name!r}; registered: {sorted(_known())}") from None
             raise
     if regime.name == "mix":
         return "mix", (("real_fraction", regime.real_fraction), ("real_source", regime.real_source))

@@ -2,8 +2,9 @@
 # every output goes to; the target lists that each family's rules file extends (so adding a
 # family touches no other rules file).
 import glob
-import re
 import json
+import os
+import re
 
 from modelcollapse.config import ConfigError, check_config, read_yaml, run_name
 from modelcollapse.regimes import Regime
@@ -69,9 +70,17 @@ def all_targets():
     return targets
 
 
-def config_json(*blocks):
+def family_rules_files():
+    """workflow/rules/<family>.smk of every family, sorted: every rules file but this one and paper.smk."""
+    here = os.path.join(workflow.basedir, "workflow", "rules")
+    return [path for path in sorted(glob.glob(os.path.join(here, "*.smk")))
+            if os.path.basename(path) not in ("common.smk", "paper.smk")]
+
+
+def config_json(*blocks, data_dir=False):
     """The config as JSON for a rule's params; with `blocks`, only those blocks and the shared
-    top-level keys (the non-block ones: seed, platform, data_dir), so a change elsewhere does not
-    rerun the rule."""
-    part = config if not blocks else {k: v for k, v in config.items() if k in blocks or not isinstance(v, dict)}
+    top-level keys (the non-block ones: seed, platform, run; data_dir only for rules that read data
+    files, data_dir=True), so a change elsewhere does not rerun the rule."""
+    part = config if not blocks else {k: v for k, v in config.items() if k in blocks or (
+        not isinstance(v, dict) and (k != "data_dir" or data_dir))}
     return json.dumps(part, sort_keys=True)

@@ -30,7 +30,7 @@ rule lm_corpus:
     benchmark:
         BENCH + "/lm_corpus.tsv"
     params:
-        config=config_json("lm"),
+        config=config_json("lm", data_dir=True),
     threads: 1
     shell:
         "{PY} lm corpus --config-json {params.config:q} --out {output.npz} > {log} 2>&1"
@@ -47,7 +47,7 @@ rule lm_pretrain:
     benchmark:
         BENCH + "/lm_pretrain.tsv"
     params:
-        config=config_json("lm"),
+        config=config_json("lm", data_dir=True),
     threads: 1
     resources:
         mem_mb=8000,
@@ -73,7 +73,7 @@ rule lm_chain:
         label="|".join(re.escape(label) for label in LM_LABELS),
         chain=r"\d+",
     params:
-        config=config_json("lm"),
+        config=config_json("lm", data_dir=True),
         base=lambda wildcards, input: f"--base {input.base}" if "base" in input.keys() else "",
     threads: 1
     resources:

@@ -62,7 +62,7 @@ rule vae_chain:
         regime="|".join(re.escape(label) for label in VAE_REGIMES),
         chain=r"\d+",
     params:
-        config=config_json("vae"),
+        config=config_json("vae", data_dir=True),
     threads: 1
     resources:
         mem_mb=8000,

@@ -61,7 +61,8 @@ def simulate(args, argv):
     result = discrete.simulate_metrics(seed, probs=q, sample_size=cfg.sample_size,
                                        generations=cfg.generations, replicates=cfg.replicates, regime=cfg.regime)
     meta = {"probs": q, "sample_size": cfg.sample_size, "generations": cfg.generations,
-            "num_symbols": cfg.num_symbols, "exponent": float(cfg.exponent)} | regimes.metadata(cfg.regime, index0="truth")
+            "num_symbols": cfg.num_symbols, "exponent": float(cfg.exponent),
+            } | regimes.metadata(cfg.regime, index0="truth")
     arrays = result._asdict()
     if args.keep == "final":  # an absorption run needs only where each chain ended
         arrays = {name: arrays[name] for name in ("final", "first_zero")}

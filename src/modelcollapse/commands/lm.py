@@ -205,7 +205,7 @@ RUN_KEYS = {"label": str, "regime": str, "chain": int, "real_fraction": float, "
             "init": str, "decoding": str, "n_blocks": int, "vocab_size": int, "block_size": int, "n_layers": int,
             "d_model": int, "n_heads": int, "context": int, "n_params": int, "num_beams": int,
             "repetition_penalty": float, "entropy_rate": float, "truth_unigram_entropy": float,
-            "base_test_ppl": float}
+            "base_test_ppl": float, "regime_label": str, "real_source": str, "regime_params": str, "index0": str}
 
 
 def _decoder(data, config):

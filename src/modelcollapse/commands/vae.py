@@ -134,7 +134,8 @@ def chain(args, argv):
                                scorer_parts=parts, checkpoint_dir=checkpoint_dir,
                                identity={"dataset": args.dataset, "validation_fraction": args.validation_fraction},
                                log=lambda line: print(line, flush=True))
-    meta = regimes.metadata(regime, index0="real-data model") | {"dataset": args.dataset, "chain": args.chain, "architecture": cfg.architecture,
+    meta = regimes.metadata(regime, index0="real-data model") | {
+            "dataset": args.dataset, "chain": args.chain, "architecture": cfg.architecture,
             "synthetic": cfg.synthetic, "n_train": len(train.images), "latent": cfg.latent, "epochs": cfg.epochs,
             "batch_size": cfg.batch_size, "n_params": models.count_params(nnx.eval_shape(
                 lambda: experiment.build_model(cfg, train.images.shape[1:], 0))), "classifier_accuracy":
