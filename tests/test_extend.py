@@ -226,6 +226,14 @@ def test_register_regime_checks():
     assert {"window", *regimes.NAMES} <= set(regimes.registered())
     assert regimes.label({"name": "window", "k": 5}) == "window-k5"
     assert regimes.label({"name": "mix", "real_fraction": 0.1}) == "mix0.1"
+    # It reads the pool's rows by generation: families that hold other representations refuse it.
+    from modelcollapse import discrete
+    from modelcollapse.lm import experiment as lm_experiment
+    for offers in (regimes.HostPointOps.offers, discrete.CountOps.offers):
+        with pytest.raises(ValueError, match="the pool's points in generation order"):
+            regimes.check({"name": "window", "k": 2}, offers, family="this family")
+    with pytest.raises(ValueError, match="the pool's points in generation order"):
+        lm_experiment.check_regime(Regime.from_config({"name": "window", "k": 2}))
 
 
 # -- the schema block, the rules file and the CLI

@@ -253,9 +253,10 @@ class PointOps(SetOps):
 
 class HostPointOps(SetOps):
     """Points as rows of NumPy arrays on the host (the neural families' image and token sets),
-    the pool a concatenation; subsets use the same `uniform_subset` positions as `PointOps`."""
+    the pool a concatenation; subsets use the same `uniform_subset` positions as `PointOps`. They
+    have no truth to draw from, and their pool is an array, not a `Pool` with rows by generation."""
 
-    offers = frozenset(NEEDS) - {"truth"}
+    offers = frozenset(NEEDS) - {"truth", "pool_rows"}
 
     def subset(self, key, data, k):
         return data[np.asarray(uniform_subset(key, len(data), k))]
