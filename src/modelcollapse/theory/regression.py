@@ -1,0 +1,41 @@
+"""Exact expected squared parameter error E||b_n - b*||^2 of the recursive least-squares chains
+(`modelcollapse.regression`), model n trained on generation n - 1's labels (n >= 1; 0 at n = 0).
+
+Both regimes are linear in the past noise. With eta_k = (X_k^T X_k)^{-1} X_k^T sigma eps_k, the
+error of one OLS fit to T rows labelled by a model b with fresh noise is b - b* + eta:
+
+- replace (Dohmatob, Feng and Kempe 2024, Theorem 1 with Gaussian design): e_n = e_{n-1} + eta_n,
+  independent terms, so E||e_n||^2 = n sigma^2 E tr((X^T X)^{-1}); for a fresh Gaussian design
+  E (X^T X)^{-1} = I / (T - d - 1) (the inverse-Wishart mean, T > d + 1), giving
+  n sigma^2 d / (T - d - 1); for a fixed design, n sigma^2 tr((X^T X)^{-1}).
+- accumulate with a fixed design (Gerstgrasser et al. 2024, Theorem 1): the pool holds the same X
+  n times, so b_n is the average of the n generations' labels' fits, and
+  e_n = e_{n-1} + eta_n / n: E||e_n||^2 = sigma^2 tr((X^T X)^{-1}) sum_{k=1}^n 1/k^2, bounded by
+  pi^2/6 times the first model's error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fit_error(*, dim: int, sample_size: int, noise: float, design: np.ndarray | None = None) -> float:
+    """E||eta||^2 of one OLS fit: sigma^2 d / (T - d - 1) (fresh design) or sigma^2 tr((X^T X)^{-1})."""
+    if design is None:
+        if sample_size <= dim + 1:
+            raise ValueError(f"a fresh Gaussian design needs sample_size > dim + 1 = {dim + 1}, got {sample_size}")
+        return noise ** 2 * dim / (sample_size - dim - 1)
+    x = np.asarray(design, np.float64)
+    return noise ** 2 * float(np.trace(np.linalg.inv(x.T @ x)))
+
+
+def replace_error(n, **kwargs) -> np.ndarray:
+    """E||b_n - b*||^2 under replace: n times one fit's error."""
+    return np.asarray(n, np.float64) * fit_error(**kwargs)
+
+
+def accumulate_error(n, *, dim: int, sample_size: int, noise: float, design: np.ndarray) -> np.ndarray:
+    """E||b_n - b*||^2 under accumulate with a fixed design: one fit's error times sum_{k<=n} 1/k^2."""
+    n = np.atleast_1d(np.asarray(n, np.int64))
+    partial = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, max(int(n.max()), 1) + 1) ** 2)])
+    return fit_error(dim=dim, sample_size=sample_size, noise=noise, design=design) * partial[n]

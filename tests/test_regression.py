@@ -1,0 +1,49 @@
+"""Linear regression on its own labels against the exact laws of `theory.regression`: every
+generation's mean squared parameter error within 5 Monte-Carlo standard errors (computed here)."""
+
+import numpy as np
+import pytest
+
+from modelcollapse import family, regression
+from modelcollapse.theory import regression as theory
+
+Z, R, G = 5.0, 4000, 8
+
+
+def _check(errors, expected):
+    mean = errors.mean(axis=0)
+    se = errors.std(axis=0, ddof=1) / np.sqrt(errors.shape[0])
+    assert np.all(np.abs(mean - expected) < Z * se), (mean, expected, se)
+
+
+@pytest.mark.parametrize("dim, t", [(3, 10), (5, 40)])
+def test_replace_with_fresh_designs_grows_linearly(dim, t):
+    run = family.simulate(regression.family(dim=dim), 1, sample_size=t, generations=G, replicates=R)
+    n = np.arange(G + 1)
+    expected = theory.replace_error(n, dim=dim, sample_size=t, noise=1.0)  # n d / (T - d - 1)
+    assert run["error"][:, 0].max() == 0.0
+    _check(run["error"][:, 1:], expected[1:])
+
+
+def test_fixed_design_replace_and_accumulate():
+    dim, t = 3, 10
+    x = regression.fixed_design(0, t, dim)
+    fam = regression.family(dim=dim, design="fixed", sample_size=t)
+    n = np.arange(1, G + 1)
+    kwargs = dict(dim=dim, sample_size=t, noise=1.0, design=x)
+    rep = family.simulate(fam, 2, sample_size=t, generations=G, replicates=R, regime="replace")["error"][:, 1:]
+    acc = family.simulate(fam, 2, sample_size=t, generations=G, replicates=R, regime="accumulate")["error"][:, 1:]
+    _check(rep, theory.replace_error(n, **kwargs))
+    _check(acc, theory.accumulate_error(n, **kwargs))
+    # Gerstgrasser et al.'s bound: accumulate stays below pi^2/6 times the first model's error.
+    assert np.all(theory.accumulate_error(n, **kwargs) < np.pi ** 2 / 6 * theory.fit_error(**kwargs))
+    assert rep.mean(0)[-1] > 2 * acc.mean(0)[-1]
+
+
+def test_bad_arguments_are_refused():
+    for kwargs, match in [(dict(dim=0), "dim"), (dict(dim=2, noise=0), "noise"), (dict(dim=2, design="grid"), "design"),
+                          (dict(dim=3, design="fixed", sample_size=4), "sample_size > dim")]:
+        with pytest.raises(ValueError, match=match):
+            regression.family(**kwargs)
+    with pytest.raises(ValueError, match="sample_size > dim"):
+        theory.fit_error(dim=5, sample_size=6, noise=1.0)
