@@ -40,6 +40,24 @@ def test_fixed_design_replace_and_accumulate():
     assert rep.mean(0)[-1] > 2 * acc.mean(0)[-1]
 
 
+@pytest.mark.parametrize("fraction", [0.3, 0.6])
+def test_fixed_design_mix_with_fresh_real_labels_reaches_its_stationary_error(fraction):
+    dim, t, generations = 3, 10, 12
+    x = regression.fixed_design(0, t, dim)
+    fam = regression.family(dim=dim, design="fixed", sample_size=t)
+    regime = {"name": "mix", "real_fraction": fraction, "real_source": "fresh"}
+    run = family.simulate(fam, 3, sample_size=t, generations=generations, replicates=R, regime=regime)["error"]
+    real_rows = int(np.floor(fraction * t + 0.5))
+    n = np.arange(1, generations + 1)
+    expected = theory.mix_error(n, real_rows=real_rows, noise=1.0, design=x)
+    _check(run[:, 1:], expected)
+    # bounded, unlike replace: the error settles at a finite level, below replace's at the end
+    assert expected[-1] < theory.replace_error(generations, dim=dim, sample_size=t, noise=1.0, design=x) / 2
+    stationary = theory.mix_stationary_error(real_rows=real_rows, noise=1.0, design=x)
+    long_run = theory.mix_error(400, real_rows=real_rows, noise=1.0, design=x)[0]
+    assert abs(long_run - stationary) < 1e-6 * stationary and np.all(expected <= stationary * (1 + 1e-9))
+
+
 def test_bad_arguments_are_refused():
     for kwargs, match in [(dict(dim=0), "dim"), (dict(dim=2, noise=0), "noise"), (dict(dim=2, design="grid"), "design"),
                           (dict(dim=3, design="fixed", sample_size=4), "sample_size > dim")]:

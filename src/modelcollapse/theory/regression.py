@@ -12,6 +12,9 @@ error of one OLS fit to T rows labelled by a model b with fresh noise is b - b* 
   n times, so b_n is the average of the n generations' labels' fits, and
   e_n = e_{n-1} + eta_n / n: E||e_n||^2 = sigma^2 tr((X^T X)^{-1}) sum_{k=1}^n 1/k^2, bounded by
   pi^2/6 times the first model's error.
+- mix with fresh real labels and a fixed design: a d x d recursion of the error covariance
+  (`mix_error`) and its stationary level (`mix_stationary_error`): mixing real data keeps the
+  error finite (Bertrand et al. 2024 and Kazdan et al. 2024 make the same point for other models).
 """
 
 from __future__ import annotations
@@ -39,3 +42,42 @@ def accumulate_error(n, *, dim: int, sample_size: int, noise: float, design: np.
     n = np.atleast_1d(np.asarray(n, np.int64))
     partial = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, max(int(n.max()), 1) + 1) ** 2)])
     return fit_error(dim=dim, sample_size=sample_size, noise=noise, design=design) * partial[n]
+
+
+def mix_error(n, *, real_rows: int, noise: float, design: np.ndarray) -> np.ndarray:
+    """E||b_n - b*||^2 under mix with fresh real labels and a fixed design (`regression.family`):
+    model g + 1 (g >= 1) fits the first `real_rows` rows of X labelled by the truth and the first
+    T - real_rows rows labelled by model g, each with fresh noise.
+
+    With X_r, X_s those rows and A = X_r^T X_r + X_s^T X_s, e_{g+1} = P e_g + A^{-1} (X_r^T sigma eps_r
+    + X_s^T sigma eps_s), P = A^{-1} X_s^T X_s, so the error covariance follows exactly
+    C_{g+1} = P C_g P^T + sigma^2 A^{-1} from C_1 = sigma^2 (X^T X)^{-1} (model 1: the original
+    data), and E||e_n||^2 = tr C_n. The spectral radius of P is below 1 when real_rows >= d (X_r of
+    full rank), so C_n converges to the stationary error of the Lyapunov equation C = P C P^T + sigma^2 A^{-1}.
+    """
+    x = np.asarray(design, np.float64)
+    t = x.shape[0]
+    xr, xs = x[:real_rows], x[: t - real_rows]
+    a_inv = np.linalg.inv(xr.T @ xr + xs.T @ xs)
+    p = a_inv @ xs.T @ xs
+    n = np.atleast_1d(np.asarray(n, np.int64))
+    cov = noise ** 2 * np.linalg.inv(x.T @ x)
+    out = np.zeros(int(n.max()) + 1)
+    for g in range(1, len(out)):
+        out[g] = np.trace(cov)
+        cov = p @ cov @ p.T + noise ** 2 * a_inv
+    return out[n]
+
+
+def mix_stationary_error(*, real_rows: int, noise: float, design: np.ndarray) -> float:
+    """lim E||b_n - b*||^2 of `mix_error`: tr C for C = P C P^T + sigma^2 A^{-1} (finite when X_r has rank d)."""
+    from scipy.linalg import solve_discrete_lyapunov
+
+    x = np.asarray(design, np.float64)
+    xr, xs = x[:real_rows], x[: x.shape[0] - real_rows]
+    if np.linalg.matrix_rank(xr) < x.shape[1]:
+        raise ValueError(f"real_rows = {real_rows} rows of the design have rank below d = {x.shape[1]}: "
+                         f"the error has no stationary level")
+    a_inv = np.linalg.inv(xr.T @ xr + xs.T @ xs)
+    p = a_inv @ xs.T @ xs
+    return float(np.trace(solve_discrete_lyapunov(p, noise ** 2 * a_inv)))
