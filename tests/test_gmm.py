@@ -361,60 +361,57 @@ def test_accumulate_trains_on_the_growing_pool(regimes):
 _subset = jax.jit(regimes_mod.uniform_subset, static_argnums=2)
 
 
-def test_accumulate_subsample_matches_a_numpy_replay_of_the_same_draws():
-    # Every generation rebuilt from the chain's keys: N draws from the previous recorded fit, the
-    # pool (the original data, then every generation's draws) kept in numpy, the uniform N-subset
-    # of it at the subset key, and a fresh EM fit on exactly those points. Two well-separated
-    # blobs and a fixed iteration count (tol 0), so a last-bit difference between the programs
-    # cannot move where EM stops: the fits agree to rounding.
-    n, g_max, r_max, k = 60, 5, 3, 2
-    em = dict(tol=0.0, max_iter=40)
-    sim = gmm.simulate(7, data="two_blobs", sample_size=n, generations=g_max, replicates=r_max,
-                       regime=Regime(name="accumulate_subsample"), snapshots=(0, 1, 2), **em)
-    for r in range(r_max):
-        key = jax.random.fold_in(jax.random.key(7), r)
+EM_FIXED = dict(tol=0.0, max_iter=40)
+
+
+def _assert_replayed(sim, seed: int, *, n: int, generations: int, replicates: int, train):
+    """Every generation rebuilt from the chain's keys: N draws from the previous recorded fit, the
+    pool (the original data, then every generation's draws) kept in numpy, the training set that
+    `train(kg, original, pool, draws)` forms from them, and a fresh EM fit on exactly those points.
+    Two well-separated blobs and a fixed iteration count (tol 0), so a last-bit difference between
+    the programs cannot move where EM stops: the fits agree to rounding."""
+    for r in range(replicates):
+        key = jax.random.fold_in(jax.random.key(seed), r)
         k0 = jax.random.fold_in(key, 0)
-        pool = np.asarray(gmm.sample(jax.random.fold_in(k0, gmm._DRAW), gmm.truth("two_blobs"), n))
-        fit = gmm.fit(jax.random.fold_in(k0, gmm._FIT), pool, k, **em)
-        for g in range(1, g_max + 1):
-            np.testing.assert_allclose(sim.means[r, g - 1], fit.means, rtol=1e-4, atol=1e-4)
-            np.testing.assert_allclose(sim.covs[r, g - 1], fit.covs, rtol=1e-4, atol=1e-4)
-            np.testing.assert_allclose(sim.weights[r, g - 1], fit.weights, rtol=1e-4, atol=1e-4)
+        original = np.asarray(gmm.sample(jax.random.fold_in(k0, gmm._DRAW), gmm.truth("two_blobs"), n))
+        pool, fit = original, gmm.fit(jax.random.fold_in(k0, gmm._FIT), original, 2, **EM_FIXED)
+        for g in range(1, generations + 2):
+            for name in ("means", "covs", "weights"):
+                np.testing.assert_allclose(getattr(sim, name)[r, g - 1], getattr(fit, name), rtol=1e-4, atol=1e-4)
+            if g > generations:
+                break
             kg = jax.random.fold_in(key, g)
             previous = gmm.GMMParams(sim.weights[r, g - 1], sim.means[r, g - 1], sim.covs[r, g - 1])
             draws = np.asarray(gmm.sample(jax.random.fold_in(kg, gmm._DRAW), previous, n))
             pool = np.concatenate([pool, draws])
-            train = pool[np.asarray(_subset(jax.random.fold_in(kg, gmm._SUBSET), len(pool), n))]
-            fit = gmm.fit(jax.random.fold_in(kg, gmm._FIT), train, k, **em)
-        np.testing.assert_allclose(sim.means[r, g_max], fit.means, rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(sim.covs[r, g_max], fit.covs, rtol=1e-4, atol=1e-4)
+            fit = gmm.fit(jax.random.fold_in(kg, gmm._FIT), train(kg, original, pool, draws), 2, **EM_FIXED)
+
+
+def test_accumulate_subsample_matches_a_numpy_replay_of_the_same_draws():
+    # the uniform N-subset of the pool at the subset key
+    n = 60
+    sim = gmm.simulate(7, data="two_blobs", sample_size=n, generations=5, replicates=3,
+                       regime=Regime(name="accumulate_subsample"), snapshots=(0, 1, 2), **EM_FIXED)
+    _assert_replayed(sim, 7, n=n, generations=5, replicates=3, train=lambda kg, original, pool, draws: pool[
+        np.asarray(_subset(jax.random.fold_in(kg, gmm._SUBSET), len(pool), n))])
 
 
 @pytest.mark.parametrize("source", ["original", "fresh"])
 def test_mix_matches_a_numpy_replay_of_the_same_draws(source):
-    # As above for mix: round(0.3 N) real points (a uniform subset of the original data at the
-    # real key, or fresh draws from the truth there), then the first N - round(0.3 N) draws.
-    n, g_max, k, f = 60, 4, 2, 0.3
+    # round(0.3 N) real points (a uniform subset of the original data at the real key, or fresh
+    # draws from the truth there), then the first N - round(0.3 N) draws.
+    n, f = 60, 0.3
     n_real = int(np.floor(f * n + 0.5))
-    em = dict(tol=0.0, max_iter=40)
-    sim = gmm.simulate(3, data="two_blobs", sample_size=n, generations=g_max, replicates=2,
-                       regime=Regime(name="mix", real_fraction=f, real_source=source), **em)
-    for r in range(2):
-        key = jax.random.fold_in(jax.random.key(3), r)
-        k0 = jax.random.fold_in(key, 0)
-        original = np.asarray(gmm.sample(jax.random.fold_in(k0, gmm._DRAW), gmm.truth("two_blobs"), n))
-        fit = gmm.fit(jax.random.fold_in(k0, gmm._FIT), original, k, **em)
-        for g in range(1, g_max + 1):
-            np.testing.assert_allclose(sim.means[r, g - 1], fit.means, rtol=1e-4, atol=1e-4)
-            kg = jax.random.fold_in(key, g)
-            previous = gmm.GMMParams(sim.weights[r, g - 1], sim.means[r, g - 1], sim.covs[r, g - 1])
-            draws = np.asarray(gmm.sample(jax.random.fold_in(kg, gmm._DRAW), previous, n))
-            k_real = jax.random.fold_in(kg, gmm._REAL)
-            real = (original[np.asarray(_subset(k_real, n, n_real))] if source == "original"
-                    else np.asarray(gmm.sample(k_real, gmm.truth("two_blobs"), n_real)))
-            fit = gmm.fit(jax.random.fold_in(kg, gmm._FIT), np.concatenate([real, draws[: n - n_real]]), k, **em)
-        np.testing.assert_allclose(sim.means[r, g_max], fit.means, rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(sim.covs[r, g_max], fit.covs, rtol=1e-4, atol=1e-4)
+    sim = gmm.simulate(3, data="two_blobs", sample_size=n, generations=4, replicates=2,
+                       regime=Regime(name="mix", real_fraction=f, real_source=source), **EM_FIXED)
+
+    def train(kg, original, pool, draws):
+        k_real = jax.random.fold_in(kg, gmm._REAL)
+        real = (original[np.asarray(_subset(k_real, n, n_real))] if source == "original"
+                else np.asarray(gmm.sample(k_real, gmm.truth("two_blobs"), n_real)))
+        return np.concatenate([real, draws[: n - n_real]])
+
+    _assert_replayed(sim, 3, n=n, generations=4, replicates=2, train=train)
 
 
 def test_mix_with_only_original_data_refits_gmm0(regimes, chains):
