@@ -387,6 +387,11 @@ def _assert_replayed(sim, seed: int, *, n: int, generations: int, replicates: in
             fit = gmm.fit(jax.random.fold_in(kg, gmm._FIT), train(kg, original, pool, draws), 2, **EM_FIXED)
 
 
+def test_replace_matches_a_numpy_replay_of_the_same_draws():
+    sim = gmm.simulate(5, data="two_blobs", sample_size=60, generations=4, replicates=2, **EM_FIXED)
+    _assert_replayed(sim, 5, n=60, generations=4, replicates=2, train=lambda kg, original, pool, draws: draws)
+
+
 def test_accumulate_subsample_matches_a_numpy_replay_of_the_same_draws():
     # the uniform N-subset of the pool at the subset key
     n = 60
