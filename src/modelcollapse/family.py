@@ -55,7 +55,7 @@ class Family:
 def _weighted(data) -> regimes.Weighted:
     """A regime's training set as `fit` takes it: rows with 0/1 weights."""
     if isinstance(data, regimes.Pool):  # accumulate: the whole buffer, its unfilled rows weighted 0
-        return regimes.Weighted(data.rows, (jnp.arange(data.rows.shape[0]) < data.size).astype(jnp.float32))
+        return regimes.Weighted(data.rows, data.filled(jnp.float32))
     if isinstance(data, regimes.Weighted):
         return data
     return regimes.Weighted(data, jnp.ones(data.shape[0], jnp.float32))

@@ -221,14 +221,14 @@ class _Affine(NamedTuple):
     std: jax.Array
 
 
-class StatsOps(regimes.SetOps):
+class StatsOps(regimes.PointOps):
     """The regimes' set operations on sufficient statistics (count, mean, centred sum of squares):
     a union is Chan et al.'s combination. A subset of a sum does not exist, so with `points=False`
     (the stats sampler, which never draws points) the regimes that subsample do not run; with
-    `points=True` the pool keeps its points when a regime subsamples it."""
+    `points=True` the pool keeps its points when a regime subsamples it (subsets: `PointOps`')."""
 
     def __init__(self, *, points: bool, pool_points: bool = False, fresh=None):
-        self.points, self.pool_points, self.fresh = points, pool_points, fresh
+        self.pool_points, self.fresh = pool_points, fresh
         self.offers = frozenset(regimes.NEEDS) - ({"pool_rows"} if points else
                                                   {"pool_rows", "pool_subset", "original_subset"})
 
@@ -237,10 +237,6 @@ class StatsOps(regimes.SetOps):
         if isinstance(data, _Affine):
             return _scaled(_stats_of(data.z), data.mean, data.std)
         return _stats_of(data) if isinstance(data, jax.Array) else data
-
-    def subset(self, key, data, k):
-        rows, n = (data.rows, data.size) if isinstance(data, regimes.Pool) else (data, data.shape[0])
-        return rows[regimes.uniform_subset(key, n, k)]
 
     def union(self, a, b):
         return _combine(self.stats(a), self.stats(b))

@@ -196,6 +196,10 @@ class Pool(NamedTuple):
     rows: Any  # [capacity, ...]
     size: Any  # int32 scalar, traced inside a scan
 
+    def filled(self, dtype) -> jax.Array:
+        """0/1 weights [capacity]: 1 on the filled rows (what a fit of the whole buffer needs)."""
+        return (jnp.arange(self.rows.shape[0]) < self.size).astype(dtype)
+
 
 class Weighted(NamedTuple):
     """A training set of fixed shape whose rows count with 0/1 `weights` (a pool's unfilled rows get 0)."""
@@ -252,8 +256,9 @@ class PointOps(SetOps):
 
 
 class HostPointOps(SetOps):
-    """Points as rows of NumPy arrays on the host (the neural families' image and token sets),
-    the pool a concatenation; subsets use the same `uniform_subset` positions as `PointOps`. They
+    """Points as rows of NumPy arrays on the host (the neural families' image and token sets). The
+    family passes the pool already concatenated from its stored sets (so a resumed chain keeps no
+    pool state); subsets use the same `uniform_subset` positions as `PointOps`. They
     have no truth to draw from, and their pool is an array, not a `Pool` with rows by generation."""
 
     offers = frozenset(NEEDS) - {"truth", "pool_rows"}
@@ -266,9 +271,6 @@ class HostPointOps(SetOps):
 
     def head(self, data, k):
         return data[:k]
-
-    def grow(self, pool, latest):
-        return np.concatenate([pool, latest])
 
 
 class RegimeInputs(NamedTuple):

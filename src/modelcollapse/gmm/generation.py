@@ -73,7 +73,7 @@ _OPS = ColumnOps()
 def _weighted(data, dtype):
     """(train [d, T], point weights [T]): a pool's unfilled slots weighted 0."""
     if isinstance(data, regimes.Pool):
-        return data.rows.T, (jnp.arange(data.rows.shape[0]) < data.size).astype(dtype)
+        return data.rows.T, data.filled(dtype)
     return data, jnp.ones(data.shape[1], dtype)
 
 
