@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from modelcollapse import config, discrete, gaussian, gmm
+from modelcollapse import config, discrete, gaussian, gmm, regression
 from modelcollapse.lm import experiment as lm_experiment
 from modelcollapse.vae import experiment as vae_experiment
 
@@ -25,6 +25,8 @@ SPECS = {
                  {"sample_size": "an entry of sample_sizes", "estimator": "an entry of estimators",
                   "dim": "multivariate.dims", "correlation": "multivariate.correlation",
                   "sampler": "points, or stats for a schedule (config_from_block)"}),
+    "regression": (regression.RegressionConfig, {"regimes": "one job per regime"},
+                   {"regime": "an entry of regimes", "design_seed": "the config's seed"}),
     "vae": (vae_experiment.VAEConfig,
             {"dataset": "the data the chains read", "classifier": "the scorer's own block",
              "chains": "one job per chain", "regimes": "one job per regime", "validation_fraction":
@@ -52,4 +54,4 @@ def test_the_schema_block_and_the_config_class_declare_the_same_knobs(family):
 
 def test_every_family_block_is_specified():
     families = {name for name, p in config.schema()["properties"].items() if p.get("type") == "object"}
-    assert families - {"paper"} == set(SPECS)
+    assert families - {"paper", "sweeps"} == set(SPECS)

@@ -25,8 +25,8 @@ def test_replace_with_fresh_designs_grows_linearly(dim, t):
     _check(run["error"][:, 1:], expected[1:])
 
 
-def test_fixed_design_replace_and_accumulate():
-    dim, t = 3, 10
+@pytest.mark.parametrize("dim, t", [(3, 10), (5, 20)])
+def test_fixed_design_replace_and_accumulate(dim, t):
     x = regression.fixed_design(0, t, dim)
     fam = regression.family(dim=dim, design="fixed", sample_size=t)
     n = np.arange(1, G + 1)
@@ -40,9 +40,9 @@ def test_fixed_design_replace_and_accumulate():
     assert rep.mean(0)[-1] > 2 * acc.mean(0)[-1]
 
 
-@pytest.mark.parametrize("fraction", [0.3, 0.6])
-def test_fixed_design_mix_with_fresh_real_labels_reaches_its_stationary_error(fraction):
-    dim, t, generations = 3, 10, 12
+@pytest.mark.parametrize("fraction, dim, t", [(0.3, 3, 10), (0.6, 3, 10), (0.5, 5, 20)])
+def test_fixed_design_mix_with_fresh_real_labels_reaches_its_stationary_error(fraction, dim, t):
+    generations = 12
     x = regression.fixed_design(0, t, dim)
     fam = regression.family(dim=dim, design="fixed", sample_size=t)
     regime = {"name": "mix", "real_fraction": fraction, "real_source": "fresh"}
@@ -65,3 +65,29 @@ def test_bad_arguments_are_refused():
             regression.family(**kwargs)
     with pytest.raises(ValueError, match="sample_size > dim"):
         theory.fit_error(dim=5, sample_size=6, noise=1.0)
+
+
+def test_the_experiment_summarizes_every_regime_beside_its_exact_law_where_one_exists():
+    block = {"dim": 3, "sample_size": 10, "noise": 0.5, "design": "fixed", "generations": 6, "replicates": 8,
+             "regimes": ["replace", "accumulate", "accumulate_subsample",
+                         {"name": "mix", "real_fraction": 0.5, "real_source": "fresh"},
+                         {"name": "mix", "real_fraction": 0.5}]}
+    x = regression.fixed_design(4, 10, 3)
+    kwargs = dict(dim=3, sample_size=10, noise=0.5, design=x)
+    n = np.arange(7)
+    expected = {"replace": theory.replace_error(n, **kwargs), "accumulate": theory.accumulate_error(n, **kwargs),
+                "mix0.5-fresh": theory.mix_error(n, real_rows=5, noise=0.5, design=x)}
+    for label in ("replace", "accumulate", "accumulate_subsample", "mix0.5-fresh", "mix0.5"):
+        cfg = regression.config_from_block(block, label=label, seed=4)
+        error = regression.simulate(cfg, 4)
+        assert error.shape == (8, 7) and np.all(error[:, 0] == 0)
+        out = regression.summarize(error, cfg)
+        np.testing.assert_allclose(out["error"], error.astype(np.float64).mean(0))
+        if label in expected:  # the rest refit on random row subsets: no exact law, said by NaN
+            np.testing.assert_allclose(out["error_theory"], expected[label], rtol=1e-12)
+        else:
+            assert np.isnan(out["error_theory"]).all()
+    with pytest.raises(ValueError, match="not a regime of regression.regimes"):
+        regression.config_from_block(block, label="mix0.9")
+    with pytest.raises(ValueError, match="sample_size must exceed dim"):
+        regression.RegressionConfig(dim=5, sample_size=6, design="fresh")

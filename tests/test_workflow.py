@@ -34,7 +34,10 @@ def test_smoke_builds_results_figure_and_table(smoke_run):
         assert (npz.parent / (npz.name + ".provenance.json")).exists(), npz
     for family in ("vae/digits", "lm/synthetic"):
         assert (smoke_run / RES / family / "summary.csv").stat().st_size > 0, family
-    for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics"):
+    assert len(list(smoke_run.glob(f"{RES}/regression/*.npz"))) == 4
+    assert len(list(smoke_run.glob(f"{RES}/sweeps/*.csv"))) == 2  # one table per sweep
+    for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics",
+                 "regression_regimes", "phase_diagram"):
         assert (smoke_run / FIG / f"{name}.png").stat().st_size > 0, name
     assert list(smoke_run.glob(f"{RES}/timings/*.tsv")), "every compute rule records its wall time"
 
@@ -44,7 +47,7 @@ def test_every_chain_file_records_its_regime_and_index_zero_alike(smoke_run):
     # regime, and index 0 is the truth where the family holds it, else the real-data model.
     from modelcollapse import regimes
     index0 = {"gaussian": "truth", "discrete": "truth", "gmm": "real-data model", "vae": "real-data model",
-              "lm": "real-data model"}
+              "lm": "real-data model", "regression": "truth"}
     seen = set()
     for npz in smoke_run.glob(f"{RES}/*/**/*.npz"):
         data = np.load(npz)

@@ -16,6 +16,9 @@ Runs: every config's outputs live apart, under `results/<run>/`, `figures/<run>/
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -30,11 +33,10 @@ class ConfigError(ValueError):
     """A config value is missing, unknown or out of range; the message names the key."""
 
 
-def schema() -> dict[str, Any]:
-    """The config schema: config.schema.yaml (the shared keys and definitions), one block per family
-    from schemas/<family>.yaml, and the regime definition extended by every registered regime."""
-    from modelcollapse import regimes
-
+@functools.cache
+def _schema_files() -> dict[str, Any]:
+    """config.schema.yaml with every schemas/<family>.yaml block added (parsed once per process:
+    a sweep's check validates one block per grid point)."""
     package = resources.files("modelcollapse")
     out = yaml.safe_load(package.joinpath("config.schema.yaml").read_text(encoding="utf-8"))
     for path in sorted(package.joinpath("schemas").iterdir(), key=lambda p: p.name):
@@ -42,6 +44,15 @@ def schema() -> dict[str, Any]:
             for family, block in yaml.safe_load(path.read_text(encoding="utf-8")).items():
                 out["properties"][family] = block
                 out["required"].append(family)
+    return out
+
+
+def schema() -> dict[str, Any]:
+    """The config schema: config.schema.yaml (the shared keys and definitions), one block per family
+    from schemas/<family>.yaml, and the regime definition extended by every registered regime."""
+    from modelcollapse import regimes
+
+    out = copy.deepcopy(_schema_files())
     added = [name for name in regimes.registered() if name not in regimes.NAMES]
     if added:  # one object branch that the name selects, so an error names the offending key
         alternatives = out["$defs"]["regime"]["oneOf"]
@@ -174,9 +185,11 @@ def check_config(config: Mapping[str, Any], *, blocks: tuple[str, ...] | None = 
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_describe(best))
     for name, check in (("gaussian", _check_gaussian), ("discrete", _check_discrete), ("gmm", _check_gmm),
-                        ("vae", _check_vae), ("lm", _check_lm)):
+                        ("vae", _check_vae), ("lm", _check_lm), ("regression", _check_regression)):
         if name in config:
             check(config[name])
+    if config.get("sweeps"):
+        _check_sweeps(config)
 
 
 # A pool of stored points (accumulate_subsample) costs 4 bytes x replicates x M x generations.
@@ -294,6 +307,37 @@ def _check_gmm(g) -> None:
     fields = _keys("gmm", g)
     for data in gmm.DATASETS:  # the gmm rules run every data set; GMMConfig runs check_components
         _library("gmm", gmm.config_from_block, g, data=data, fields=fields)
+
+
+def _check_regression(block) -> None:
+    from modelcollapse import regression
+
+    labels = []
+    for i, value in enumerate(block["regimes"]):
+        key = f"regression.regimes[{i}]"
+        r = _regime(value, key)
+        if r.label in labels:
+            raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
+        labels.append(r.label)
+        _check_pool(r, key=key, replicates=block["replicates"], sample_size=block["sample_size"] * (block["dim"] + 1),
+                    generations=block["generations"] + 1)
+        _library(key, regression.config_from_block, block, label=r.label, fields=_keys("regression", block))
+
+
+def _check_sweeps(config) -> None:
+    """Every point of every sweep is a block its family accepts (the same checks as the block itself)."""
+    from modelcollapse import sweeps
+
+    for name, sweep in config["sweeps"].items():
+        key = f"sweeps.{name}"
+        if sweep["family"] not in config or not isinstance(config[sweep["family"]], dict):
+            raise ConfigError(f"config key '{key}.family': {sweep['family']!r} is not a family block of the config")
+        _library(f"{key}.family", sweeps.rows_function, sweep["family"])
+        for index, values in enumerate(sweeps.points(sweep)):
+            try:
+                check_config(_library(f"{key}", sweeps.point_config, config, name, index), blocks=(sweep["family"],))
+            except ConfigError as err:
+                raise ConfigError(f"config key '{key}' at point {index} {values}: {err}") from None
 
 
 def _check_vae(v) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from modelcollapse import metrics, regimes, theory
 from modelcollapse.runtime import replicate_keys
+from modelcollapse.theory import regimes as regime_theory
 from modelcollapse.regimes import Regime, append, check_pool_points
 
 SAMPLERS = ("points", "stats")
@@ -414,15 +415,17 @@ def summarize(mean: np.ndarray, std: np.ndarray, *, sizes, estimator: str,
     """Per-generation statistics across replicates, each beside its theory value; every array [G+1].
 
     sizes: per-generation sample sizes [G]. `var_mu` is E[mu_n^2] (= Var mu_n because E mu_n = 0);
-    `*_se` are Monte-Carlo standard errors. Theory columns hold the replace-regime formulas and are
-    NaN for other regimes, which have no closed form here.
+    `*_se` are Monte-Carlo standard errors. `var_mu_theory` and `mean_sigma2_theory` are exact for
+    every regime (closed forms for replace, `theory.regimes` otherwise); the other theory columns
+    (quantiles, E[W2^2], which need E[sigma_n]) hold the replace-regime formulas, NaN elsewhere.
     """
     mean = np.asarray(mean, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
     sizes = np.asarray(sizes, dtype=np.float64)
     if sizes.shape != (mean.shape[1] - 1,):
         raise ValueError(f"sizes must have one entry per generation ({mean.shape[1] - 1}), got shape {sizes.shape}")
-    has_theory = (regime or Regime()).name == "replace"
+    regime = regime or Regime()
+    has_theory = regime.name == "replace"
 
     def th(values):
         return values if has_theory else np.full(mean.shape[1], np.nan)
@@ -436,11 +439,15 @@ def summarize(mean: np.ndarray, std: np.ndarray, *, sizes, estimator: str,
     out["abs_mu_err_q50_theory"] = th(theory.abs_mean_error_quantile(sizes, estimator, 0.5))
     out["abs_sigma_err_q50_theory"] = th(theory.abs_std_error_quantile(sizes, estimator, 0.5))
     out["var_mu"], out["var_mu_se"] = metrics.mean_and_se(mean**2)
-    out["var_mu_theory"] = th(theory.var_mean(sizes, estimator))
+    if has_theory:
+        exact_mu2, exact_sigma2 = theory.var_mean(sizes, estimator), theory.expected_sigma2(sizes, estimator)
+    else:
+        exact_mu2, exact_sigma2 = regime_theory.gaussian_moments(regime, sizes, estimator)
+    out["var_mu_theory"] = exact_mu2
     out["median_sigma2"], out["median_sigma2_se"] = metrics.median_and_se(sigma2)
     out["median_sigma2_theory"] = th(theory.median_sigma2(sizes, estimator))
     out["mean_sigma2"], out["mean_sigma2_se"] = metrics.mean_and_se(sigma2)
-    out["mean_sigma2_theory"] = th(theory.expected_sigma2(sizes, estimator))
+    out["mean_sigma2_theory"] = exact_sigma2
     out["w2sq"], out["w2sq_se"] = metrics.mean_and_se(mean**2 + (std - 1.0) ** 2)
     out["w2sq_theory"] = th(theory.expected_w2_squared(sizes, estimator))
     return out
@@ -466,3 +473,20 @@ def summarize_multivariate(mean: np.ndarray, log_det: np.ndarray, trace: np.ndar
     out["trace"], out["trace_se"] = metrics.mean_and_se(trace)
     out["trace_theory"] = theory.expected_trace(sizes, estimator, trace0)
     return out
+
+
+def sweep_rows(block, seed: int) -> list[dict]:
+    """A sweep point (`modelcollapse.sweeps`): the block's main chains, one per (M, estimator) of
+    `sample_sizes` x `estimators` under its `regime`, each summarized at the last generation."""
+    rows = []
+    for m in block["sample_sizes"]:
+        for estimator in block["estimators"]:
+            cfg = config_from_block(block, sample_size=m, estimator=estimator)
+            chains = simulate(seed, sample_size=cfg.sample_size, generations=cfg.generations,
+                              replicates=cfg.replicates, estimator=cfg.estimator, regime=cfg.regime,
+                              sampler=cfg.sampler)
+            stats = summarize(chains.mean, chains.std, sizes=cfg.sizes, estimator=cfg.estimator, regime=cfg.regime)
+            rows.append({"sample_size": m, "estimator": estimator, "regime": cfg.regime.label,
+                         "real_fraction": cfg.regime.real_fraction}
+                        | {k: int(v[-1]) if k == "generation" else float(v[-1]) for k, v in stats.items()})
+    return rows

@@ -15,11 +15,16 @@ Rows are [x_1 .. x_d, y], float32 [T, d + 1].
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from modelcollapse import metrics as stats
+from modelcollapse import family as families
 from modelcollapse.family import Family
+from modelcollapse.regimes import Regime
 
 DESIGNS = ("fresh", "fixed")
 
@@ -36,13 +41,8 @@ def fixed_design(seed: int, sample_size: int, dim: int) -> np.ndarray:
     return np.asarray(jax.random.normal(jax.random.key(seed), (sample_size, dim)), np.float32)
 
 
-def family(*, dim: int, noise: float = 1.0, design: str = "fresh", sample_size: int | None = None,
-           design_seed: int = 0) -> Family:
-    """The regression family with b* = (1, ..., 1) / sqrt(d) and noise sd `noise`.
-
-    design 'fixed' needs `sample_size` (T, the rows every generation labels: the fixed design has
-    T rows, so regimes must train on whole generations of T rows) and draws X from `design_seed`.
-    """
+def check(*, dim, noise, design, sample_size) -> None:
+    """ValueError naming the first bad argument of `family`."""
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
         raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
     if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise > 0:
@@ -51,6 +51,16 @@ def family(*, dim: int, noise: float = 1.0, design: str = "fresh", sample_size: 
         raise ValueError(f"design must be one of {list(DESIGNS)}, got {design!r}")
     if design == "fixed" and (sample_size is None or sample_size <= dim + 1):
         raise ValueError(f"design 'fixed' needs sample_size > dim + 1 = {dim + 1}, got {sample_size!r}")
+
+
+def family(*, dim: int, noise: float = 1.0, design: str = "fresh", sample_size: int | None = None,
+           design_seed: int = 0) -> Family:
+    """The regression family with b* = (1, ..., 1) / sqrt(d) and noise sd `noise`.
+
+    design 'fixed' needs `sample_size` (T, the rows every generation labels: the fixed design has
+    T rows, so regimes must train on whole generations of T rows) and draws X from `design_seed`.
+    """
+    check(dim=dim, noise=noise, design=design, sample_size=sample_size)
     b_star = jnp.full(dim, 1.0 / np.sqrt(dim), jnp.float32)
     x_fixed = jnp.asarray(fixed_design(design_seed, sample_size, dim)) if design == "fixed" else None
 
@@ -69,3 +79,77 @@ def family(*, dim: int, noise: float = 1.0, design: str = "fresh", sample_size: 
         return {"error": jnp.sum((b - b_star) ** 2)}
 
     return Family(name=f"regression-{design}", truth=b_star, fit=fit, sample=sample, metrics=metrics)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RegressionConfig:
+    """One regression chain setting (the `regression:` config block runs one per regime listed)."""
+
+    dim: int  # d, features
+    sample_size: int  # T, rows labelled each generation (and rows of the original data)
+    noise: float = 1.0  # sigma, the label noise's standard deviation
+    design: str = "fixed"  # 'fixed' (one T x d design for every generation) or 'fresh'
+    generations: int = 50  # G, refits after the fit to the original data
+    replicates: int = 1000  # R, chains run together with vmap
+    regime: Regime = Regime()
+    design_seed: int = 0  # the fixed design's draw
+
+    def __post_init__(self):
+        for name in ("generations", "replicates", "sample_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check(dim=self.dim, noise=self.noise, design=self.design, sample_size=self.sample_size)
+        if self.sample_size <= self.dim + 1:
+            raise ValueError(f"sample_size must exceed dim + 1 = {self.dim + 1} (least squares on T rows has "
+                             f"a finite expected error only then), got {self.sample_size}")
+
+    def family(self) -> Family:
+        return family(dim=self.dim, noise=self.noise, design=self.design, sample_size=self.sample_size,
+                      design_seed=self.design_seed)
+
+
+def config_from_block(block, *, label: str, seed: int = 0) -> RegressionConfig:
+    """The RegressionConfig of the `regression` block for the regime of `regimes` labelled `label`
+    (the rules run one job per regime); the fixed design is drawn from the config's seed."""
+    by_label = {Regime.from_config(r).label: Regime.from_config(r) for r in block["regimes"]}
+    if label not in by_label:
+        raise ValueError(f"label {label!r} is not a regime of regression.regimes ({sorted(by_label)})")
+    return RegressionConfig(dim=block["dim"], sample_size=block["sample_size"], noise=float(block["noise"]),
+                            design=block["design"], generations=block["generations"],
+                            replicates=block["replicates"], regime=by_label[label], design_seed=seed)
+
+
+def simulate(cfg: RegressionConfig, seed: int) -> np.ndarray:
+    """||b_g - b*||^2 of `replicates` chains, float32 [R, G + 1] (index 0: the truth, 0)."""
+    run = families.simulate(cfg.family(), seed, sample_size=cfg.sample_size, generations=cfg.generations,
+                            replicates=cfg.replicates, regime=cfg.regime)
+    return np.asarray(run["error"])
+
+
+def summarize(error: np.ndarray, cfg: RegressionConfig) -> dict[str, np.ndarray]:
+    """Per-generation mean error (and s.e., median) beside the exact law where the regime has one
+    (`theory.regression.expected_error`; NaN where not); every array [G + 1]."""
+    from modelcollapse.theory import regression as theory
+
+    error = np.asarray(error, np.float64)
+    design = fixed_design(cfg.design_seed, cfg.sample_size, cfg.dim) if cfg.design == "fixed" else None
+    out = {"generation": np.arange(error.shape[1])}
+    out["error"], out["error_se"] = stats.mean_and_se(error)
+    out["error_q50"] = np.median(error, axis=0)
+    out["error_theory"] = theory.expected_error(cfg.regime, out["generation"], dim=cfg.dim,
+                                                sample_size=cfg.sample_size, noise=cfg.noise, design=design)
+    return out
+
+
+def sweep_rows(block, seed: int) -> list[dict]:
+    """A sweep point (`modelcollapse.sweeps`): the block's chains, one per regime of `regimes`,
+    each summarized at the last generation."""
+    rows = []
+    for regime in block["regimes"]:
+        cfg = config_from_block(block, label=Regime.from_config(regime).label, seed=seed)
+        stats = summarize(simulate(cfg, seed), cfg)
+        rows.append({"sample_size": cfg.sample_size, "dim": cfg.dim, "design": cfg.design,
+                     "regime": cfg.regime.label, "real_fraction": cfg.regime.real_fraction}
+                    | {k: int(v[-1]) if k == "generation" else float(v[-1]) for k, v in stats.items()})
+    return rows

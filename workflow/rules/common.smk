@@ -83,4 +83,7 @@ def config_json(*blocks, data_dir=False):
     files, data_dir=True), so a change elsewhere does not rerun the rule."""
     part = config if not blocks else {k: v for k, v in config.items() if k in blocks or (
         not isinstance(v, dict) and (k != "data_dir" or data_dir))}
-    return json.dumps(part, sort_keys=True)
+    text = json.dumps(part, sort_keys=True)
+    # A function, so that Snakemake does not read `{name}` inside the config's strings (a LaTeX
+    # label's \mathbb{E}) as a wildcard.
+    return lambda wildcards: text

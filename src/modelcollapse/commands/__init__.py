@@ -27,7 +27,7 @@ from modelcollapse import io
 # command's new outputs are removed (cli.main), and error messages name the inputs.
 OUTPUT_ARGS = ("out", "table", "numbers", "examples", "absorption_table", "ranks_out")
 INPUT_ARGS = ("inputs", "input", "summary", "ranks", "absorption", "results", "corpus", "base", "classifier",
-              "config", "tex")
+              "config", "tex", "tables")
 
 
 def command_line(argv: list[str]) -> str:

@@ -56,30 +56,35 @@ def plot(rows: list[dict[str, str]], out_pdf: str) -> list:
 
 
 def plot_regimes(rows: list[dict[str, str]], out_pdf: str) -> list:
-    """E[W2^2] to the original and the median fitted sigma, one line per data regime."""
+    """E[W2^2] to the original, E[mu_n^2] (exact theory for every regime) and the median fitted
+    sigma, one line per data regime."""
     data = grouped(rows, ("regime",))
     order = sorted(data, key=lambda k: ("replace", "accumulate", "accumulate_subsample").index(k[0])
                    if k[0] in ("replace", "accumulate", "accumulate_subsample") else 3)
     palette = dict(zip(order, colors(len(order))))
     with plt.rc_context(RC):
-        fig, (ax_w, ax_s) = plt.subplots(1, 2, figsize=(7.2, 2.6))
+        fig, (ax_w, ax_m, ax_s) = plt.subplots(1, 3, figsize=(7.2, 2.5))
         for key in order:
             d = data[key]
             g = d["generation"][1:]
-            centre, se = d["w2sq"][1:], d["w2sq_se"][1:]
-            ax_w.plot(g, centre, color=palette[key], lw=1.2, label=key[0])
-            ax_w.fill_between(g, np.maximum(centre - 2 * se, centre / 10), centre + 2 * se,
-                              color=palette[key], alpha=0.2, lw=0)
-            if np.isfinite(d["w2sq_theory"][1:]).all():
-                ax_w.plot(g, d["w2sq_theory"][1:], color="k", lw=0.8, ls="--")
+            for ax, name in ((ax_w, "w2sq"), (ax_m, "var_mu")):
+                centre, se = d[name][1:], d[f"{name}_se"][1:]
+                ax.plot(g, centre, color=palette[key], lw=1.2, label=key[0])
+                ax.fill_between(g, np.maximum(centre - 2 * se, centre / 10), centre + 2 * se,
+                                color=palette[key], alpha=0.2, lw=0)
+                if np.isfinite(d[f"{name}_theory"][1:]).all():
+                    ax.plot(g, d[f"{name}_theory"][1:], color="k", lw=0.8, ls="--")
             ax_s.plot(g, np.sqrt(d["median_sigma2"][1:]), color=palette[key], lw=1.2)
         ax_w.set(xscale="log", yscale="log", xlabel="generation $n$", ylabel=r"$\mathbb{E}[W_2^2]$",
-                 title=r"distance to the original (mean $\pm$ 2 s.e.)")
+                 title="distance to the original")
+        ax_m.set(xscale="log", yscale="log", xlabel="generation $n$", ylabel=r"$\mathbb{E}[(\mu_n-\mu_0)^2]$",
+                 title="mean's drift")
         ax_s.set(xscale="log", xlabel="generation $n$", ylabel=r"median $\hat\sigma_n$",
                  title="fitted standard deviation")
-        ax_w.plot([], [], color="k", lw=0.8, ls="--", label="theory (replace)")
-        ax_w.legend(frameon=False, fontsize=7)
-        fig.tight_layout()
+        ax_w.plot([], [], color="k", lw=0.8, ls="--", label="theory")
+        handles, labels = ax_w.get_legend_handles_labels()
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
         return save(fig, out_pdf)
 
 

@@ -81,3 +81,24 @@ def mix_stationary_error(*, real_rows: int, noise: float, design: np.ndarray) ->
     a_inv = np.linalg.inv(xr.T @ xr + xs.T @ xs)
     p = a_inv @ xs.T @ xs
     return float(np.trace(solve_discrete_lyapunov(p, noise ** 2 * a_inv)))
+
+
+def expected_error(regime, n, *, dim: int, sample_size: int, noise: float, design: np.ndarray | None) -> np.ndarray:
+    """E||b_n - b*||^2 under `regime` where an exact law exists, else NaN; `design` None is a fresh
+    Gaussian design. Exact: replace (either design), accumulate and mix with fresh real labels
+    (fixed design). The others refit on a random subset of rows, so X^T X is random and the error
+    no longer follows from a covariance recursion: no closed form, NaN."""
+    from modelcollapse import regimes
+
+    n = np.atleast_1d(np.asarray(n, np.int64))
+    name, params = regimes.spec(regime)
+    params = dict(params)
+    kwargs = dict(dim=dim, sample_size=sample_size, noise=noise, design=design)
+    if name == "replace" or (name == "mix" and params.get("real_fraction") == 0):
+        return replace_error(n, **kwargs)
+    if design is not None and name == "accumulate":
+        return accumulate_error(n, **kwargs)
+    if design is not None and name == "mix" and params.get("real_source") == "fresh":
+        real_rows = int(np.floor(params["real_fraction"] * sample_size + 0.5))
+        return mix_error(n, real_rows=real_rows, noise=noise, design=design)
+    return np.full(n.shape, np.nan)
