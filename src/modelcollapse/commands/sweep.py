@@ -64,7 +64,8 @@ def _panels(args, config):
 
 
 def numbers(args, argv):
-    """Macros sweep.<name>.x<x>.y<y> (simulated +- s.e.) and .theory for every cell of each phase diagram."""
+    """Macros sweep.<name>.x<x>.y<y> (simulated +- s.e.) and .theory for every cell of each phase
+    diagram, the same for its corners as sweep.<name>.{xlo,xhi}.{ylo,yhi}, and the axes' ends."""
     from modelcollapse.commands import write_texts
     from modelcollapse.paper import latex_number, latex_pm, macro_lines
     from modelcollapse.plots.sweep import grid_of
@@ -77,6 +78,14 @@ def numbers(args, argv):
             xs, ys, metric, theory = grid_of(rows, spec)
             se = {(float(r[spec["x"]]), float(r[spec["y"]])): float(r.get(spec["metric"] + "_se", "nan")) for r in rows}
             out[f"sweep.{name}.G"] = rows[0]["generation"]
+            # the grid's corners under names that do not depend on its values (the text cites these)
+            for xi, xs_name in ((0, "xlo"), (-1, "xhi")):
+                for yi, ys_name in ((0, "ylo"), (-1, "yhi")):
+                    x, y = xs[xi], ys[yi]
+                    out[f"sweep.{name}.{xs_name}.{ys_name}"] = latex_pm(metric[yi, xi], se[(x, y)])
+                    out[f"sweep.{name}.{xs_name}.{ys_name}.theory"] = latex_number(theory[yi, xi])
+            out.update({f"sweep.{name}.xlo": f"{xs[0]:g}", f"sweep.{name}.xhi": f"{xs[-1]:g}",
+                        f"sweep.{name}.ylo": f"{ys[0]:g}", f"sweep.{name}.yhi": f"{ys[-1]:g}"})
             for i, y in enumerate(ys):
                 for j, x in enumerate(xs):
                     key = f"sweep.{name}.x{x:g}.y{y:g}"

@@ -68,12 +68,14 @@ def _last(rows: list[dict[str, str]], by: str) -> tuple[dict[str, dict[str, str]
 
 
 def regimes_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
-    """E[W2^2] and the median fitted sigma at the last generation, per regime label."""
+    """E[W2^2], the median fitted sigma and E[mu_n^2] beside its exact law at the last generation, per regime label."""
     last, gmax = _last(rows, "regime")
     out = {"gaussian.regimes.Gmax": str(gmax), "gaussian.regimes.M": next(iter(last.values()))["sample_size"]}
     for label, r in last.items():
         out[f"gaussian.regimes.{label}.w2sq"] = latex_pm(float(r["w2sq"]), float(r["w2sq_se"]))
         out[f"gaussian.regimes.{label}.median_sigma"] = latex_number(float(r["median_sigma2"]) ** 0.5)
+        out[f"gaussian.regimes.{label}.var_mu"] = latex_pm(float(r["var_mu"]), float(r["var_mu_se"]))
+        out[f"gaussian.regimes.{label}.var_mu_theory"] = latex_number(float(r["var_mu_theory"]))
     return out
 
 
