@@ -15,6 +15,11 @@ error of one OLS fit to T rows labelled by a model b with fresh noise is b - b* 
 - mix with fresh real labels and a fixed design: a d x d recursion of the error covariance
   (`mix_error`) and its stationary level (`mix_stationary_error`): mixing real data keeps the
   error finite (Bertrand et al. 2024 and Kazdan et al. 2024 make the same point for other models).
+- every other regime and design (accumulate_subsample, mix with the original data, anything but
+  replace on fresh rows): the training design is random (a subset of pooled rows, or rows that
+  earlier fits saw), X^T X with it, and no closed form is known. `selection_error` gives the law
+  exactly in the label noise and by Monte Carlo over the designs only, running the regime's own
+  function on row ids; for the deterministic cases it reproduces the closed forms above.
 """
 
 from __future__ import annotations
@@ -102,3 +107,86 @@ def expected_error(regime, n, *, dim: int, sample_size: int, noise: float, desig
         real_rows = int(np.floor(params["real_fraction"] * sample_size + 0.5))
         return mix_error(n, real_rows=real_rows, noise=noise, design=design)
     return np.full(n.shape, np.nan)
+
+
+class _RowOps:
+    """Set operations on pool row ids (NumPy), for `selection_error`: the regime's own function
+    picks the rows, with a NumPy generator in place of the chain's keys."""
+
+    def __init__(self, rng, table):
+        self.rng, self.table = rng, table
+
+    def subset(self, key, data, k):
+        return data[self.rng.choice(len(data), int(k), replace=False)]
+
+    def union(self, a, b):
+        return np.concatenate([a, b])
+
+    def head(self, data, k):
+        return data[: int(k)]
+
+    def draw_truth(self, key, n):
+        return self.table.add(model=0, n=int(n))
+
+
+class _Rows:
+    """Every labelled row so far (its id is its noise's column): the model that labelled it and its
+    features, the fixed design's first n rows or fresh standard normal rows."""
+
+    def __init__(self, capacity: int, design, dim: int, rng):
+        self.model = np.zeros(capacity, np.int64)
+        self.x = np.zeros((capacity, dim))
+        self.design, self.rng, self.size = design, rng, 0
+
+    def add(self, *, model: int, n: int) -> np.ndarray:
+        ids = np.arange(self.size, self.size + n)
+        self.model[ids] = model
+        self.x[ids] = self.design[:n] if self.design is not None else self.rng.standard_normal((n, self.x.shape[1]))
+        self.size += n
+        return ids
+
+
+def selection_error(regime, generations: int, *, sample_size: int, dim: int, noise: float, design: np.ndarray | None,
+                    draws: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """E||b_n - b*||^2 of the chain of `regression.family` under any regime, n = 0..G, and its
+    standard error: exact in the label noise, Monte Carlo over the training designs only (the
+    regime's row selections, and the rows themselves for a fresh design, `design` None).
+
+    Given the rows each generation trains on, every error is linear in the label noises: e_n =
+    L_n eps with e_{g+1} = A^{-1} sum_i x_i (x_i^T e_{k(i)} + sigma eps_i), A the training rows'
+    X^T X and k(i) the model that labelled row i, so E[||e_n||^2 | designs] = sigma^2 ||L_n||_F^2
+    exactly. Averaged over `draws` sequences of designs (the selections drawn by running the
+    regime's own function on row ids), this is the law where a random training design leaves no
+    closed form: accumulate_subsample, mix with the original data, anything on a fresh design but
+    replace. With a fixed design and a deterministic regime one draw gives the exact law.
+    """
+    from modelcollapse import regimes
+
+    x = None if design is None else np.asarray(design, np.float64)
+    t, d = sample_size, dim
+    spec = regimes.spec(regime)
+    rng = np.random.default_rng(seed)
+    capacity = (2 * generations + 1) * t
+    totals = np.zeros((draws, generations + 1))
+    for draw in range(draws):
+        rows = _Rows(capacity, x, d, rng)
+        ops = _RowOps(rng, rows)
+        coeffs = [np.zeros((d, capacity))]  # L_0: the truth has no error
+        original = rows.add(model=0, n=t)
+        pool, training = original, original
+        for g in range(generations):
+            if g > 0:
+                latest = rows.add(model=g, n=t)
+                pool = np.concatenate([pool, latest])
+                inputs = regimes.RegimeInputs(ops=ops, real_key=None, subset_key=None, original=original, pool=pool,
+                                              latest=latest, m=t, generation=g, draw_truth=ops.draw_truth)
+                training = regimes.build(spec, inputs)
+            xs = rows.x[training]
+            labels = np.stack([coeffs[m] for m in rows.model[training]])  # [n, d, capacity]
+            fresh = np.zeros((capacity, d))
+            np.add.at(fresh, training, xs)  # each training row's own noise, twice if chosen twice
+            coeffs.append(np.linalg.solve(xs.T @ xs, np.einsum("id,ie,iek->dk", xs, xs, labels) + noise * fresh.T))
+            totals[draw, g + 1] = np.sum(coeffs[-1] ** 2)
+    mean = totals.mean(axis=0)
+    se = totals.std(axis=0, ddof=1) / np.sqrt(draws) if draws > 1 else np.zeros_like(mean)
+    return mean, se
