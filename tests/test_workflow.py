@@ -236,6 +236,19 @@ def test_a_change_to_one_family_block_reruns_only_that_family(smoke_run, key, va
     assert "Params have changed" in out
 
 
+def test_a_change_to_one_sweep_reruns_only_its_points(smoke_run):
+    """A sweep's jobs read their own sweep and family block (sweep_json), so an edit of one sweep
+    replans its points, table and the phase diagram, and no point of the other sweep."""
+    edited = yaml.safe_load((smoke_run / "config" / "smoke.yaml").read_text())
+    edited["sweeps"]["mixing_regression"]["set"]["replicates"] = 32
+    edited["run"] = "smoke"
+    (smoke_run / "config" / "smoke-sweep.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    out, files = _dry_run(smoke_run, "--configfile", "config/smoke-sweep.yaml")
+    points = [f for f in files if "/sweeps/" in f and "/point" in f and f.endswith(".csv")]
+    assert points and all("/sweeps/mixing_regression/" in f for f in points), points
+    assert f"{FIG}/phase_diagram.pdf" in files and not [f for f in files if "/regression/" in f], files
+
+
 def test_readme_job_count_is_the_default_dag(workflow_copy):
     """The README's job count of the default workflow is what `snakemake -n` plans (issue 19: README
     numbers drifted from the DAG)."""
