@@ -130,6 +130,21 @@ def _jax_cache(tmp_path_factory):
     os.environ.setdefault("MODELCOLLAPSE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_functions():
+    # Every compiled XLA executable holds memory mappings; one process running the whole suite
+    # compiled enough of them to pass the kernel's vm.max_map_count (65530) and segfault inside
+    # XLA's compiler. Dropping JAX's caches after each module frees them (no test shares a
+    # compilation across modules).
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+
+
 def chisquare_pvalue(observed, expected) -> float:
     """Pearson's chi-square p-value with the cells expected below 5 pooled into one: the chi-square
     approximation needs about 5 expected per cell, and one draw in a cell expected 0.05 would
