@@ -57,3 +57,8 @@ def test_every_family_has_its_schema_block_rules_file_and_commands():
     rules = {p.stem for p in (ROOT / "workflow" / "rules").glob("*.smk")} - {"common", "paper", "sweep"}
     assert blocks == rules and blocks <= set(cli.families())
     assert blocks <= set(config.schema()["required"])
+    # and check-config reaches each block through its commands module (one check per fact, found by name)
+    import importlib
+    assert config.families() == sorted(blocks)
+    assert all(callable(getattr(importlib.import_module(f"modelcollapse.commands.{f}"), "check_block", None))
+               for f in blocks)

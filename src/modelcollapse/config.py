@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 
 import re
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,15 @@ def _schema_files() -> dict[str, Any]:
                 out["properties"][family] = block
                 out["required"].append(family)
     return out
+
+
+def families() -> list[str]:
+    """The experiment families: one per block file in schemas/ (sorted)."""
+    return sorted(name for name, block in _schema_files()["properties"].items()
+                  if name not in _SHARED_BLOCKS and block.get("type") == "object")
+
+
+_SHARED_BLOCKS = ("paper", "sweeps")  # object-valued blocks of config.schema.yaml that are not families
 
 
 def schema() -> dict[str, Any]:
@@ -184,10 +194,11 @@ def check_config(config: Mapping[str, Any], *, blocks: tuple[str, ...] | None = 
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_describe(best))
-    for name, check in (("gaussian", _check_gaussian), ("discrete", _check_discrete), ("gmm", _check_gmm),
-                        ("vae", _check_vae), ("lm", _check_lm), ("regression", _check_regression)):
+    for name in families():
         if name in config:
-            check(config[name])
+            check = getattr(importlib.import_module(f"modelcollapse.commands.{name}"), "check_block", None)
+            if check is not None:  # a family's command module checks the jobs its block starts
+                check(config[name])
     if config.get("sweeps"):
         _check_sweeps(config)
 
@@ -196,7 +207,7 @@ def check_config(config: Mapping[str, Any], *, blocks: tuple[str, ...] | None = 
 MAX_POOL_BYTES = 4 * 2**30
 
 
-def _regime(value, key: str):
+def regime_at(value, key: str):
     from modelcollapse.regimes import Regime
 
     if isinstance(value, dict) and value.get("name") == "mix" and "real_fraction" not in value:
@@ -207,7 +218,7 @@ def _regime(value, key: str):
         raise ConfigError(f"config key '{key}': {err}") from None
 
 
-def _library(key: str, check, *args, fields: Mapping[str, str] | None = None, **kwargs):
+def library_check(key: str, check, *args, fields: Mapping[str, str] | None = None, **kwargs):
     """Run one of the library's own checks (a family's function or config class, raising ValueError)
     and name the config key: `key`, or the key that `fields` gives for the argument the library's
     message starts with. A fact is checked in one place, so a job refuses nothing this lets through."""
@@ -219,12 +230,12 @@ def _library(key: str, check, *args, fields: Mapping[str, str] | None = None, **
         raise ConfigError(f"config key '{named}': {message}") from None
 
 
-def _keys(prefix: str, block: Mapping[str, Any]) -> dict[str, str]:
+def key_names(prefix: str, block: Mapping[str, Any]) -> dict[str, str]:
     """{argument: config key} for a block whose keys are the library's argument names."""
     return {name: f"{prefix}.{name}" for name in block}
 
 
-def _check_pool(regime, *, key: str, replicates: int, sample_size: int, generations: int) -> None:
+def check_pool(regime, *, key: str, replicates: int, sample_size: int, generations: int) -> None:
     from modelcollapse import regimes
 
     need = 4 * replicates * sample_size * generations
@@ -234,94 +245,19 @@ def _check_pool(regime, *, key: str, replicates: int, sample_size: int, generati
                           f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
 
 
-def _check_within_generations(block, family: str) -> None:
+def check_within_generations(block, family: str) -> None:
     too_late = [n for n in block["table_generations"] if n > block["generations"]]
     if too_late:
         raise ConfigError(f"config key '{family}.table_generations': {too_late} exceed "
                           f"{family}.generations = {block['generations']}; each must be at most that")
 
 
-def _check_gaussian(g) -> None:
-    from modelcollapse import gaussian
-
-    # Every job the rules start, built as `gaussian simulate --config-json` builds it (the library's
-    # config_from_block, whose GaussianConfig runs check_sample_size, check_correlation, ...).
-    _check_within_generations(g, "gaussian")
-    regime = _regime(g["regime"], "gaussian.regime")
-    for m in g["sample_sizes"]:
-        _check_pool(regime, key="gaussian.regime", replicates=g["replicates"], sample_size=m,
-                    generations=g["generations"])
-        for estimator in g["estimators"]:
-            _library("gaussian", gaussian.config_from_block, g, sample_size=m, estimator=estimator,
-                     fields=_keys("gaussian", g))
-    block = g["regimes"]
-    labels = []
-    for i, value in enumerate(block["compare"]):
-        key = f"gaussian.regimes.compare[{i}]"
-        r = _regime(value, key)
-        _check_pool(r, key=key, replicates=block["replicates"], sample_size=block["sample_size"],
-                    generations=block["generations"])
-        if r.label in labels:
-            raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
-        labels.append(r.label)
-        _library(key, gaussian.config_from_block, g, part="regimes", label=r.label,
-                 fields=_keys("gaussian.regimes", block))
-    sched = g["schedules"]
-    for kind in sched["kinds"]:
-        _library("gaussian.schedules", gaussian.config_from_block, g, part="schedules", schedule=kind,
-                 fields=_keys("gaussian.schedules", sched))
-    mv = g["multivariate"]
-    for d in mv["dims"]:
-        _library("gaussian.multivariate", gaussian.config_from_block, g, part="multivariate", dim=d,
-                 fields=_keys("gaussian.multivariate", mv))
 
 
-def _check_discrete(d) -> None:
-    from modelcollapse import discrete
-
-    _check_within_generations(d, "discrete")
-    _regime(d["regime"], "discrete.regime")  # names the key of a bad regime before the jobs are built
-    absorption = d["absorption"]
-    # The jobs themselves, as `discrete simulate --config-json` builds them (one per M, and the absorption run);
-    # DiscreteConfig runs check_alphabet and check_pool, and `fields` names the key its message starts with.
-    for m in d["sample_sizes"]:
-        _library("discrete", discrete.config_from_block, d, sample_size=m, fields=_keys("discrete", d))
-    _library("discrete.absorption", discrete.config_from_block, d, part="absorption",
-             fields=_keys("discrete.absorption", absorption))
 
 
-def _check_gmm(g) -> None:
-    from modelcollapse import gmm, regimes
-    if not any(s <= g["generations"] for s in g["snapshots"]):
-        raise ConfigError(f"config key 'gmm.snapshots': none of {g['snapshots']} is at most gmm.generations = "
-                          f"{g['generations']}; the figure and the table need at least one")
-    regime = _regime(g["regime"], "gmm.regime")
-    if regimes.uses_pool(regime):
-        # float32 2-D points, N (G + 1) per chain; accumulate also keeps a [d, pool] training view.
-        copies = 2 if regime.name == "accumulate" else 1
-        need = copies * 4 * 2 * g["replicates"] * g["sample_size"] * (g["generations"] + 1)
-        if need > MAX_POOL_BYTES:
-            raise ConfigError(f"config key 'gmm.regime': {regime.name} stores every point, {need / 2**30:.1f} GiB "
-                              f"for replicates x sample_size x generations; lower one of them "
-                              f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
-    fields = _keys("gmm", g)
-    for data in gmm.DATASETS:  # the gmm rules run every data set; GMMConfig runs check_components
-        _library("gmm", gmm.config_from_block, g, data=data, fields=fields)
 
 
-def _check_regression(block) -> None:
-    from modelcollapse import regression
-
-    labels = []
-    for i, value in enumerate(block["regimes"]):
-        key = f"regression.regimes[{i}]"
-        r = _regime(value, key)
-        if r.label in labels:
-            raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
-        labels.append(r.label)
-        _check_pool(r, key=key, replicates=block["replicates"], sample_size=block["sample_size"] * (block["dim"] + 1),
-                    generations=block["generations"] + 1)
-        _library(key, regression.config_from_block, block, label=r.label, fields=_keys("regression", block))
 
 
 def _check_sweeps(config) -> None:
@@ -332,72 +268,14 @@ def _check_sweeps(config) -> None:
         key = f"sweeps.{name}"
         if sweep["family"] not in config or not isinstance(config[sweep["family"]], dict):
             raise ConfigError(f"config key '{key}.family': {sweep['family']!r} is not a family block of the config")
-        _library(f"{key}.family", sweeps.rows_function, sweep["family"])
+        library_check(f"{key}.family", sweeps.rows_function, sweep["family"])
         for index, values in enumerate(sweeps.points(sweep)):
             try:
-                check_config(_library(f"{key}", sweeps.point_config, config, name, index), blocks=(sweep["family"],))
+                point = library_check(key, sweeps.point_config, config, name, index)
+                check_config(point, blocks=(sweep["family"],))
             except ConfigError as err:
                 raise ConfigError(f"config key '{key}' at point {index} {values}: {err}") from None
 
 
-def _check_vae(v) -> None:
-    from modelcollapse.vae import experiment
-
-    _check_within_generations(v, "vae")
-    # the job's own config class and regime check (latent_samples <= eval_samples, sizes, modes)
-    cfg = _library("vae", experiment.config_from_block, v, fields=_keys("vae", v))
-    labels = []
-    for i, value in enumerate(v["regimes"]):
-        key = f"vae.regimes[{i}]"
-        r = _regime(value, key)
-        _library(key, experiment.check_regime, r, cfg.synthetic)
-        if r.label in labels:
-            raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
-        labels.append(r.label)
-    if not any(g <= v["generations"] for g in v["grid_generations"]):
-        raise ConfigError(f"config key 'vae.grid_generations': none of {v['grid_generations']} is at most "
-                          f"vae.generations = {v['generations']}")
 
 
-def _opt_standin(model):
-    """An OPTConfig of the shape an `lm.model` block with arch opt states (OPT-125m's other fields)."""
-    from modelcollapse.lm.experiment import OPT_SHAPE_KEYS
-    from modelcollapse.lm.opt import OPTConfig
-
-    shape = {field: model[key] for key, field in OPT_SHAPE_KEYS.items() if key in model}
-    shape.setdefault("ffn_dim", 4 * shape.get("hidden_size", OPTConfig.hidden_size))
-    return _library("lm.model", OPTConfig, fields={f: f"lm.model.{k}" for k, f in OPT_SHAPE_KEYS.items()}, **shape)
-
-
-def _check_lm(block) -> None:
-    from modelcollapse.lm import experiment
-    from modelcollapse.lm.corpus import CorpusConfig
-
-    corpus, model = block["corpus"], block["model"]
-    _library("lm.model.context", experiment.check_context, model["context"], corpus["block_size"])
-    corpus_fields = _keys("lm.corpus", corpus)
-    corpus_cfg = _library("lm.corpus", CorpusConfig, fields=corpus_fields, **corpus)
-    if corpus_cfg.name != "synthetic" and corpus_cfg.pretrain_fraction == 0 and block["init"] != "scratch" \
-            and model.get("arch", "gpt") == "gpt":
-        raise ConfigError(f"config key 'lm.corpus.pretrain_fraction': 0 leaves no pretraining split for the GPT's "
-                          f"base model of init {block['init']!r}; give a share, or use init: scratch or arch: opt")
-    if corpus_cfg.name == "synthetic":
-        _library("lm.corpus", corpus_cfg.language, fields=corpus_fields)
-    labels = [entry["label"] for entry in block["regimes"]]
-    fields = _keys("lm", block) | _keys("lm.model", model) | _keys("lm.optimizer", block["optimizer"])
-    # arch opt: the checkpoint's config.json is read by the jobs (the folder may be absent now);
-    # here a stand-in of the shape the block states, so every other setting is checked the same.
-    checkpoint = _opt_standin(model) if model.get("arch") == "opt" else None
-    for i, entry in enumerate(block["regimes"]):
-        key = f"lm.regimes[{i}]"
-        r = _regime(entry["regime"], key + ".regime")
-        _library(key + ".regime", experiment.check_regime, r)
-        if entry["label"] in labels[:i]:
-            raise ConfigError(f"config key '{key}.label': {entry['label']!r} is used twice")
-        # A real corpus's vocabulary is known only once it is built; no check depends on its size.
-        _library(key, experiment.config_from_block, block, vocab_size=corpus_cfg.vocab_size,
-                 epochs=entry["epochs"], decoding=entry.get("decoding"), checkpoint=checkpoint, fields=fields)
-    for name in ("histogram_generations", "example_generations"):
-        if not any(g <= block["generations"] for g in block[name]):
-            raise ConfigError(f"config key 'lm.{name}': none of {block[name]} is at most lm.generations = "
-                              f"{block['generations']}")

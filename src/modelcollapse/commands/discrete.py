@@ -200,3 +200,20 @@ def register(subparsers) -> None:
     p = add_table(steps, table, help="the paper's tables and numbers from the summary CSVs")
     p.add_argument("--absorption", required=True, help="the CSV of `discrete absorption`")
     p.add_argument("--absorption-table", required=True)
+
+
+def check_block(d) -> None:
+    """Every job this family's rules start from its config block, built as the jobs build them
+    (`config.check_config` calls this; ConfigError names the key)."""
+    from modelcollapse import discrete
+    from modelcollapse.config import check_within_generations, key_names, library_check, regime_at
+
+    check_within_generations(d, "discrete")
+    regime_at(d["regime"], "discrete.regime")  # names the key of a bad regime before the jobs are built
+    absorption = d["absorption"]
+    # The jobs themselves, as `discrete simulate --config-json` builds them (one per M, and the absorption run);
+    # DiscreteConfig runs check_alphabet and check_pool, and `fields` names the key its message starts with.
+    for m in d["sample_sizes"]:
+        library_check("discrete", discrete.config_from_block, d, sample_size=m, fields=key_names("discrete", d))
+    library_check("discrete.absorption", discrete.config_from_block, d, part="absorption",
+                  fields=key_names("discrete.absorption", absorption))

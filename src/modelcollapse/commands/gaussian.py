@@ -189,3 +189,42 @@ def register(subparsers) -> None:
     p.set_defaults(func=numbers)
     p = add_table(steps, table)
     p.add_argument("--replicates", type=nonnegative_int, required=True)
+
+
+def check_block(g) -> None:
+    """Every job this family's rules start from its config block, built as the jobs build them
+    (`config.check_config` calls this; ConfigError names the key)."""
+    from modelcollapse.config import (ConfigError, check_pool, check_within_generations, key_names, library_check,
+                                      regime_at)
+    from modelcollapse import gaussian
+
+    # Every job the rules start, built as `gaussian simulate --config-json` builds it (the library's
+    # config_from_block, whose GaussianConfig runs check_sample_size, check_correlation, ...).
+    check_within_generations(g, "gaussian")
+    regime = regime_at(g["regime"], "gaussian.regime")
+    for m in g["sample_sizes"]:
+        check_pool(regime, key="gaussian.regime", replicates=g["replicates"], sample_size=m,
+                    generations=g["generations"])
+        for estimator in g["estimators"]:
+            library_check("gaussian", gaussian.config_from_block, g, sample_size=m, estimator=estimator,
+                          fields=key_names("gaussian", g))
+    block = g["regimes"]
+    labels = []
+    for i, value in enumerate(block["compare"]):
+        key = f"gaussian.regimes.compare[{i}]"
+        r = regime_at(value, key)
+        check_pool(r, key=key, replicates=block["replicates"], sample_size=block["sample_size"],
+                    generations=block["generations"])
+        if r.label in labels:
+            raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
+        labels.append(r.label)
+        library_check(key, gaussian.config_from_block, g, part="regimes", label=r.label,
+                      fields=key_names("gaussian.regimes", block))
+    sched = g["schedules"]
+    for kind in sched["kinds"]:
+        library_check("gaussian.schedules", gaussian.config_from_block, g, part="schedules", schedule=kind,
+                      fields=key_names("gaussian.schedules", sched))
+    mv = g["multivariate"]
+    for d in mv["dims"]:
+        library_check("gaussian.multivariate", gaussian.config_from_block, g, part="multivariate", dim=d,
+                      fields=key_names("gaussian.multivariate", mv))

@@ -178,3 +178,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=figure)
     p = add_table(steps, table)
     p.add_argument("--replicates", type=nonnegative_int, required=True)
+
+
+def check_block(g) -> None:
+    """Every job this family's rules start from its config block, built as the jobs build them
+    (`config.check_config` calls this; ConfigError names the key)."""
+    from modelcollapse.config import MAX_POOL_BYTES, ConfigError, key_names, library_check, regime_at
+    from modelcollapse import gmm, regimes
+    if not any(s <= g["generations"] for s in g["snapshots"]):
+        raise ConfigError(f"config key 'gmm.snapshots': none of {g['snapshots']} is at most gmm.generations = "
+                          f"{g['generations']}; the figure and the table need at least one")
+    regime = regime_at(g["regime"], "gmm.regime")
+    if regimes.uses_pool(regime):
+        # float32 2-D points, N (G + 1) per chain; accumulate also keeps a [d, pool] training view.
+        copies = 2 if regime.name == "accumulate" else 1
+        need = copies * 4 * 2 * g["replicates"] * g["sample_size"] * (g["generations"] + 1)
+        if need > MAX_POOL_BYTES:
+            raise ConfigError(f"config key 'gmm.regime': {regime.name} stores every point, {need / 2**30:.1f} GiB "
+                              f"for replicates x sample_size x generations; lower one of them "
+                              f"(limit {MAX_POOL_BYTES / 2**30:.0f} GiB)")
+    fields = key_names("gmm", g)
+    for data in gmm.DATASETS:  # the gmm rules run every data set; GMMConfig runs check_components
+        library_check("gmm", gmm.config_from_block, g, data=data, fields=fields)

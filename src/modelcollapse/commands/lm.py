@@ -307,3 +307,51 @@ def register(subparsers) -> None:
     p.add_argument("--examples", required=True)
     p.add_argument("--numbers", required=True)
     p.set_defaults(func=table)
+
+
+def _opt_standin(model):
+    """An OPTConfig of the shape an `lm.model` block with arch opt states (OPT-125m's other fields)."""
+    from modelcollapse.config import library_check
+    from modelcollapse.lm.experiment import OPT_SHAPE_KEYS
+    from modelcollapse.lm.opt import OPTConfig
+
+    shape = {field: model[key] for key, field in OPT_SHAPE_KEYS.items() if key in model}
+    shape.setdefault("ffn_dim", 4 * shape.get("hidden_size", OPTConfig.hidden_size))
+    return library_check("lm.model", OPTConfig, fields={f: f"lm.model.{k}" for k, f in OPT_SHAPE_KEYS.items()}, **shape)
+
+
+def check_block(block) -> None:
+    """Every job this family's rules start from its config block, built as the jobs build them
+    (`config.check_config` calls this; ConfigError names the key)."""
+    from modelcollapse.config import ConfigError, key_names, library_check, regime_at
+    from modelcollapse.lm import experiment
+    from modelcollapse.lm.corpus import CorpusConfig
+
+    corpus, model = block["corpus"], block["model"]
+    library_check("lm.model.context", experiment.check_context, model["context"], corpus["block_size"])
+    corpus_fields = key_names("lm.corpus", corpus)
+    corpus_cfg = library_check("lm.corpus", CorpusConfig, fields=corpus_fields, **corpus)
+    if corpus_cfg.name != "synthetic" and corpus_cfg.pretrain_fraction == 0 and block["init"] != "scratch" \
+            and model.get("arch", "gpt") == "gpt":
+        raise ConfigError(f"config key 'lm.corpus.pretrain_fraction': 0 leaves no pretraining split for the GPT's "
+                          f"base model of init {block['init']!r}; give a share, or use init: scratch or arch: opt")
+    if corpus_cfg.name == "synthetic":
+        library_check("lm.corpus", corpus_cfg.language, fields=corpus_fields)
+    labels = [entry["label"] for entry in block["regimes"]]
+    fields = key_names("lm", block) | key_names("lm.model", model) | key_names("lm.optimizer", block["optimizer"])
+    # arch opt: the checkpoint's config.json is read by the jobs (the folder may be absent now);
+    # here a stand-in of the shape the block states, so every other setting is checked the same.
+    checkpoint = _opt_standin(model) if model.get("arch") == "opt" else None
+    for i, entry in enumerate(block["regimes"]):
+        key = f"lm.regimes[{i}]"
+        r = regime_at(entry["regime"], key + ".regime")
+        library_check(key + ".regime", experiment.check_regime, r)
+        if entry["label"] in labels[:i]:
+            raise ConfigError(f"config key '{key}.label': {entry['label']!r} is used twice")
+        # A real corpus's vocabulary is known only once it is built; no check depends on its size.
+        library_check(key, experiment.config_from_block, block, vocab_size=corpus_cfg.vocab_size,
+                      epochs=entry["epochs"], decoding=entry.get("decoding"), checkpoint=checkpoint, fields=fields)
+    for name in ("histogram_generations", "example_generations"):
+        if not any(g <= block["generations"] for g in block[name]):
+            raise ConfigError(f"config key 'lm.{name}': none of {block[name]} is at most lm.generations = "
+                              f"{block['generations']}")

@@ -101,3 +101,21 @@ def register(subparsers) -> None:
     p.add_argument("--summary", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=numbers)
+
+
+def check_block(block) -> None:
+    """Every job this family's rules start from its config block, built as the jobs build them
+    (`config.check_config` calls this; ConfigError names the key)."""
+    from modelcollapse.config import ConfigError, check_pool, key_names, library_check, regime_at
+    from modelcollapse import regression
+
+    labels = []
+    for i, value in enumerate(block["regimes"]):
+        key = f"regression.regimes[{i}]"
+        r = regime_at(value, key)
+        if r.label in labels:
+            raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
+        labels.append(r.label)
+        check_pool(r, key=key, replicates=block["replicates"], sample_size=block["sample_size"] * (block["dim"] + 1),
+                    generations=block["generations"] + 1)
+        library_check(key, regression.config_from_block, block, label=r.label, fields=key_names("regression", block))

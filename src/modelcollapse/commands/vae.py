@@ -254,3 +254,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=figure)
 
     add_table(steps, table)
+
+
+def check_block(v) -> None:
+    """Every job this family's rules start from its config block, built as the jobs build them
+    (`config.check_config` calls this; ConfigError names the key)."""
+    from modelcollapse.config import ConfigError, check_within_generations, key_names, library_check, regime_at
+    from modelcollapse.vae import experiment
+
+    check_within_generations(v, "vae")
+    # the job's own config class and regime check (latent_samples <= eval_samples, sizes, modes)
+    cfg = library_check("vae", experiment.config_from_block, v, fields=key_names("vae", v))
+    labels = []
+    for i, value in enumerate(v["regimes"]):
+        key = f"vae.regimes[{i}]"
+        r = regime_at(value, key)
+        library_check(key, experiment.check_regime, r, cfg.synthetic)
+        if r.label in labels:
+            raise ConfigError(f"config key '{key}': regime {r.label!r} is listed twice")
+        labels.append(r.label)
+    if not any(g <= v["generations"] for g in v["grid_generations"]):
+        raise ConfigError(f"config key 'vae.grid_generations': none of {v['grid_generations']} is at most "
+                          f"vae.generations = {v['generations']}")
