@@ -478,6 +478,8 @@ def summarize_multivariate(mean: np.ndarray, log_det: np.ndarray, trace: np.ndar
 def sweep_rows(block, seed: int) -> list[dict]:
     """A sweep point (`modelcollapse.sweeps`): the block's main chains, one per (M, estimator) of
     `sample_sizes` x `estimators` under its `regime`, each summarized at the last generation."""
+    from modelcollapse import sweeps
+
     rows = []
     for m in block["sample_sizes"]:
         for estimator in block["estimators"]:
@@ -488,5 +490,5 @@ def sweep_rows(block, seed: int) -> list[dict]:
             stats = summarize(chains.mean, chains.std, sizes=cfg.sizes, estimator=cfg.estimator, regime=cfg.regime)
             rows.append({"sample_size": m, "estimator": estimator, "regime": cfg.regime.label,
                          "real_fraction": cfg.regime.real_fraction}
-                        | {k: int(v[-1]) if k == "generation" else float(v[-1]) for k, v in stats.items()})
+                        | sweeps.last_generation(stats))
     return rows

@@ -145,11 +145,13 @@ def summarize(error: np.ndarray, cfg: RegressionConfig) -> dict[str, np.ndarray]
 def sweep_rows(block, seed: int) -> list[dict]:
     """A sweep point (`modelcollapse.sweeps`): the block's chains, one per regime of `regimes`,
     each summarized at the last generation."""
+    from modelcollapse import sweeps
+
     rows = []
     for regime in block["regimes"]:
         cfg = config_from_block(block, label=Regime.from_config(regime).label, seed=seed)
         stats = summarize(simulate(cfg, seed), cfg)
         rows.append({"sample_size": cfg.sample_size, "dim": cfg.dim, "design": cfg.design,
                      "regime": cfg.regime.label, "real_fraction": cfg.regime.real_fraction}
-                    | {k: int(v[-1]) if k == "generation" else float(v[-1]) for k, v in stats.items()})
+                    | sweeps.last_generation(stats))
     return rows

@@ -21,6 +21,11 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def last_generation(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The last generation's values of per-generation statistics (what `sweep_rows` reports)."""
+    return {k: int(v[-1]) if k == "generation" else float(v[-1]) for k, v in stats.items()}
+
+
 def points(sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The grid's points, {key: value} each, in row-major order of the grid's keys."""
     keys = list(sweep["grid"])

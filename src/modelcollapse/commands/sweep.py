@@ -19,15 +19,13 @@ def _sweep(args) -> tuple[dict, dict]:
 def point(args, argv):
     from modelcollapse import runtime, sweeps
 
-    config, sweep = _sweep(args)
+    config, _ = _sweep(args)
     check_output(args.out, ".csv")
-    n = len(sweeps.points(sweep))
-    if args.point >= n:
-        raise ValueError(f"--point {args.point}: sweeps.{args.sweep} has {n} points (0..{n - 1})")
+    point_config = sweeps.point_config(config, args.sweep, args.point)  # refuses a point off the grid
     runtime.configure(config["platform"])
     rows = sweeps.run_point(config, args.sweep, args.point)
     io.write_csv(args.out, rows)
-    record(args.out, argv, seed=config["seed"], config=sweeps.point_config(config, args.sweep, args.point))
+    record(args.out, argv, seed=config["seed"], config=point_config)
 
 
 def table(args, argv):
@@ -78,19 +76,20 @@ def numbers(args, argv):
             xs, ys, metric, theory = grid_of(rows, spec)
             se = {(float(r[spec["x"]]), float(r[spec["y"]])): float(r.get(spec["metric"] + "_se", "nan")) for r in rows}
             out[f"sweep.{name}.G"] = rows[0]["generation"]
-            # the grid's corners under names that do not depend on its values (the text cites these)
-            for xi, xs_name in ((0, "xlo"), (-1, "xhi")):
-                for yi, ys_name in ((0, "ylo"), (-1, "yhi")):
-                    x, y = xs[xi], ys[yi]
-                    out[f"sweep.{name}.{xs_name}.{ys_name}"] = latex_pm(metric[yi, xi], se[(x, y)])
-                    out[f"sweep.{name}.{xs_name}.{ys_name}.theory"] = latex_number(theory[yi, xi])
-            out.update({f"sweep.{name}.xlo": f"{xs[0]:g}", f"sweep.{name}.xhi": f"{xs[-1]:g}",
-                        f"sweep.{name}.ylo": f"{ys[0]:g}", f"sweep.{name}.yhi": f"{ys[-1]:g}"})
+
+            def cell(key, i, j):
+                out[key] = latex_pm(metric[i, j], se[(xs[j], ys[i])])
+                out[key + ".theory"] = latex_number(theory[i, j])
+
             for i, y in enumerate(ys):
                 for j, x in enumerate(xs):
-                    key = f"sweep.{name}.x{x:g}.y{y:g}"
-                    out[key] = latex_pm(metric[i, j], se[(x, y)])
-                    out[key + ".theory"] = latex_number(theory[i, j])
+                    cell(f"sweep.{name}.x{x:g}.y{y:g}", i, j)
+            # the grid's corners under names that do not depend on its values (the text cites these)
+            for j, x_end in ((0, "xlo"), (-1, "xhi")):
+                for i, y_end in ((0, "ylo"), (-1, "yhi")):
+                    cell(f"sweep.{name}.{x_end}.{y_end}", i, j)
+            out.update({f"sweep.{name}.xlo": f"{xs[0]:g}", f"sweep.{name}.xhi": f"{xs[-1]:g}",
+                        f"sweep.{name}.ylo": f"{ys[0]:g}", f"sweep.{name}.yhi": f"{ys[-1]:g}"})
         return [macro_lines(out)]
 
     write_texts(argv, [args.out], build, inputs=args.tables)
