@@ -25,12 +25,18 @@ EXIT_USAGE = 2  # bad arguments, config, inputs or sizes: fix the request
 EXIT_FAILURE = 1  # the request was fine but running it failed (disk full, diverged training, no GPU, ...)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command-line parser; given `argv`, the knob flags of only its command are built (they
+    import that family's library: see commands.add_knob_flags)."""
+    from modelcollapse import commands
+
+    names = families()
+    commands.PARSING["command"] = next((a for a in argv if a in names), None) if argv is not None else None
     parser = argparse.ArgumentParser(prog="modelcollapse", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of a failure (also MODELCOLLAPSE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for family in families():
+    for family in names:
         importlib.import_module(f"modelcollapse.commands.{family}").register(sub)
     return parser
 
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("MODELCOLLAPSE_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]  # accepted after the subcommand too; not part of provenance
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     name = " ".join(filter(None, (args.command, getattr(args, "step", None))))
     before = commands.snapshot(commands.output_files(args))
     try:

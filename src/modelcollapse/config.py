@@ -36,14 +36,17 @@ class ConfigError(ValueError):
 
 @functools.cache
 def _schema_files() -> dict[str, Any]:
-    """config.schema.yaml with every schemas/<family>.yaml block added (parsed once per process:
-    a sweep's check validates one block per grid point)."""
+    """config.schema.yaml with every schemas/<family>.yaml block added, its knobs filled in from
+    its config class (`knobs.block_schema`); built once per process: a sweep's check validates one
+    block per grid point."""
+    from modelcollapse import knobs
+
     package = resources.files("modelcollapse")
     out = yaml.safe_load(package.joinpath("config.schema.yaml").read_text(encoding="utf-8"))
     for path in sorted(package.joinpath("schemas").iterdir(), key=lambda p: p.name):
         if path.name.endswith(".yaml"):
             for family, block in yaml.safe_load(path.read_text(encoding="utf-8")).items():
-                out["properties"][family] = block
+                out["properties"][family] = knobs.block_schema(block)
                 out["required"].append(family)
     return out
 

@@ -60,7 +60,6 @@ the same keys now give other, equally exact, chains from generation 2 on.)
 from __future__ import annotations
 
 import dataclasses
-import math
 from functools import partial
 from typing import NamedTuple
 
@@ -68,7 +67,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modelcollapse import regimes
+from modelcollapse import knobs, regimes
+from modelcollapse.knobs import knob
 from modelcollapse.regimes import Regime, check_pool_points, split_sizes, subsample_counts
 from modelcollapse.runtime import replicate_keys
 from modelcollapse.theory import discrete as theory
@@ -135,18 +135,21 @@ def check_alphabet(num_symbols: int, exponent: float) -> None:
 class DiscreteConfig:
     """One discrete chain setting (the `discrete:` config block expands to one per M)."""
 
-    sample_size: int  # M: symbols drawn per generation (and the size of every training set but accumulate's)
-    generations: int  # G: refits after generation 0 (the truth q)
-    replicates: int  # R: independent chains, run in parallel with vmap
-    num_symbols: int = 1000  # K: alphabet size of the Zipf truth
-    exponent: float = 1.1  # q_k proportional to k^-exponent; 0 is uniform, larger is heavier-headed
-    regime: Regime = Regime()  # how each generation's training set is formed
+    sample_size: int = knob(block=False, help="M, the symbols drawn per generation (and the size of every "
+                            "training set but accumulate's); the block runs one job per entry of sample_sizes.",
+                            type="integer", minimum=1, maximum=10000000)
+    generations: int = knob(help="Refits after generation 0 (the truth q).", type="integer", minimum=1,
+                            maximum=1000000)
+    replicates: int = knob(help="Independent chains per M, run in parallel with vmap.", type="integer", minimum=2,
+                           maximum=10000000)
+    num_symbols: int = knob(1000, help="K, the number of symbols of the truth q (q_k proportional to k^-exponent, "
+                            "k = 1..K).", type="integer", minimum=2, maximum=1000000)
+    exponent: float = knob(1.1, help="Zipf exponent of q; 0 is uniform, larger puts more mass on the first "
+                           "symbols.", type="number", minimum=0, maximum=10)
+    regime: Regime = Regime()  # how each generation's training set is formed (the block's regime)
 
     def __post_init__(self):
-        _int_arg("num_symbols", self.num_symbols, 2)
-        if (not isinstance(self.exponent, (int, float, np.floating)) or isinstance(self.exponent, bool)
-                or not math.isfinite(self.exponent) or not 0 <= self.exponent <= 10):
-            raise ValueError(f"exponent must be a number in [0, 10], got {self.exponent!r}")
+        knobs.check(self)
         check_alphabet(self.num_symbols, self.exponent)
         _check_run(self.probs, self.sample_size, self.generations, self.replicates, self.regime)
 
@@ -165,9 +168,8 @@ def config_from_block(block, *, part: str = "main", sample_size: int | None = No
     `sample_size`, the block's regime) or 'absorption' (the absorption sub-block, regime replace);
     ValueError names the bad setting."""
     if part == "main":
-        return DiscreteConfig(sample_size=sample_size, generations=block["generations"],
-                              replicates=block["replicates"], num_symbols=block["num_symbols"],
-                              exponent=float(block["exponent"]), regime=Regime.from_config(block["regime"]))
+        return knobs.from_block(DiscreteConfig, block, sample_size=sample_size,
+                                regime=Regime.from_config(block["regime"]))
     if part == "absorption":
         sub = block["absorption"]
         return DiscreteConfig(sample_size=sub["sample_size"], generations=sub["generations"],

@@ -21,9 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from modelcollapse import knobs
 from modelcollapse import metrics as stats
 from modelcollapse import family as families
 from modelcollapse.family import Family
+from modelcollapse.knobs import knob
 from modelcollapse.regimes import Regime
 
 DESIGNS = ("fresh", "fixed")
@@ -85,21 +87,23 @@ def family(*, dim: int, noise: float = 1.0, design: str = "fresh", sample_size: 
 class RegressionConfig:
     """One regression chain setting (the `regression:` config block runs one per regime listed)."""
 
-    dim: int  # d, features
-    sample_size: int  # T, rows labelled each generation (and rows of the original data)
-    noise: float = 1.0  # sigma, the label noise's standard deviation
-    design: str = "fixed"  # 'fixed' (one T x d design for every generation) or 'fresh'
-    generations: int = 50  # G, refits after the fit to the original data
-    replicates: int = 1000  # R, chains run together with vmap
-    regime: Regime = Regime()
-    design_seed: int = 0  # the fixed design's draw
+    dim: int = knob(help="d, features (b* = (1, ..., 1) / sqrt(d)).", type="integer", minimum=1, maximum=1000)
+    sample_size: int = knob(help="T, rows each generation labels (and rows of the original data); more than "
+                                 "dim + 1.", type="integer", minimum=3, maximum=1000000)
+    noise: float = knob(1.0, help="sigma, standard deviation of the label noise.", type="number",
+                        exclusiveMinimum=0, maximum=1000)
+    design: str = knob("fixed", help="fixed: one T x d Gaussian design for every generation, drawn from the seed "
+                                     "(Gerstgrasser et al.'s setting, where accumulate has its exact law); fresh: "
+                                     "new rows every generation.", type="string", enum=list(DESIGNS))
+    generations: int = knob(50, help="G, refits after the fit to the original data.", type="integer", minimum=1,
+                            maximum=100000)
+    replicates: int = knob(1000, help="R, independent chains per regime, run together with vmap.", type="integer",
+                           minimum=2, maximum=10000000)
+    regime: Regime = Regime()  # one entry of the block's `regimes` (one job each)
+    design_seed: int = 0  # the fixed design's draw: the config's seed
 
     def __post_init__(self):
-        for name in ("generations", "replicates", "sample_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        check(dim=self.dim, noise=self.noise, design=self.design, sample_size=self.sample_size)
+        knobs.check(self)
         if self.sample_size <= self.dim + 1:
             raise ValueError(f"sample_size must exceed dim + 1 = {self.dim + 1} (least squares on T rows has "
                              f"a finite expected error only then), got {self.sample_size}")
@@ -115,9 +119,7 @@ def config_from_block(block, *, label: str, seed: int = 0) -> RegressionConfig:
     by_label = {Regime.from_config(r).label: Regime.from_config(r) for r in block["regimes"]}
     if label not in by_label:
         raise ValueError(f"label {label!r} is not a regime of regression.regimes ({sorted(by_label)})")
-    return RegressionConfig(dim=block["dim"], sample_size=block["sample_size"], noise=float(block["noise"]),
-                            design=block["design"], generations=block["generations"],
-                            replicates=block["replicates"], regime=by_label[label], design_seed=seed)
+    return knobs.from_block(RegressionConfig, block, regime=by_label[label], design_seed=seed)
 
 
 def simulate(cfg: RegressionConfig, seed: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import shlex
@@ -131,6 +132,59 @@ def figure_inputs(args, *, from_summary: bool, summary_from: str, results_from: 
         inputs = list(args.results)
     check_inputs(inputs)
     return inputs
+
+
+# The command being parsed (cli.build_parser): only its knob flags are built, because building them
+# imports the family's library (and JAX), which the other commands do not need.
+PARSING: dict[str, str | None] = {"command": None}
+
+
+def add_knob_flags(parser: argparse.ArgumentParser, command: str, config_class: str, *, skip=()) -> None:
+    """One Knob flag per knob of `config_class` (`module:Class`; modelcollapse.knobs): --name-with-dashes,
+    its description as help, its default, enum as choices, arrays as nargs '+'. Values are checked
+    by the class itself (one check); the flags only parse types. Built only when `command` is parsed."""
+    from modelcollapse import knobs
+
+    if PARSING["command"] not in (None, command):
+        return
+    for field in knobs.knobs(knobs.config_class(config_class)):
+        if field.name in skip:
+            continue
+        schema = knobs.schema_of(field)
+        item = schema.get("items", {}) if schema.get("type") == "array" else schema
+        kind = item.get("type")
+        kinds = kind if isinstance(kind, list) else [kind]
+        convert = _int_text if "integer" in kinds and "number" not in kinds else _number_text if "number" in kinds \
+            else str
+        default = None if field.default is dataclasses.MISSING else field.default
+        extra = {"nargs": "+"} if schema.get("type") == "array" else {}
+        if "enum" in item:
+            extra["choices"] = item["enum"]
+        shown = "" if default is None else f" (default: {' '.join(map(str, default)) if extra.get('nargs') else default})"
+        parser.add_argument("--" + field.name.replace("_", "-"), type=convert, default=default, action=Knob,
+                            help=schema["description"].replace("%", "%%") + shown, **extra)
+
+
+def knob_values(args, config_class: str, *, skip=()) -> dict:
+    """The flags of `add_knob_flags` as the class's fields (lists as tuples)."""
+    from modelcollapse import knobs
+
+    return {f.name: knobs.coerce(f, getattr(args, f.name)) for f in knobs.knobs(knobs.config_class(config_class))
+            if f.name not in skip}
+
+
+def _int_text(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _number_text(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def add_config_source(parser: argparse.ArgumentParser, *, required: bool = True) -> None:

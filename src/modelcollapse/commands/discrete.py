@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 from modelcollapse import io
-from modelcollapse.commands import (Knob, add_config_source, add_platform, add_regime, add_summarize, add_table,
-                                    block_config, check_inputs, check_memory, check_output, load_npz, nonnegative_int,
-                                    read_csv, record, regime_from_args, write_texts)
+from modelcollapse.commands import (Knob, add_config_source, add_knob_flags, add_platform, add_regime,
+                                    add_summarize, add_table, block_config, check_inputs, check_memory, check_output,
+                                    knob_values, load_npz, nonnegative_int, read_csv, record, regime_from_args,
+                                    write_texts)
 
+CONFIG = "modelcollapse.discrete:DiscreteConfig"  # the knobs, and the flags of `simulate` (add_knob_flags)
 # Keys every chain summary row starts with, in the sort order of the CSV.
 ROW_KEYS = ("regime", "num_symbols", "exponent", "sample_size", "replicates")
 # The flags that pick one job of the config block, per part of it (the rules' wildcards).
@@ -34,10 +36,7 @@ def _config(args):
     """DiscreteConfig from the command line; raises ValueError naming the bad argument."""
     from modelcollapse import discrete
 
-    regime = regime_from_args(args)
-    return discrete.DiscreteConfig(sample_size=args.sample_size, generations=args.generations,
-                                   replicates=args.replicates, num_symbols=args.num_symbols,
-                                   exponent=args.exponent, regime=regime)
+    return discrete.DiscreteConfig(**knob_values(args, CONFIG), regime=regime_from_args(args))
 
 
 def memory_needed(cfg) -> float:
@@ -170,13 +169,7 @@ def register(subparsers) -> None:
     p.add_argument("--part", choices=sorted(SELECTORS),
                    help="with the block: main (selector --sample-size; the default) or absorption")
     p.add_argument("--seed", type=nonnegative_int, action=Knob)
-    p.add_argument("--sample-size", type=nonnegative_int, action=Knob, help="M, symbols drawn per generation")
-    p.add_argument("--generations", type=nonnegative_int, action=Knob)
-    p.add_argument("--replicates", type=nonnegative_int, action=Knob)
-    p.add_argument("--num-symbols", type=nonnegative_int, default=1000, action=Knob,
-                   help="K, alphabet size (default 1000)")
-    p.add_argument("--exponent", type=float, default=1.1, action=Knob,
-                   help="Zipf exponent of q_k ~ k^-exponent (default 1.1)")
+    add_knob_flags(p, "discrete", CONFIG)
     add_regime(p)
     p.add_argument("--keep", choices=["metrics", "final"], default="metrics",
                    help="metrics: per-generation metrics [R, G+1] and the final p; final: only the final p and "

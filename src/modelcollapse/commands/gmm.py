@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (Knob, add_config_source, add_platform, add_regime, add_summarize, add_table,
-                                    block_config, check_memory, check_output, distinct_runs, figure_inputs, load_npz,
-                                    nonnegative_int, read_csv, record, regime_from_args, write_summary, write_texts)
+from modelcollapse.commands import (Knob, add_config_source, add_knob_flags, add_platform, add_regime,
+                                    add_summarize, add_table, block_config, check_memory, check_output, distinct_runs,
+                                    figure_inputs, knob_values, load_npz, nonnegative_int, read_csv, record,
+                                    regime_from_args, write_summary, write_texts)
 
-# Choices of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
-# (tests/test_gmm.py checks they match).
-DATASETS = ("blob", "two_blobs")
-INITS = ("kmeans++", "random")
+CONFIG = "modelcollapse.gmm.spec:GMMConfig"  # the knobs, and the flags of `simulate` (add_knob_flags)
+# A choice of `modelcollapse.gmm`, repeated so that building the parser does not import JAX
+# (tests/test_gmm.py checks it matches).
 ENGINES = ("async", "lockstep")
-SNAPSHOTS = (0, 50, 100, 150, 200, 350, 2000)
 
 
 def _job(args):
@@ -33,11 +32,7 @@ def _config(args):
     """GMMConfig from the command line; raises ValueError naming the bad argument."""
     from modelcollapse import gmm
 
-    regime = regime_from_args(args)
-    return gmm.GMMConfig(sample_size=args.sample_size, generations=args.generations, replicates=args.replicates,
-                         n_components=args.n_components, data=args.data, regime=regime, tol=args.tol,
-                         max_iter=args.max_iter, reg_covar=args.reg_covar, init=args.init,
-                         snapshots=tuple(args.snapshots))
+    return gmm.GMMConfig(**knob_values(args, CONFIG), regime=regime_from_args(args))
 
 
 def memory_needed(cfg) -> float:
@@ -130,15 +125,6 @@ def table(args, argv):
                 config={"generations": args.generations})
 
 
-def _float(text: str) -> float:
-    import argparse
-
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
 def register(subparsers) -> None:
     steps = subparsers.add_parser("gmm", help="Gaussian-mixture EM fit-and-sample chains").add_subparsers(
         dest="step", required=True)
@@ -148,22 +134,8 @@ def register(subparsers) -> None:
                                      "of the flags (--seed, --sample-size, --generations, --replicates required).")
     add_config_source(p, required=False)
     p.add_argument("--seed", type=nonnegative_int, action=Knob)
-    p.add_argument("--data", choices=DATASETS, default="blob", action=Knob,
-                   help="true distribution (default: blob, the paper's)")
-    p.add_argument("--sample-size", type=nonnegative_int, action=Knob, help="N, points per generation")
-    p.add_argument("--generations", type=nonnegative_int, action=Knob, help="refits after generation 0")
-    p.add_argument("--replicates", type=nonnegative_int, action=Knob)
-    p.add_argument("--n-components", type=nonnegative_int, default=2, action=Knob,
-                   help="K, mixture components (default 2)")
+    add_knob_flags(p, "gmm", CONFIG)
     add_regime(p)
-    p.add_argument("--tol", type=_float, default=1e-5, action=Knob,
-                   help="EM stops when the mean log-likelihood changes less")
-    p.add_argument("--max-iter", type=nonnegative_int, default=2000, action=Knob, help="EM iteration cap per fit")
-    p.add_argument("--reg-covar", type=_float, default=1e-6, action=Knob,
-                   help="covariance floor added to each diagonal")
-    p.add_argument("--init", choices=INITS, default="kmeans++", action=Knob)
-    p.add_argument("--snapshots", type=nonnegative_int, nargs="+", default=list(SNAPSHOTS), action=Knob,
-                   help="generations whose draws of replicate 0 are stored for the figure")
     p.add_argument("--engine", choices=ENGINES, default="async")
     p.add_argument("--slots", type=nonnegative_int, default=0, help="async engine slots (0: automatic)")
     add_platform(p, action=Knob)

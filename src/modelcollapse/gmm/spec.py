@@ -15,7 +15,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from modelcollapse import knobs
 from modelcollapse.gmm.mixture import GMMParams
+from modelcollapse.knobs import knob
 from modelcollapse.regimes import Regime, check_pool_points
 
 DATASETS = ("blob", "two_blobs")
@@ -44,11 +46,7 @@ def check_components(sample_size: int, n_components: int) -> None:
 def config_from_block(block, *, data: str) -> GMMConfig:
     """The GMMConfig of the workflow's `gmm` config block for data set `data` (the rules run one job
     per data set); ValueError names the bad setting."""
-    return GMMConfig(sample_size=block["sample_size"], generations=block["generations"],
-                     replicates=block["replicates"], n_components=block["n_components"], data=data,
-                     regime=Regime.from_config(block["regime"]), tol=float(block["tol"]),
-                     max_iter=block["max_iter"], reg_covar=float(block["reg_covar"]), init=block["init"],
-                     snapshots=tuple(block["snapshots"]))
+    return knobs.from_block(GMMConfig, block, data=data, regime=Regime.from_config(block["regime"]))
 
 
 class GMMChains(NamedTuple):
@@ -84,38 +82,38 @@ def truth(data: str) -> GMMParams:
 class GMMConfig:
     """One GMM chain setting (the `gmm:` config block gives one per data set)."""
 
-    sample_size: int  # N: points drawn per generation (and the size of the original data set)
-    generations: int  # G: refits after generation 0 (the fit to the original data)
-    replicates: int  # R: independent chains, run in parallel with vmap
-    n_components: int = 2  # K: mixture components fitted each generation
-    data: str = "blob"  # the true distribution, one of DATASETS
-    regime: Regime = Regime()  # how each generation's training set is formed
-    tol: float = 1e-5  # EM stops when the mean log-likelihood changes by less (scikit-learn's test)
-    max_iter: int = 2000  # EM iteration cap per fit (the paper's)
-    reg_covar: float = 1e-6  # covariance floor added to each diagonal (scikit-learn's default)
-    init: str = "kmeans++"  # 'kmeans++' seeds + Lloyd, or 'random' responsibilities
-    snapshots: tuple = SNAPSHOTS  # generations whose draws of replicate 0 are stored (for the figure)
+    sample_size: int = knob(help="N, points drawn per generation and in the original data set; at least "
+                                 "n_components (the paper: 1000).", type="integer", minimum=2, maximum=1000000)
+    generations: int = knob(help="Refits after generation 0, the fit to the original data (the paper: 2050).",
+                            type="integer", minimum=1, maximum=100000)
+    replicates: int = knob(help="Independent chains per data set, run together with vmap (the paper ran one).",
+                           type="integer", minimum=2, maximum=100000)
+    n_components: int = knob(2, help="K, mixture components fitted each generation (the paper: 2); at most "
+                                     "sample_size.", type="integer", minimum=1, maximum=8)
+    data: str = knob("blob", block=False, help="The true distribution (the rules run both data sets): one "
+                     "standard 2-D Gaussian (the paper's) or two unit blobs at (-/+3, 0).", type="string",
+                     enum=list(DATASETS))
+    regime: Regime = Regime()  # how each generation's training set is formed (the block's regime)
+    tol: float = knob(1e-5, help="EM stops when the mean log-likelihood changes by less (the paper: 1e-5; 0 runs "
+                      "every fit to max_iter). Write 1.0e-5: YAML reads 1e-5 as text.", type="number", minimum=0,
+                      maximum=1)
+    max_iter: int = knob(2000, help="EM iterations per fit at most (the paper's 2000).", type="integer", minimum=1,
+                         maximum=100000)
+    reg_covar: float = knob(1e-6, help="Covariance floor added to each diagonal (scikit-learn's 1.0e-6); must be "
+                            "> 0 so degenerate fits stay finite.", type="number", exclusiveMinimum=0, maximum=1)
+    init: str = knob("kmeans++", help="EM initialisation: kmeans++ (k-means++ seeds, then Lloyd's k-means: "
+                     "scikit-learn's default 'kmeans') or random (random responsibilities).", type="string",
+                     enum=list(INITS))
+    snapshots: tuple = knob(SNAPSHOTS, help="Generations shown in the snapshot figure and the paper's table "
+                            "(replicate 0's points are stored); those beyond `generations` are dropped, at least "
+                            "one must remain.", type="array", minItems=1, uniqueItems=True,
+                            items={"type": "integer", "minimum": 0})
 
     def __post_init__(self):
-        for name in ("sample_size", "generations", "replicates", "n_components", "max_iter"):
-            value = getattr(self, name)
-            if not _is_int(value):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        knobs.check(self)
         check_components(self.sample_size, self.n_components)
-        if self.data not in DATASETS:
-            raise ValueError(f"data must be one of {list(DATASETS)}, got {self.data!r}")
         if not isinstance(self.regime, Regime):
             raise ValueError(f"regime must be a modelcollapse.regimes.Regime, got {self.regime!r}")
-        if not (_is_number(self.tol) and self.tol >= 0):
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
-        if not (_is_number(self.reg_covar) and self.reg_covar > 0):
-            raise ValueError(f"reg_covar must be a finite number > 0 (the floor that keeps covariances positive "
-                             f"definite), got {self.reg_covar!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {list(INITS)}, got {self.init!r}")
-        snaps = tuple(self.snapshots)
-        if any(not _is_int(s, 0) for s in snaps) or len(set(snaps)) != len(snaps):
-            raise ValueError(f"snapshots must be distinct integers >= 0, got {self.snapshots!r}")
         check_pool_points(self.regime, self.sample_size * (self.generations + 1),
                           what="sample_size x (generations + 1)")
 

@@ -1,0 +1,123 @@
+"""Knobs: each setting of a family is declared once, as a field of its typed config.
+
+A knob is a dataclass field made by `knob(default, help=..., **json_schema)`: its default, its
+one-line description and its type and bounds as a JSON-schema fragment. Everything else is derived
+from the fields, so a setting cannot be spelled two ways:
+
+- the config block's schema: a block of schemas/<family>.yaml that names its class with
+  `x-config-class: module:Class` gets a property (and a required key) per knob
+  (`config.schema()` calls `block_schema`); the file keeps only the keys that are not knobs (lists
+  of jobs, sub-blocks, the regime);
+- the dataclass's own field checks (`check`, run by __post_init__): the same fragment through the
+  same validator, so `check-config` and the library refuse the same values with the same words;
+- the block reader `from_block` and the command-line flags (`commands.add_knob_flags`).
+
+A knob with `block=False` is a setting the rules take from elsewhere (a list entry, a sub-block, a
+selector): it has a flag and its check but no key in the family block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+import numpy as np
+
+
+def knob(default: Any = dataclasses.MISSING, *, help: str, block: bool = True, **schema) -> Any:
+    """A config field that is a setting: `help` is its description, `schema` its JSON-schema type
+    and bounds (type, minimum, enum, items, ...); block=False keeps it out of the config block."""
+    return dataclasses.field(default=default, metadata={"knob": {"description": help, **schema}, "block": block})
+
+
+def knobs(cls, *, block: bool | None = None) -> list[dataclasses.Field]:
+    """The knob fields of a config class (block True/False: only those that are / are not block keys)."""
+    return [f for f in dataclasses.fields(cls) if "knob" in f.metadata
+            and (block is None or f.metadata["block"] == block)]
+
+
+def schema_of(field: dataclasses.Field) -> dict[str, Any]:
+    return dict(field.metadata["knob"])
+
+
+def config_class(path: str):
+    """The class named by `module:Class` (a schema file's x-config-class)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def block_schema(block: Mapping[str, Any], cls=None) -> dict[str, Any]:
+    """A schema block with its `x-config-class`'s block knobs added as properties and required keys
+    (in field order, before the file's own keys), `{x-knob: name}` anywhere inside replaced by that
+    knob's schema (e.g. the items of a list of values, one job each), and nested blocks likewise.
+    The input is not changed."""
+    out = dict(block)
+    path = out.pop("x-config-class", None)
+    cls = config_class(path) if path is not None else cls
+    if "x-knob" in out:
+        if cls is None:
+            raise ValueError(f"x-knob {out['x-knob']!r} outside a block with an x-config-class")
+        return {f.name: schema_of(f) for f in knobs(cls)}[out["x-knob"]]
+    for key, value in out.items():
+        if isinstance(value, Mapping):
+            out[key] = block_schema(value, cls) if key != "properties" else {
+                name: block_schema(v, cls) for name, v in value.items()}
+    if path is not None:
+        fields = knobs(cls, block=True)
+        clash = sorted(set(out.get("properties", {})) & {f.name for f in fields})
+        if clash:
+            raise ValueError(f"schema block of {path} declares knobs again: {clash}")
+        out["properties"] = {f.name: schema_of(f) for f in fields} | out.get("properties", {})
+        out["required"] = [f.name for f in fields] + list(out.get("required", []))
+    return out
+
+
+def _is_integer(_, value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(_, value) -> bool:  # finite: a NaN passes every bound check, so it is no number here
+    return _is_integer(_, value) or (isinstance(value, (float, np.floating)) and math.isfinite(value))
+
+
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
+    "integer": _is_integer, "number": _is_number,
+    "array": lambda _, value: isinstance(value, (list, tuple))})
+Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
+
+
+@functools.cache
+def _validators(cls) -> tuple[tuple[str, Any], ...]:
+    return tuple((f.name, Validator(schema_of(f))) for f in knobs(cls))
+
+
+def check(obj) -> None:
+    """ValueError naming the first knob of the dataclass instance `obj` outside its schema."""
+    for name, validator in _validators(type(obj)):
+        value = getattr(obj, name)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        if error is not None:
+            where = name + "".join(f"[{i}]" for i in error.absolute_path)
+            raise ValueError(f"{where}: {error.message} (expected: {validator.schema['description']})")
+
+
+def coerce(field: dataclasses.Field, value: Any) -> Any:
+    """A block or flag value as the field holds it: lists as tuples (configs are frozen and
+    hashable), integers as floats where the knob is a number (YAML reads `1` as an int)."""
+    kind = field.metadata["knob"].get("type")
+    if isinstance(value, list):
+        value = tuple(value)
+    if kind == "number" and _is_integer(None, value):
+        value = float(value)
+    return value
+
+
+def from_block(cls, block: Mapping[str, Any], **fields):
+    """`cls` from the block's knob keys (as coerced by `coerce`) and the given other fields."""
+    values = {f.name: coerce(f, block[f.name]) for f in knobs(cls, block=True) if f.name in block}
+    return cls(**values | fields)
