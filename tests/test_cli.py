@@ -58,9 +58,9 @@ def test_summarize_figure_table_chain(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    (("--sample-size", 1), "sample_size must be >= dim + 1 = 2"),
-    (("--generations", 0), "generations must be an integer >= 1"),
-    (("--replicates", 0), "replicates must be an integer >= 1"),
+    (("--sample-size", 1), "argument --sample-size: sample_size must be an integer or a list >= 2, got '1'"),
+    (("--generations", 0), "argument --generations: generations must be an integer >= 1"),
+    (("--replicates", 0), "argument --replicates: replicates must be an integer >= 2"),
     (("--out", "x.csv"), "must end in .npz"),
 ])
 def test_bad_simulate_arguments_fail_before_work(tmp_path, change, message):

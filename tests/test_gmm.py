@@ -520,7 +520,7 @@ def test_cli_simulate_summarize_figure_table(tmp_path, chains):
         run("gmm", "table", "--summary", tmp_path / "s.csv", "--generations", 99, "--replicates", 6,
             "--table", tmp_path / "t2.tex", "--numbers", tmp_path / "n2.tex")
     assert not (tmp_path / "t2.tex").exists()
-    with pytest.raises(ValueError, match="sample_size"):
-        run("gmm", "simulate", "--seed", 0, "--sample-size", 1, "--generations", 2, "--replicates", 2,
-            "--out", tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="sample_size"):  # a cross-field check (a flag's own range: argparse)
+        run("gmm", "simulate", "--seed", 0, "--sample-size", 2, "--n-components", 3, "--generations", 2,
+            "--replicates", 2, "--out", tmp_path / "bad.npz")
     assert not (tmp_path / "bad.npz").exists()

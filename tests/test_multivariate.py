@@ -14,7 +14,7 @@ R = 20_000
 def chains(request):
     sim = gaussian.simulate_multivariate(5, sample_size=12, generations=20, replicates=R, dim=3, correlation=0.4,
                             sampler=request.param)
-    sigma0 = gaussian.GaussianConfig(sample_size=12, generations=20, replicates=1, dim=3, correlation=0.4).sigma0()
+    sigma0 = gaussian.GaussianConfig(sample_size=12, generations=20, replicates=2, dim=3, correlation=0.4).sigma0()
     return sim, sigma0
 
 

@@ -31,13 +31,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from modelcollapse import commands
 
     names = families()
-    commands.PARSING["command"] = next((a for a in argv if a in names), None) if argv is not None else None
     parser = argparse.ArgumentParser(prog="modelcollapse", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of a failure (also MODELCOLLAPSE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for family in names:
-        importlib.import_module(f"modelcollapse.commands.{family}").register(sub)
+    commands.PARSING["command"] = next((a for a in argv if a in names), None) if argv is not None else None
+    try:
+        for family in names:
+            importlib.import_module(f"modelcollapse.commands.{family}").register(sub)
+    finally:
+        commands.PARSING["command"] = None
     return parser
 
 

@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modelcollapse import metrics, regimes, theory
+from modelcollapse import knobs, metrics, regimes, theory
+from modelcollapse.knobs import knob
 from modelcollapse.runtime import replicate_keys
 from modelcollapse.theory import regimes as regime_theory
 from modelcollapse.regimes import Regime, append, check_pool_points
@@ -53,31 +54,32 @@ def check_correlation(correlation: float, dim: int) -> None:
 class GaussianConfig:
     """One Gaussian chain setting (the `gaussian:` config block expands to several)."""
 
-    sample_size: int | tuple  # M, or per-generation sizes (M_0, ..., M_{G-1}) for a schedule
-    generations: int  # G: refits after generation 0
-    replicates: int  # R: independent chains, run in parallel with vmap
-    estimator: str = "unbiased"  # 'unbiased' (ddof=1) or 'mle' (ddof=0, the official code)
+    sample_size: int | tuple = knob(block=False, help="M, points drawn per generation, or the per-generation "
+                                    "sizes (M_0, ..., M_{G-1}) of a schedule; the block runs one job per entry of "
+                                    "sample_sizes.", type=["integer", "array"], minimum=2,
+                                    items={"type": "integer", "minimum": 2})
+    generations: int = knob(help="Number of refits after generation 0.", type="integer", minimum=1, maximum=1000000)
+    replicates: int = knob(help="Independent chains per (estimator, M), run in parallel with vmap.", type="integer",
+                           minimum=2, maximum=10000000)
+    estimator: str = knob("unbiased", block=False, help="Standard-deviation estimator: unbiased (ddof=1) or mle "
+                          "(ddof=0, the official code).", type="string", enum=["unbiased", "mle"])
     regime: Regime = Regime()  # how each generation's training set is formed
-    dim: int = 1  # d; d > 1 fits a full covariance (replace regime only, as Theorem 3.1)
-    correlation: float = 0.5  # d > 1: Sigma_0 has unit variances and this correlation everywhere off-diagonal
-    sampler: str = "auto"  # 'points', 'stats', or 'auto' (points for a constant M, else stats)
+    dim: int = knob(1, block=False, help="d; d > 1 fits a full covariance (replace regime only, as Theorem 3.1).",
+                    type="integer", minimum=1, maximum=64)
+    correlation: float = knob(0.5, block=False, help="d > 1: the off-diagonal entry of Sigma_0 (unit variances); in "
+                              "(-1/(d-1), 1).", type="number", exclusiveMinimum=-1, exclusiveMaximum=1)
+    sampler: str = knob("auto", block=False, help="points (draws every point), stats (draws sufficient statistics: "
+                        "any sample-size schedule) or auto (points for a constant M, else stats).", type="string",
+                        enum=[*SAMPLERS, "auto"])
 
     def __post_init__(self):
-        for name in ("generations", "replicates", "dim"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        knobs.check(self)
         sizes = np.atleast_1d(np.asarray(self.sample_size, dtype=np.float64))
-        if sizes.ndim != 1 or np.any(sizes != np.round(sizes)):
-            raise ValueError(f"sample_size must be an integer or a list of integers, got {self.sample_size!r}")
         if sizes.size not in (1, self.generations):
             raise ValueError(f"sample_size schedule has {sizes.size} entries; expected generations = {self.generations}")
         check_sample_size(sizes.min(), self.dim)
-        theory.ddof_of(self.estimator)
         if not isinstance(self.regime, Regime):
             raise ValueError(f"regime must be a modelcollapse.regimes.Regime, got {self.regime!r}")
-        if self.sampler not in SAMPLERS + ("auto",):
-            raise ValueError(f"sampler must be one of {list(SAMPLERS) + ['auto']}, got {self.sampler!r}")
         if self.resolved_sampler == "points" and not self.constant_size:
             raise ValueError("sampler 'points' needs a constant sample_size; use sampler 'stats' for a schedule")
         if self.resolved_sampler == "stats":
@@ -123,9 +125,8 @@ def config_from_block(block, *, part: str = "main", sample_size: int | None = No
     regimes.compare), 'schedules' (the sample-size `schedule` kind) or 'multivariate' (dimension
     `dim`); ValueError names the bad setting."""
     if part == "main":
-        return GaussianConfig(sample_size=sample_size, generations=block["generations"],
-                              replicates=block["replicates"], estimator=estimator,
-                              regime=Regime.from_config(block["regime"]))
+        return knobs.from_block(GaussianConfig, block, sample_size=sample_size, estimator=estimator,
+                                regime=Regime.from_config(block["regime"]))
     if part == "regimes":
         sub = block["regimes"]
         regimes = {r.label: r for r in map(Regime.from_config, sub["compare"])}

@@ -77,12 +77,13 @@ def block_schema(block: Mapping[str, Any], cls=None) -> dict[str, Any]:
     return out
 
 
-def _is_integer(_, value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _is_number(_, value) -> bool:  # finite: a NaN passes every bound check, so it is no number here
-    return _is_integer(_, value) or (isinstance(value, (float, np.floating)) and math.isfinite(value))
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
+
+
+def _is_integer(_, value) -> bool:  # JSON's: 3.0 is an integer (`check` stores it as 3)
+    return _is_number(_, value) and float(value).is_integer()
 
 
 _TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
@@ -97,27 +98,53 @@ def _validators(cls) -> tuple[tuple[str, Any], ...]:
 
 
 def check(obj) -> None:
-    """ValueError naming the first knob of the dataclass instance `obj` outside its schema."""
+    """ValueError naming the first knob of the frozen dataclass instance `obj` outside its schema;
+    then stores each knob as its type holds it (`normal`), so that a config is the same whether
+    built from YAML, JSON, flags or NumPy values."""
     for name, validator in _validators(type(obj)):
         value = getattr(obj, name)
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
             where = name + "".join(f"[{i}]" for i in error.absolute_path)
-            raise ValueError(f"{where}: {error.message} (expected: {validator.schema['description']})")
+            raise ValueError(f"{where} must be {expected(error.schema)}, got {error.instance!r} "
+                             f"({validator.schema['description']})")
+        object.__setattr__(obj, name, normal(validator.schema, value))
 
 
-def coerce(field: dataclasses.Field, value: Any) -> Any:
-    """A block or flag value as the field holds it: lists as tuples (configs are frozen and
-    hashable), integers as floats where the knob is a number (YAML reads `1` as an int)."""
-    kind = field.metadata["knob"].get("type")
-    if isinstance(value, list):
-        value = tuple(value)
-    if kind == "number" and _is_integer(None, value):
-        value = float(value)
+_KINDS = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list",
+          "boolean": "true or false", "null": "null"}
+_BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+
+
+def expected(schema: Mapping[str, Any]) -> str:
+    """What a schema fragment accepts, in words: 'an integer >= 1 and <= 100', 'one of [...]'."""
+    if "enum" in schema:
+        return f"one of {list(schema['enum'])}"
+    kinds = schema.get("type", [])
+    text = " or ".join(_KINDS[k] for k in (kinds if isinstance(kinds, list) else [kinds]))
+    bounds = [f"{word} {schema[key]}" for key, word in _BOUNDS if key in schema]
+    if "minItems" in schema:
+        bounds.append(f"of at least {schema['minItems']} entries")
+    if schema.get("uniqueItems"):
+        bounds.append("without repeats")
+    return " ".join(filter(None, [text, " and ".join(bounds)])) or "as the schema says"
+
+
+def normal(schema: Mapping[str, Any], value: Any) -> Any:
+    """A valid value as Python holds it: arrays as tuples (configs are frozen and hashable), integer
+    knobs as int, numbers as float (YAML reads `1` as an int, NumPy gives np.float64)."""
+    kinds = schema.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if isinstance(value, (list, tuple)) and "array" in kinds:
+        return tuple(normal(schema.get("items", {}), v) for v in value)
+    if _is_number(None, value):
+        if "integer" in kinds and "number" not in kinds:
+            return int(value)
+        if "number" in kinds:
+            return float(value)
     return value
 
 
 def from_block(cls, block: Mapping[str, Any], **fields):
-    """`cls` from the block's knob keys (as coerced by `coerce`) and the given other fields."""
-    values = {f.name: coerce(f, block[f.name]) for f in knobs(cls, block=True) if f.name in block}
-    return cls(**values | fields)
+    """`cls` from the block's knob keys and the given other fields."""
+    return cls(**{f.name: block[f.name] for f in knobs(cls, block=True) if f.name in block} | fields)

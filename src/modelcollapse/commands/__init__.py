@@ -17,7 +17,7 @@ import re
 import shlex
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -151,40 +151,45 @@ def add_knob_flags(parser: argparse.ArgumentParser, command: str, config_class: 
         if field.name in skip:
             continue
         schema = knobs.schema_of(field)
-        item = schema.get("items", {}) if schema.get("type") == "array" else schema
-        kind = item.get("type")
-        kinds = kind if isinstance(kind, list) else [kind]
-        convert = _int_text if "integer" in kinds and "number" not in kinds else _number_text if "number" in kinds \
-            else str
+        array = schema.get("type") == "array"
+        item = schema.get("items", {}) if array else schema
         default = None if field.default is dataclasses.MISSING else field.default
-        extra = {"nargs": "+"} if schema.get("type") == "array" else {}
+        extra = {"nargs": "+"} if array else {}
         if "enum" in item:
             extra["choices"] = item["enum"]
-        shown = "" if default is None else f" (default: {' '.join(map(str, default)) if extra.get('nargs') else default})"
-        parser.add_argument("--" + field.name.replace("_", "-"), type=convert, default=default, action=Knob,
+        shown = "" if default is None else f" (default: {' '.join(map(str, default)) if array else default})"
+        parser.add_argument("--" + field.name.replace("_", "-"), type=_knob_text(field.name, item), default=default,
+                            action=Knob,
                             help=schema["description"].replace("%", "%%") + shown, **extra)
 
 
-def knob_values(args, config_class: str, *, skip=()) -> dict:
-    """The flags of `add_knob_flags` as the class's fields (lists as tuples)."""
+def _knob_text(name: str, schema):
+    """argparse's type for one value of knob `name`: parsed as the schema's type and checked against
+    it by the same validator as the config, in the same words (argparse adds the flag's name)."""
     from modelcollapse import knobs
 
-    return {f.name: knobs.coerce(f, getattr(args, f.name)) for f in knobs.knobs(knobs.config_class(config_class))
+    kinds = schema.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    validator = knobs.Validator(schema)
+
+    def convert(text: str):
+        try:
+            value = float(text) if "number" in kinds else int(text) if "integer" in kinds else text
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {knobs.expected(schema)}, got {text!r}") from None
+        if "enum" not in schema and not validator.is_valid(value):
+            raise argparse.ArgumentTypeError(f"{name} must be {knobs.expected(schema)}, got {text!r}")
+        return value
+
+    return convert
+
+
+def knob_values(args, config_class: str, *, skip=()) -> dict:
+    """The flags of `add_knob_flags` as the class's fields."""
+    from modelcollapse import knobs
+
+    return {f.name: getattr(args, f.name) for f in knobs.knobs(knobs.config_class(config_class))
             if f.name not in skip}
-
-
-def _int_text(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def _number_text(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def add_config_source(parser: argparse.ArgumentParser, *, required: bool = True) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (Knob, add_config_source, add_platform, add_regime, add_summarize, add_table,
-                                    block_config, check_inputs, check_memory, check_output, nonnegative_int, read_csv,
-                                    record, regime_from_args, write_summary, write_texts)
+from modelcollapse.commands import (Knob, add_config_source, add_knob_flags, add_platform, add_regime,
+                                    add_summarize, add_table, block_config, check_inputs, check_memory, check_output,
+                                    knob_values, nonnegative_int, read_csv, record, regime_from_args, write_summary,
+                                    write_texts)
+
+CONFIG = "modelcollapse.gaussian:GaussianConfig"  # the knobs, and the flags of `simulate` (add_knob_flags)
 
 # The flags that pick one job of the config block, per part of it (the rules' wildcards).
 SELECTORS = {"main": ("--sample-size", "--estimator"), "regimes": ("--label",), "schedules": ("--schedule",),
@@ -40,9 +43,7 @@ def _config(args):
     if args.schedule != "constant":
         sizes = tuple(schedules.sample_sizes(args.schedule, base=args.sample_size, generations=args.generations,
                                              power=args.power).tolist())
-    return gaussian.GaussianConfig(sample_size=sizes, generations=args.generations, replicates=args.replicates,
-                                   estimator=args.estimator, regime=regime, dim=args.dim,
-                                   correlation=args.correlation, sampler=args.sampler)
+    return gaussian.GaussianConfig(**knob_values(args, CONFIG) | {"sample_size": sizes}, regime=regime)
 
 
 def memory_needed(cfg) -> float:
@@ -161,17 +162,11 @@ def register(subparsers) -> None:
     p.add_argument("--label", action=Knob,
                    help="--part regimes: a regime label of gaussian.regimes.compare (e.g. mix0.5)")
     p.add_argument("--seed", type=nonnegative_int, action=Knob)
-    p.add_argument("--sample-size", type=nonnegative_int, action=Knob,
-                   help="M, points per generation (M_0 of a schedule)")
-    p.add_argument("--schedule", choices=["constant", "linear", "superlinear"], default="constant", action=Knob)
+    add_knob_flags(p, "gaussian", CONFIG)
+    p.add_argument("--schedule", choices=["constant", "linear", "superlinear"], default="constant", action=Knob,
+                   help="with the flags: sample sizes M_i from --sample-size as M_0 (default: constant)")
     p.add_argument("--power", type=float, default=2.0, action=Knob, help="p of the superlinear schedule M_0 (1+i)^p")
-    p.add_argument("--generations", type=nonnegative_int, action=Knob)
-    p.add_argument("--replicates", type=nonnegative_int, action=Knob)
-    p.add_argument("--estimator", choices=["unbiased", "mle"], default="unbiased", action=Knob)
     add_regime(p)
-    p.add_argument("--dim", type=nonnegative_int, default=1, action=Knob, help="d; > 1 fits a full covariance")
-    p.add_argument("--correlation", type=float, default=0.5, action=Knob, help="d > 1: off-diagonal of Sigma_0")
-    p.add_argument("--sampler", choices=["auto", "points", "stats"], default="auto", action=Knob)
     add_platform(p, action=Knob)
     p.add_argument("--out", required=True)
     p.set_defaults(func=simulate)
