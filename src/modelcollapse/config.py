@@ -43,6 +43,7 @@ def _schema_files() -> dict[str, Any]:
 
     package = resources.files("modelcollapse")
     out = yaml.safe_load(package.joinpath("config.schema.yaml").read_text(encoding="utf-8"))
+    out["$defs"] = {name: knobs.block_schema(block) for name, block in out["$defs"].items()}
     for path in sorted(package.joinpath("schemas").iterdir(), key=lambda p: p.name):
         if path.name.endswith(".yaml"):
             for family, block in yaml.safe_load(path.read_text(encoding="utf-8")).items():

@@ -52,17 +52,21 @@ def config_class(path: str):
 
 
 def block_schema(block: Mapping[str, Any], cls=None) -> dict[str, Any]:
-    """A schema block with its `x-config-class`'s block knobs added as properties and required keys
-    (in field order, before the file's own keys), `{x-knob: name}` anywhere inside replaced by that
-    knob's schema (e.g. the items of a list of values, one job each), and nested blocks likewise.
-    The input is not changed."""
+    """A schema block with its `x-config-class`'s block knobs added as properties (in field order,
+    before the file's own keys) and as required keys (unless `x-knobs-required: false`: then only
+    the file's `required` list); `{x-knob: name}` anywhere inside replaced by that knob's schema
+    (`name` a field of the enclosing class, or `module:Class.field`); nested blocks likewise. The
+    input is not changed."""
     out = dict(block)
     path = out.pop("x-config-class", None)
+    all_required = out.pop("x-knobs-required", True)
     cls = config_class(path) if path is not None else cls
     if "x-knob" in out:
-        if cls is None:
+        owner, _, name = out["x-knob"].rpartition(".") if ":" in out["x-knob"] else (None, "", out["x-knob"])
+        owner = config_class(owner) if owner else cls
+        if owner is None:
             raise ValueError(f"x-knob {out['x-knob']!r} outside a block with an x-config-class")
-        return {f.name: schema_of(f) for f in knobs(cls)}[out["x-knob"]]
+        return {f.name: schema_of(f) for f in knobs(owner)}[name]
     for key, value in out.items():
         if isinstance(value, Mapping):
             out[key] = block_schema(value, cls) if key != "properties" else {
@@ -73,16 +77,17 @@ def block_schema(block: Mapping[str, Any], cls=None) -> dict[str, Any]:
         if clash:
             raise ValueError(f"schema block of {path} declares knobs again: {clash}")
         out["properties"] = {f.name: schema_of(f) for f in fields} | out.get("properties", {})
-        out["required"] = [f.name for f in fields] + list(out.get("required", []))
+        if all_required:
+            out["required"] = [f.name for f in fields] + list(out.get("required", []))
     return out
 
 
-def _is_number(_, value) -> bool:  # finite: a NaN passes every bound check, so it is no number here
+def _is_number(_, value) -> bool:  # not NaN: a NaN passes every bound check, so it is no number here
     return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-            and math.isfinite(value))
+            and not math.isnan(value))
 
 
-def _is_integer(_, value) -> bool:  # JSON's: 3.0 is an integer (`check` stores it as 3)
+def _is_integer(_, value) -> bool:  # JSON's: 3.0 is an integer (`check` stores it as 3); inf is not
     return _is_number(_, value) and float(value).is_integer()
 
 

@@ -139,10 +139,11 @@ def figure_inputs(args, *, from_summary: bool, summary_from: str, results_from: 
 PARSING: dict[str, str | None] = {"command": None}
 
 
-def add_knob_flags(parser: argparse.ArgumentParser, command: str, config_class: str, *, skip=()) -> None:
+def add_knob_flags(parser: argparse.ArgumentParser, command: str, config_class: str, *, skip=(), plain=()) -> None:
     """One Knob flag per knob of `config_class` (`module:Class`; modelcollapse.knobs): --name-with-dashes,
     its description as help, its default, enum as choices, arrays as nargs '+'. Values are checked
-    by the class itself (one check); the flags only parse types. Built only when `command` is parsed."""
+    by the knob's schema (`_knob_text`). `plain`: flags allowed beside the config block too (argparse's
+    store; knobs the block does not set). Built only when `command` is parsed."""
     from modelcollapse import knobs
 
     if PARSING["command"] not in (None, command):
@@ -159,7 +160,7 @@ def add_knob_flags(parser: argparse.ArgumentParser, command: str, config_class: 
             extra["choices"] = item["enum"]
         shown = "" if default is None else f" (default: {' '.join(map(str, default)) if array else default})"
         parser.add_argument("--" + field.name.replace("_", "-"), type=_knob_text(field.name, item), default=default,
-                            action=Knob,
+                            action="store" if field.name in plain else Knob,
                             help=schema["description"].replace("%", "%%") + shown, **extra)
 
 

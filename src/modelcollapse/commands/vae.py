@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from modelcollapse import io
-from modelcollapse.commands import (Knob, add_config_source, add_platform, add_regime, add_summarize, add_table,
-                                    block_config, check_inputs, check_output, distinct_runs, figure_inputs, load_npz,
-                                    nonnegative_float, nonnegative_int, read_csv, record, regime_from_args,
-                                    write_summary, write_texts)
+from modelcollapse.commands import (Knob, add_config_source, add_knob_flags, add_platform, add_regime,
+                                    add_summarize, add_table, block_config, check_inputs, check_output, distinct_runs,
+                                    figure_inputs, knob_values, load_npz, nonnegative_float, nonnegative_int,
+                                    read_csv, record, regime_from_args, write_summary, write_texts)
 
+CONFIG = "modelcollapse.vae.experiment:VAEConfig"  # the knobs, and the flags of `chain` (add_knob_flags)
 # Choices repeated here so that building the parser does not import JAX (tests check they match).
 DATASETS = ("digits", "mnist", "fashion_mnist")
-ARCHITECTURES = ("mlp", "conv")
-SYNTHETIC_MODES = ("fresh", "fixed")
 # Scalar per-generation metrics of `vae.experiment.evaluate` that the summary CSV carries.
 SCALARS = ("latent_std", "class_entropy", "confidence", "precision", "recall", "frechet", "real_nelbo",
            "real_recon", "real_kl", "active_units", "final_loss", "final_recon", "final_kl")
@@ -77,12 +76,7 @@ def load_classifier(path):
 def _vae_config(args):
     from modelcollapse.vae.experiment import VAEConfig
 
-    return VAEConfig(architecture=args.architecture, latent=args.latent, hidden=tuple(args.hidden),
-                     channels=tuple(args.channels), generations=args.generations, epochs=args.epochs,
-                     batch_size=args.batch_size, learning_rate=args.learning_rate,
-                     weight_decay=args.weight_decay, synthetic=args.synthetic,
-                     synthetic_size=args.synthetic_size, eval_samples=args.eval_samples,
-                     latent_samples=args.latent_samples, grid_images=args.grid_images)
+    return VAEConfig(**knob_values(args, CONFIG))
 
 
 def _job(args):
@@ -220,22 +214,7 @@ def register(subparsers) -> None:
     p.add_argument("--chain", type=nonnegative_int, required=True, help="chain index (its own random numbers)")
     p.add_argument("--label", action=Knob, help="with the block: a regime label of vae.regimes (e.g. mix0.5)")
     add_regime(p)
-    p.add_argument("--architecture", choices=ARCHITECTURES, default="mlp", action=Knob)
-    p.add_argument("--latent", type=nonnegative_int, default=8, action=Knob)
-    p.add_argument("--hidden", type=nonnegative_int, nargs="+", default=[256, 128], action=Knob, help="mlp widths")
-    p.add_argument("--channels", type=nonnegative_int, nargs="+", default=[64, 128], action=Knob,
-                   help="conv channels")
-    p.add_argument("--generations", type=nonnegative_int, action=Knob, help="trainings after generation 0")
-    p.add_argument("--epochs", type=nonnegative_int, default=30, action=Knob)
-    p.add_argument("--batch-size", type=nonnegative_int, default=256, action=Knob)
-    p.add_argument("--learning-rate", type=nonnegative_float, default=1e-3, action=Knob)
-    p.add_argument("--weight-decay", type=nonnegative_float, default=1e-5, action=Knob)
-    p.add_argument("--synthetic", choices=SYNTHETIC_MODES, default="fresh", action=Knob)
-    p.add_argument("--synthetic-size", type=nonnegative_int, default=0, action=Knob,
-                   help="fixed: images per generation")
-    p.add_argument("--eval-samples", type=nonnegative_int, default=1000, action=Knob)
-    p.add_argument("--latent-samples", type=nonnegative_int, default=100, action=Knob)
-    p.add_argument("--grid-images", type=nonnegative_int, default=16, help="not a config key: also with the block")
+    add_knob_flags(p, "vae", CONFIG, plain=("grid_images",))
     p.add_argument("--classifier", required=True, help="the .npz of `vae classifier` for this data set")
     p.add_argument("--checkpoint-dir", help="default: <out without .npz>.checkpoints")
     add_platform(p, action=Knob)

@@ -34,7 +34,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from modelcollapse import checkpoint
+from modelcollapse import checkpoint, knobs
+from modelcollapse.knobs import knob
 from modelcollapse.runtime import jit_with_cpu_options
 from modelcollapse import regimes
 from modelcollapse.regimes import Regime, split_sizes
@@ -50,50 +51,47 @@ _INIT, _TRAIN, _SYNTH, _SUBSET, _EVAL = range(5)
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class VAEConfig:
-    architecture: str = "mlp"  # mlp (suits 8x8 digits) | conv (the paper's 28x28 VAE)
-    latent: int = 8  # latent dimensions (the paper: 20)
-    hidden: tuple[int, ...] = (256, 128)  # mlp: hidden widths of the encoder (decoder mirrors them)
-    channels: tuple[int, ...] = (64, 128)  # conv: encoder channels (the paper's 64, 128)
-    generations: int = 20  # trainings after generation 0
-    epochs: int = 30  # per generation (the paper: 30)
-    batch_size: int = 256  # (the paper: 256)
-    learning_rate: float = 1e-3  # Adam (the paper: 1e-3)
-    weight_decay: float = 1e-5  # coupled L2, as torch.optim.Adam (the paper: 1e-5)
-    synthetic: str = "fresh"  # fresh | fixed, see the module docstring
-    synthetic_size: int = 0  # fixed: images drawn per generation; 0 = the real training set's size
-    eval_samples: int = 1000  # generated images scored per generation
-    latent_samples: int = 100  # generated images encoded by generation 0's encoder (the paper: 100)
-    grid_images: int = 16  # generated images stored per generation for the sample grids
+    architecture: str = knob("mlp", help="mlp (suits 8x8 digits) or conv (the paper's 28x28 convolutional VAE).",
+                             type="string", enum=list(ARCHITECTURES))
+    latent: int = knob(8, help="Latent dimensions (the paper's 20).", type="integer", minimum=1, maximum=1024)
+    hidden: tuple[int, ...] = knob((256, 128), help="mlp: encoder hidden widths; the decoder mirrors them.",
+                                   type="array", minItems=1, items={"type": "integer", "minimum": 1, "maximum": 65536})
+    channels: tuple[int, ...] = knob((64, 128), help="conv: the two encoder convolutions' channels (the paper's "
+                                     "[64, 128]).", type="array", minItems=2, maxItems=2,
+                                     items={"type": "integer", "minimum": 1, "maximum": 4096})
+    generations: int = knob(20, help="Trainings after generation 0 (on real data).", type="integer", minimum=1,
+                            maximum=1000)
+    epochs: int = knob(30, help="Epochs per generation; an epoch is ceil(training-set size / batch_size) steps "
+                       "(the paper: 30).", type="integer", minimum=1, maximum=10000)
+    batch_size: int = knob(256, help="Training batch (the paper's 256).", type="integer", minimum=1, maximum=65536)
+    learning_rate: float = knob(1e-3, help="Adam learning rate (the paper's 1.0e-3).", type="number",
+                                exclusiveMinimum=0, maximum=1)
+    weight_decay: float = knob(1e-5, help="Coupled L2 weight decay as torch.optim.Adam (the paper's 1.0e-5).",
+                               type="number", minimum=0, maximum=1)
+    synthetic: str = knob("fresh", help="fresh: every batch newly decoded from the previous generation (the "
+                          "paper); fixed: one synthetic set per generation.", type="string",
+                          enum=list(SYNTHETIC_MODES))
+    synthetic_size: int = knob(0, help="fixed: images drawn per generation; 0 = as many as the real training set.",
+                               type="integer", minimum=0, maximum=10000000)
+    eval_samples: int = knob(1000, help="Generated images scored per generation (classifier metrics).",
+                             type="integer", minimum=10, maximum=100000)
+    latent_samples: int = knob(100, help="Generated images encoded by the generation-0 encoder for the latent "
+                               "density (the paper's 100); at most eval_samples.", type="integer", minimum=2,
+                               maximum=100000)
+    grid_images: int = knob(16, block=False, help="Generated images stored per generation for the sample grids.",
+                            type="integer", minimum=1, maximum=100000)
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        object.__setattr__(self, "channels", tuple(self.channels))
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {list(ARCHITECTURES)}, got {self.architecture!r}")
-        if self.synthetic not in SYNTHETIC_MODES:
-            raise ValueError(f"synthetic must be one of {list(SYNTHETIC_MODES)}, got {self.synthetic!r}")
-        for name in ("latent", "generations", "epochs", "batch_size", "eval_samples", "latent_samples",
-                     "grid_images"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < (0 if name == "generations" else 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.synthetic_size < 0:
-            raise ValueError(f"synthetic_size must be >= 0 (0: the training set's size), got {self.synthetic_size}")
+        knobs.check(self)
         if self.latent_samples > self.eval_samples or self.grid_images > self.eval_samples:
             raise ValueError(f"latent_samples ({self.latent_samples}) and grid_images ({self.grid_images}) must be "
                              f"at most eval_samples = {self.eval_samples} (they are taken from those samples)")
-        if not self.learning_rate > 0 or self.weight_decay < 0:
-            raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
 
 
 def config_from_block(block) -> VAEConfig:
-    """The VAEConfig of the workflow's `vae` config block (its keys that are VAEConfig fields; the
-    others, such as dataset and regimes, say which data and regimes the chains run); ValueError
-    names the bad setting."""
-    known = {f.name for f in dataclasses.fields(VAEConfig)}
-    values = {k: block[k] for k in block if k in known}
-    floats = {k: float(values[k]) for k in ("learning_rate", "weight_decay") if k in values}
-    return VAEConfig(**values | floats)
+    """The VAEConfig of the workflow's `vae` config block (its knobs; the other keys, such as dataset
+    and regimes, say which data and regimes the chains run); ValueError names the bad setting."""
+    return knobs.from_block(VAEConfig, block)
 
 
 # Synthetic sets held as images (`fixed`) offer what host points do; images streamed per batch
