@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from examples.exponential import cli, exponential, window  # noqa: E402, F401  (window registers 'window')
-from modelcollapse import config, family, io, regimes  # noqa: E402
+from modelcollapse import config, family, io, knobs, regimes  # noqa: E402
 from modelcollapse.regimes import Regime  # noqa: E402
 
 Z = 4.0  # Monte-Carlo tolerance in standard errors
@@ -244,7 +244,8 @@ BLOCK = {"rate": 1.0, "sample_size": 10, "generations": 20, "replicates": 8,
 
 def _schema_with_block():
     schema = config.schema()
-    schema["properties"] |= yaml.safe_load((EXAMPLE / "exponential.schema.yaml").read_text())
+    blocks = yaml.safe_load((EXAMPLE / "exponential.schema.yaml").read_text())
+    schema["properties"] |= {name: knobs.block_schema(block) for name, block in blocks.items()}
     return schema
 
 

@@ -71,3 +71,22 @@ def test_timings_table_lists_every_job_longest_first_with_provenance(tmp_path):
     assert r"\texttt{slow\_job} & 30.5 & 15.2 & 40" in text and "all 2 jobs (sum) & 32 & 16" in text
     assert provenance_path(out).exists()
     assert main(["paper", "timings", "--out", str(out), str(tmp_path / "missing.tsv")]) == 2
+
+
+def test_numbers_index_inputs_every_numbers_file_in_order_and_refuses_others(tmp_path):
+    # main.tex reads generated/numbers.tex, so a family's numbers file is read once it is listed
+    # in PAPER_INPUTS (no edit of main.tex).
+    from modelcollapse import cli
+
+    files = [tmp_path / "b_numbers.tex", tmp_path / "a_numbers.tex"]
+    for f in files:
+        f.write_text(r"\mcdef{x}{1}" + "\n")
+    out = tmp_path / "numbers.tex"
+    assert cli.main(["paper", "numbers", "--out", str(out), *map(str, files)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[1:] == [r"\input{generated/b_numbers.tex}", r"\input{generated/a_numbers.tex}"]
+    assert (tmp_path / "numbers.tex.provenance.json").exists()
+    table = tmp_path / "a_table.tex"
+    table.write_text("")
+    assert cli.main(["paper", "numbers", "--out", str(tmp_path / "n2.tex"), str(table)]) == 2
+    assert not (tmp_path / "n2.tex").exists()

@@ -45,9 +45,10 @@ def test_smoke_builds_results_figure_and_table(smoke_run):
 def test_every_chain_file_records_its_regime_and_index_zero_alike(smoke_run):
     # One metadata layout (regimes.metadata): the regime read back from any family's file is the
     # regime, and index 0 is the truth where the family holds it, else the real-data model.
-    from modelcollapse import regimes
-    index0 = {"gaussian": "truth", "discrete": "truth", "gmm": "real-data model", "vae": "real-data model",
-              "lm": "real-data model", "regression": "truth"}
+    from modelcollapse import config, regimes
+    from test_config_spec import config_class
+    index0 = {family: config_class(family).INDEX0 for family in config.families()}
+    assert set(index0.values()) == {"truth", "real-data model"}
     seen = set()
     for npz in smoke_run.glob(f"{RES}/*/**/*.npz"):
         data = np.load(npz)

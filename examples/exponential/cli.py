@@ -15,9 +15,11 @@ import sys
 import numpy as np
 
 from modelcollapse import io, regimes
-from modelcollapse.commands import add_platform, check_inputs, check_output, nonnegative_int
+from modelcollapse.commands import (add_knob_flags, add_platform, check_inputs, check_output, knob_values,
+                                    nonnegative_int)
 
 PROGRAM = "python -m examples.exponential.cli"
+CONFIG = "examples.exponential.exponential:ExponentialConfig"  # the knobs, and the flags of `simulate`
 
 
 def _record(paths, argv, **kwargs) -> None:
@@ -49,15 +51,15 @@ def simulate(args, argv):
 
     check_output(args.out, ".npz")
     regime = regime_from_args(args)
-    meta = regimes.metadata(regime, index0="truth")  # checks the regime and its parameters
+    cfg = exponential.ExponentialConfig(**knob_values(args, CONFIG), regime=regimes.Regime.from_config(regime))
+    meta = regimes.metadata(cfg.regime, index0=cfg.INDEX0)
     runtime.configure(args.platform)
-    metrics = family.simulate(exponential.family(args.rate), args.seed, sample_size=args.sample_size,
-                              generations=args.generations, replicates=args.replicates, regime=regime)
-    meta |= {"rate": args.rate, "sample_size": args.sample_size}
+    metrics = family.simulate(exponential.family(cfg.rate), args.seed, sample_size=cfg.sample_size,
+                              generations=cfg.generations, replicates=cfg.replicates, regime=cfg.regime)
+    meta |= {"rate": cfg.rate, "sample_size": cfg.sample_size}
     io.save_npz(args.out, metrics | meta)
-    _record(args.out, argv, seed=args.seed,
-            config={"rate": args.rate, "sample_size": args.sample_size, "generations": args.generations,
-                    "replicates": args.replicates, "regime": regime, "platform": args.platform})
+    _record(args.out, argv, seed=args.seed, config=knob_values(args, CONFIG) | {"regime": regime,
+                                                                                 "platform": args.platform})
 
 
 def figure(args, argv):
@@ -93,10 +95,7 @@ def register(subparsers) -> None:
                                   ).add_subparsers(dest="step", required=True)
     p = steps.add_parser("simulate", help="run R chains under one regime; writes .npz")
     p.add_argument("--seed", type=nonnegative_int, required=True)
-    p.add_argument("--rate", type=float, default=1.0, help="true rate lambda_0 (default 1)")
-    p.add_argument("--sample-size", type=nonnegative_int, required=True, help="M, points per generation")
-    p.add_argument("--generations", type=nonnegative_int, required=True, help="refits after generation 0")
-    p.add_argument("--replicates", type=nonnegative_int, required=True)
+    add_knob_flags(p, "exponential", CONFIG)
     p.add_argument("--regime", default="replace", help="a built-in or registered regime (e.g. window)")
     p.add_argument("--regime-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of the regime, repeatable (e.g. k=5, real_fraction=0.1)")

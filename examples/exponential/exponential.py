@@ -22,14 +22,38 @@ the 1-D Gaussian's sigma^2 story (Shumailov et al. 2024, Theorem 3.1) in a one-p
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
+from modelcollapse import knobs
 from modelcollapse.family import Family
+from modelcollapse.knobs import knob
+from modelcollapse.regimes import Regime
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExponentialConfig:
+    """One chain setting of the `exponential:` block (the rules run one per entry of its regimes).
+    Each knob is a setting: the block's schema, the checks and the command-line flags come from it."""
+
+    INDEX0: ClassVar[str] = "truth"  # index 0 of the results is the true distribution
+    rate: float = knob(1.0, help="True rate lambda_0 of generation 0 (scale 1 / rate).", type="number",
+                       exclusiveMinimum=0)
+    sample_size: int = knob(help="M, points drawn per generation and in the original data; at least 2 (the KL "
+                            "theory needs M >= 2).", type="integer", minimum=2, maximum=1000000)
+    generations: int = knob(help="Refits after generation 0.", type="integer", minimum=1, maximum=100000)
+    replicates: int = knob(help="Independent chains per regime, run together with vmap.", type="integer", minimum=2,
+                           maximum=10000000)
+    regime: Regime = Regime()  # an entry of the block's regimes
+
+    def __post_init__(self):
+        knobs.check(self)
 
 
 def fit(x: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:

@@ -12,6 +12,7 @@ from pathlib import Path
 # src/modelcollapse this line goes, and EXP_PY becomes PY with the subcommand `exponential`).
 sys.path.insert(0, str(Path(workflow.current_basedir).parents[1]))
 import examples.exponential.window  # noqa: E402  registers the 'window' regime
+from modelcollapse import knobs  # noqa: E402
 from modelcollapse.regimes import label as regime_label  # noqa: E402
 
 EXP = config["exponential"]
@@ -41,15 +42,13 @@ rule exponential_simulate:
     wildcard_constraints:
         regime="|".join(re.escape(label) for label in EXP_REGIMES),
     params:
-        block=EXP,
+        knobs=knobs.flags("examples.exponential.exponential:ExponentialConfig", EXP),
         regime=exp_regime_args,
         seed=config["seed"],
         platform=config["platform"],
     threads: 1
     shell:
-        "{EXP_PY} simulate --seed {params.seed} --rate {params.block[rate]}"
-        " --sample-size {params.block[sample_size]} --generations {params.block[generations]}"
-        " --replicates {params.block[replicates]} {params.regime} --platform {params.platform}"
+        "{EXP_PY} simulate --seed {params.seed} {params.knobs} {params.regime} --platform {params.platform}"
         " --out {output.npz} > {log} 2>&1"
 
 

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -134,6 +134,8 @@ def check_alphabet(num_symbols: int, exponent: float) -> None:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DiscreteConfig:
     """One discrete chain setting (the `discrete:` config block expands to one per M)."""
+
+    INDEX0: ClassVar[str] = "truth"  # what index 0 of the results is (regimes.INDEX0)
 
     sample_size: int = knob(block=False, help="M, the symbols drawn per generation (and the size of every "
                             "training set but accumulate's); the block runs one job per entry of sample_sizes.",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +53,8 @@ def check_correlation(correlation: float, dim: int) -> None:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GaussianConfig:
     """One Gaussian chain setting (the `gaussian:` config block expands to several)."""
+
+    INDEX0: ClassVar[str] = "truth"  # what index 0 of the results is (regimes.INDEX0)
 
     sample_size: int | tuple = knob(block=False, help="M, points drawn per generation, or the per-generation "
                                     "sizes (M_0, ..., M_{G-1}) of a schedule; the block runs one job per entry of "

@@ -153,3 +153,16 @@ def normal(schema: Mapping[str, Any], value: Any) -> Any:
 def from_block(cls, block: Mapping[str, Any], **fields):
     """`cls` from the block's knob keys and the given other fields."""
     return cls(**{f.name: block[f.name] for f in knobs(cls, block=True) if f.name in block} | fields)
+
+
+def flags(config_class_path: str, block: Mapping[str, Any]) -> str:
+    """The block's knob values as command-line flags (`--sample-size 10 ...`, in field order), for a
+    rule that runs a flag-driven command: it passes the settings without spelling each one."""
+    import shlex
+
+    words = []
+    for field in knobs(config_class(config_class_path), block=True):
+        value = block[field.name]
+        words.append("--" + field.name.replace("_", "-"))
+        words += [shlex.quote(str(v)) for v in value] if isinstance(value, (list, tuple)) else [shlex.quote(str(value))]
+    return " ".join(words)

@@ -16,6 +16,7 @@ Rows are [x_1 .. x_d, y], float32 [T, d + 1].
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -87,6 +88,8 @@ def family(*, dim: int, noise: float = 1.0, design: str = "fresh", sample_size: 
 class RegressionConfig:
     """One regression chain setting (the `regression:` config block runs one per regime listed)."""
 
+    INDEX0: ClassVar[str] = "truth"  # what index 0 of the results is (regimes.INDEX0)
+
     dim: int = knob(help="d, features (b* = (1, ..., 1) / sqrt(d)).", type="integer", minimum=1, maximum=1000)
     sample_size: int = knob(help="T, rows each generation labels (and rows of the original data); more than "
                                  "dim + 1.", type="integer", minimum=3, maximum=1000000)
@@ -100,7 +103,8 @@ class RegressionConfig:
     replicates: int = knob(1000, help="R, independent chains per regime, run together with vmap.", type="integer",
                            minimum=2, maximum=10000000)
     regime: Regime = Regime()  # one entry of the block's `regimes` (one job each)
-    design_seed: int = 0  # the fixed design's draw: the config's seed
+    design_seed: int = knob(0, block=False, help="Seed of the fixed design's draw (the rules: the config's seed).",
+                            type="integer", minimum=0)
 
     def __post_init__(self):
         knobs.check(self)

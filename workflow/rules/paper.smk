@@ -15,6 +15,20 @@ rule paper_provenance:
         "{PY} paper provenance --config-json {params.config:q} --out {output} > {log} 2>&1"
 
 
+# One \input per numbers file that the families' rules files listed in PAPER_INPUTS (main.tex reads
+# numbers.tex, so a new family's numbers need no edit of main.tex).
+rule paper_numbers:
+    input:
+        [path for path in PAPER_INPUTS if path.endswith("_numbers.tex")],
+    output:
+        GEN + "/numbers.tex",
+    log:
+        LOGS + "/paper/numbers.log",
+    threads: 1
+    shell:
+        "{PY} paper numbers --out {output} {input} > {log} 2>&1"
+
+
 # Wall times of every job for the appendix: it waits for all other paper inputs and figures, then
 # reads the benchmark files their jobs wrote (the one generated file that differs between runs).
 rule paper_timings:
@@ -38,6 +52,7 @@ rule paper:
         bib="paper/refs.bib",
         sections=sorted(glob.glob("paper/sections/*.tex")),
         generated=PAPER_INPUTS,
+        numbers=GEN + "/numbers.tex",
         timings=GEN + "/timings.tex",
         figures=FIGURES,
     output:

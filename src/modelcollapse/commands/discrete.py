@@ -61,7 +61,7 @@ def simulate(args, argv):
                                        generations=cfg.generations, replicates=cfg.replicates, regime=cfg.regime)
     meta = {"probs": q, "sample_size": cfg.sample_size, "generations": cfg.generations,
             "num_symbols": cfg.num_symbols, "exponent": float(cfg.exponent),
-            } | regimes.metadata(cfg.regime, index0="truth")
+            } | regimes.metadata(cfg.regime, index0=cfg.INDEX0)
     arrays = result._asdict()
     if args.keep == "final":  # an absorption run needs only where each chain ended
         arrays = {name: arrays[name] for name in ("final", "first_zero")}

@@ -73,7 +73,7 @@ def simulate(args, argv):
     runtime.configure(platform)
     shared = {f: getattr(cfg, f) for f in ("sample_size", "generations", "replicates", "estimator", "sampler")}
     meta = {"sizes": cfg.sizes, "estimator": cfg.estimator, "schedule": args.schedule,
-            "dim": cfg.dim} | regimes.metadata(cfg.regime, index0="truth")
+            "dim": cfg.dim} | regimes.metadata(cfg.regime, index0=cfg.INDEX0)
     if cfg.dim == 1:
         chains = gaussian.simulate(seed, regime=cfg.regime, **shared)
         arrays = {"mean": chains.mean, "std": chains.std}

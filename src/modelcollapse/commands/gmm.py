@@ -64,7 +64,7 @@ def simulate(args, argv):
                           engine=args.engine, slots=args.slots or None)
     true = gmm.truth(cfg.data)
     snap = chains.snapshot_generations
-    meta = regimes.metadata(cfg.regime, index0="real-data model") | {
+    meta = regimes.metadata(cfg.regime, index0=cfg.INDEX0) | {
             "data": cfg.data, "sample_size": cfg.sample_size, "n_components": cfg.n_components, "tol": cfg.tol,
             "max_iter": cfg.max_iter, "reg_covar": cfg.reg_covar, "init": cfg.init,
             "truth_weights": true.weights, "truth_means": true.means, "truth_covs": true.covs,

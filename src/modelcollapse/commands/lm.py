@@ -174,7 +174,7 @@ def chain(args, argv):
     shape = experiment.model_summary(cfg.model)
     texts = {"example_prompts": np.array([decode(p) for p in data["train"][: cfg.examples]]),
              "example_texts": np.array([[decode(t) for t in per_gen] for per_gen in out["examples"]])}
-    meta = regimes.metadata(regime, index0="real-data model") | {"label": args.regime,
+    meta = regimes.metadata(regime, index0=cfg.INDEX0) | {"label": args.regime,
             "epochs": cfg.epochs, "chain": args.chain, "corpus": corpus_cfg.name, "init": cfg.init,
             "decoding": cfg.decoding, "n_blocks": len(data["train"]), "vocab_size": cfg.model.vocab_size,
             "block_size": data["train"].shape[1], "n_layers": shape["n_layers"], "d_model": shape["d_model"],

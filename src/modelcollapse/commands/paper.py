@@ -34,6 +34,20 @@ def timings(args, argv):
     write_texts(argv, [args.out], lambda: [timings_tex(inputs)], inputs=inputs)
 
 
+def numbers(args, argv):
+    """generated/numbers.tex: an \\input of every family's numbers file, so that main.tex reads them
+    all with one line and a new family's numbers need no edit of main.tex."""
+    from pathlib import Path
+
+    names = [Path(p).name for p in args.inputs]
+    bad = [n for n in names if not n.endswith("_numbers.tex")]
+    if bad:
+        raise ValueError(f"expected generated *_numbers.tex files, got {', '.join(bad)}")
+    lines = ["% The paper's numbers files (written by `modelcollapse paper numbers`).\n"]
+    write_texts(argv, [args.out], lambda: ["".join(lines + [f"\\input{{generated/{n}}}\n" for n in names])],
+                inputs=list(args.inputs))
+
+
 def build(args, argv):
     from modelcollapse.paper import build_pdf
 
@@ -55,6 +69,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("inputs", nargs="+", help="Snakemake benchmark .tsv files (results/timings/*.tsv)")
     p.set_defaults(func=timings)
+    p = steps.add_parser("numbers", help="generated/numbers.tex: one \\input per numbers file, for main.tex")
+    p.add_argument("--out", required=True)
+    p.add_argument("inputs", nargs="+", help="the run's generated *_numbers.tex files, in the order to read them")
+    p.set_defaults(func=numbers)
     p = steps.add_parser("build", help="latexmk the paper into a PDF")
     p.add_argument("--tex", required=True)
     p.add_argument("--generated", help="the run's generated .tex folder (default: generated/ beside --tex)")

@@ -40,7 +40,7 @@ def simulate(args, argv):
     runtime.configure(platform)
     error = regression.simulate(cfg, seed)
     meta = {"dim": cfg.dim, "sample_size": cfg.sample_size, "noise": cfg.noise, "design": cfg.design,
-            "design_seed": cfg.design_seed} | regimes.metadata(cfg.regime, index0="truth")
+            "design_seed": cfg.design_seed} | regimes.metadata(cfg.regime, index0=cfg.INDEX0)
     io.save_npz(args.out, {"error": error} | meta)
     record(args.out, argv, seed=seed, config=vars(cfg) | {"platform": platform})
 

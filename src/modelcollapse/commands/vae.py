@@ -128,7 +128,7 @@ def chain(args, argv):
                                scorer_parts=parts, checkpoint_dir=checkpoint_dir,
                                identity={"dataset": args.dataset, "validation_fraction": args.validation_fraction},
                                log=lambda line: print(line, flush=True))
-    meta = regimes.metadata(regime, index0="real-data model") | {
+    meta = regimes.metadata(regime, index0=cfg.INDEX0) | {
             "dataset": args.dataset, "chain": args.chain, "architecture": cfg.architecture,
             "synthetic": cfg.synthetic, "n_train": len(train.images), "latent": cfg.latent, "epochs": cfg.epochs,
             "batch_size": cfg.batch_size, "n_params": models.count_params(nnx.eval_shape(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -81,6 +81,8 @@ def truth(data: str) -> GMMParams:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GMMConfig:
     """One GMM chain setting (the `gmm:` config block gives one per data set)."""
+
+    INDEX0: ClassVar[str] = "real-data model"  # what index 0 of the results is (regimes.INDEX0)
 
     sample_size: int = knob(help="N, points drawn per generation and in the original data set; at least "
                                  "n_components (the paper: 1000).", type="integer", minimum=2, maximum=1000000)

@@ -27,6 +27,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from modelcollapse import knobs
+from modelcollapse.knobs import knob
 from modelcollapse.lm.tokenizers import TOKENIZERS
 
 CORPORA = ("synthetic", "brown", "wikitext2")
@@ -35,51 +37,56 @@ SPLITS = ("train", "validation", "test", "pretrain")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CorpusConfig:
-    name: str = "synthetic"  # synthetic | brown | wikitext2
-    block_size: int = 64  # tokens per block (the paper: 64)
+    name: str = knob("synthetic", help="synthetic (a Markov language with a known truth; ships with the code) | "
+                     "brown | wikitext2.", type="string", enum=list(CORPORA))
+    block_size: int = knob(64, help="Tokens per block (the paper's 64); prompts and continuations have this length.",
+                           type="integer", minimum=2, maximum=4096)
     # synthetic: the language (lm.synthetic.SyntheticLanguage) and the tokens per split
-    vocab_size: int = 2000
-    n_successors: int = 32
-    zipf_exponent: float = 1.1
-    concentration: float = 1.0
-    language_seed: int = 0
-    train_tokens: int = 100_000
-    validation_tokens: int = 20_000
-    test_tokens: int = 20_000
-    pretrain_tokens: int = 100_000
-    # synthetic: the base model's language. None: the corpus's own. Else the pretraining split mixes
-    # blocks of a sibling language (the same words and successor sets, its transition weights drawn
-    # from this seed) with a share `pretrain_own_share` of the corpus's own language, so the base is
-    # related to the task without having learned it (as OPT-125m was pretrained on broad text, not
-    # on wikitext-2).
-    pretrain_weight_seed: int | None = None
-    pretrain_own_share: float = 0.0
+    vocab_size: int = knob(2000, help="synthetic: word types V.", type="integer", minimum=3, maximum=100000)
+    n_successors: int = knob(32, help="synthetic: words allowed after each word (at most vocab_size).",
+                             type="integer", minimum=2, maximum=100000)
+    zipf_exponent: float = knob(1.1, help="synthetic: s of the Zipf word frequencies (j+1)^-s.", type="number",
+                                minimum=0, maximum=10)
+    concentration: float = knob(1.0, help="synthetic: Dirichlet concentration of each row's transition weights "
+                                "(larger is flatter).", type="number", minimum=0.05, maximum=1000000)
+    language_seed: int = knob(0, help="synthetic: seed that builds the language (not the samples).", type="integer",
+                              minimum=0)
+    train_tokens: int = knob(100_000, help="synthetic: tokens in the training split (rounded up to whole blocks).",
+                             type="integer", minimum=2, maximum=100000000)
+    validation_tokens: int = knob(20_000, help="synthetic: tokens in the validation split.", type="integer",
+                                  minimum=2, maximum=100000000)
+    test_tokens: int = knob(20_000, help="synthetic: tokens in the test split.", type="integer", minimum=2,
+                            maximum=100000000)
+    pretrain_tokens: int = knob(100_000, help="synthetic: tokens in the pretraining split (init: base).",
+                                type="integer", minimum=2, maximum=100000000)
+    # The base model's language: a sibling related to the task without having learned it (as
+    # OPT-125m was pretrained on broad text, not on wikitext-2).
+    pretrain_weight_seed: int | None = knob(None, help="synthetic: null (the base learns the corpus's own language) "
+                                            "or the seed of a sibling language (same successor sets, other weights) "
+                                            "that the pretraining split is drawn from.", type=["integer", "null"],
+                                            minimum=0)
+    pretrain_own_share: float = knob(0.0, help="synthetic, with pretrain_weight_seed: share of the pretraining blocks "
+                                     "drawn from the corpus's own language.", type="number", minimum=0, maximum=1)
     # real corpora
-    tokenizer: str = "gpt2"  # gpt2 | byte | word (word: the training split's words, max_vocab) | opt
-    max_vocab: int = 20_000
-    validation_fraction: float = 0.1  # brown: shares of documents
-    test_fraction: float = 0.1
-    pretrain_fraction: float = 0.2  # brown / wikitext2: share kept for the base model (0: none, e.g. OPT)
+    tokenizer: str = knob("gpt2", help="brown / wikitext2: gpt2 (BPE files under data_dir/gpt2-bpe) | byte | word | "
+                          "opt (OPT's tokenizer from the folder lm.model.pretrained, default opt-125m, under data_dir; "
+                          "every line starts with </s>, as Hugging Face's run_clm; the vocabulary is the model's "
+                          "50,272 embedding rows).", type="string", enum=list(TOKENIZERS))
+    max_vocab: int = knob(20_000, help="word tokenizer: most frequent words kept (the rest map to <unk>).",
+                          type="integer", minimum=2, maximum=1000000)
+    validation_fraction: float = knob(0.1, help="brown: share of documents for validation.", type="number",
+                                      exclusiveMinimum=0, exclusiveMaximum=1)
+    test_fraction: float = knob(0.1, help="brown: share of documents for test.", type="number", exclusiveMinimum=0,
+                                exclusiveMaximum=1)
+    pretrain_fraction: float = knob(0.2, help="brown / wikitext2: share kept apart for the base model (0: none, for "
+                                    "a pretrained base: arch opt).", type="number", minimum=0, exclusiveMaximum=1)
 
     def __post_init__(self):
-        if self.name not in CORPORA:
-            raise ValueError(f"corpus name must be one of {list(CORPORA)}, got {self.name!r}")
-        if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"tokenizer must be one of {list(TOKENIZERS)}, got {self.tokenizer!r}")
-        for name in ("block_size", "train_tokens", "validation_tokens", "test_tokens", "pretrain_tokens"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.pretrain_weight_seed is not None and (
-                not isinstance(self.pretrain_weight_seed, int) or self.pretrain_weight_seed < 0):
-            raise ValueError(f"pretrain_weight_seed must be null or a non-negative integer, "
-                             f"got {self.pretrain_weight_seed!r}")
-        if not 0.0 <= self.pretrain_own_share <= 1.0:
-            raise ValueError(f"pretrain_own_share must be in [0, 1], got {self.pretrain_own_share!r}")
+        knobs.check(self)
         shares = self.validation_fraction + self.test_fraction + self.pretrain_fraction
-        if not (0 < self.validation_fraction < 1 and 0 < self.test_fraction < 1 and 0 <= self.pretrain_fraction < 1
-                and shares < 1):
-            raise ValueError("validation_fraction, test_fraction (each in (0, 1)) and pretrain_fraction (in [0, 1)) "
-                             f"must sum to less than 1, got a total of {shares}")
+        if shares >= 1:
+            raise ValueError("validation_fraction, test_fraction and pretrain_fraction must sum to less than 1, got a "
+                             f"total of {shares}")
 
     def language(self, weight_seed: int | None = None):
         """The synthetic language; with `weight_seed`, its sibling (same successor sets, other weights)."""

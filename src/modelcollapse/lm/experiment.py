@@ -36,14 +36,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from modelcollapse import checkpoint
+from modelcollapse import checkpoint, knobs
+from modelcollapse.knobs import knob
 from modelcollapse.lm import generate as lm_generate
 from modelcollapse.lm import likelihood, metrics as text_metrics
 from modelcollapse.lm import model as gpt, opt
@@ -66,37 +67,47 @@ _INIT, _TRAIN, _GENERATE, _SUBSET = range(4)
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LMConfig:
+
+    INDEX0: ClassVar[str] = "real-data model"  # what index 0 of the results is (regimes.INDEX0)
     model: GPTConfig | OPTConfig
     optimizer: OptimizerConfig = OptimizerConfig()
-    generations: int = 10  # trainings after generation 0 (the paper: 9)
-    epochs: float = 5.0  # per generation (the paper: 5 in regime A, 10 in regime B)
-    batch_size: int = 32  # rows of two blocks
-    eval_every: int = 100  # steps between validation losses (model selection)
-    steps_per_call: int = 10
-    decoding: str = "beam"  # beam (the paper) | sample | greedy
-    num_beams: int = 5
-    repetition_penalty: float = 1.0  # HF semantics; the official code: 3.0
-    length_penalty: float = 1.0
-    temperature: float = 1.0  # sample only
-    top_k: int | None = None
-    top_p: float | None = None
-    generate_batch: int = 256  # prompts per jitted generation call
-    init: str = "scratch"  # scratch | base
-    kl_blocks: int = 256  # held-out true blocks for KL(truth || model) (synthetic language)
-    examples: int = 3  # prompts whose continuation each generation's model writes for the paper
+    generations: int = knob(10, help="Trainings after generation 0 (the paper: 9, 'Real, 1 ... 9').", type="integer",
+                            minimum=1, maximum=1000)
+    epochs: float = knob(5.0, block=False, help="Epochs per generation (the paper: 5 in regime A, 10 in B); each "
+                         "entry of regimes sets its own.", type="number", exclusiveMinimum=0, maximum=10000)
+    batch_size: int = knob(32, help="Training rows (two blocks each) per step.", type="integer", minimum=1,
+                           maximum=65536)
+    eval_every: int = knob(100, help="Steps between validation losses (the best checkpoint is kept).",
+                           type="integer", minimum=1)
+    steps_per_call: int = knob(10, block=False, help="Training steps per jitted call.", type="integer", minimum=1)
+    # How each generation writes the next one's data (HF transformers semantics): the block's
+    # `decoding` keys (mode is this `decoding`), which a regime entry may override.
+    decoding: str = knob("beam", block=False, help="beam (the paper: 5 beams) | sample (temperature / top-k / top-p) "
+                         "| greedy.", type="string", enum=list(DECODINGS))
+    num_beams: int = knob(5, block=False, help="Beams per prompt.", type="integer", minimum=1, maximum=64)
+    repetition_penalty: float = knob(1.0, block=False, help="CTRL penalty on tokens already present (1: none; the "
+                                     "official code: 3.0).", type="number", exclusiveMinimum=0)
+    length_penalty: float = knob(1.0, block=False, help="Beam scores are sum log p / length^length_penalty.",
+                                 type="number")
+    temperature: float = knob(1.0, block=False, help="sample: logits / temperature.", type="number",
+                              exclusiveMinimum=0)
+    top_k: int | None = knob(None, block=False, help="sample: keep the k most likely tokens (null: all).",
+                             type=["integer", "null"], minimum=1)
+    top_p: float | None = knob(None, block=False, help="sample: nucleus mass (null: 1).", type=["number", "null"],
+                               exclusiveMinimum=0, maximum=1)
+    generate_batch: int = knob(256, help="Prompts per jitted generation call (memory vs speed).", type="integer",
+                               minimum=1)
+    init: str = knob("scratch", help="scratch: every generation from a new initialisation; base: every generation "
+                     "fine-tunes one base model trained on the pretraining split (as the paper fine-tuned OPT-125m); "
+                     "previous: generation 0 fine-tunes the base, every later one the previous generation's model.",
+                     type="string", enum=list(INITS))
+    kl_blocks: int = knob(256, block=False, help="Held-out true blocks for KL(truth || model) (synthetic language).",
+                          type="integer", minimum=1)
+    examples: int = knob(3, help="Prompts whose continuations every generation's model writes for the paper.",
+                         type="integer", minimum=1, maximum=100)
 
     def __post_init__(self):
-        if self.decoding not in DECODINGS:
-            raise ValueError(f"decoding must be one of {list(DECODINGS)}, got {self.decoding!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {list(INITS)}, got {self.init!r}")
-        for name in ("generations", "batch_size", "eval_every", "steps_per_call", "num_beams", "generate_batch",
-                     "kl_blocks", "examples"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < (0 if name == "generations" else 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.epochs > 0:
-            raise ValueError(f"epochs must be > 0, got {self.epochs!r}")
+        knobs.check(self)
 
 
 def check_context(context: int, block: int) -> None:
@@ -149,14 +160,11 @@ def config_from_block(block, *, vocab_size: int, epochs: float, decoding: dict |
     overrides) on a corpus of `vocab_size` tokens; ValueError names the bad setting. arch opt reads
     the checkpoint's config.json from `data_dir` (or takes `checkpoint`; see `model_config`)."""
     decoding = block["decoding"] | (decoding or {})  # a regime may override the shared decoding
-    return LMConfig(model=model_config(block["model"], vocab_size=vocab_size, data_dir=data_dir,
-                                       checkpoint=checkpoint),
-                    optimizer=OptimizerConfig(**block["optimizer"]), generations=block["generations"],
-                    epochs=float(epochs), batch_size=block["batch_size"], eval_every=block["eval_every"],
-                    decoding=decoding["mode"], num_beams=decoding["num_beams"],
-                    repetition_penalty=decoding["repetition_penalty"], length_penalty=decoding["length_penalty"],
-                    temperature=decoding["temperature"], top_k=decoding["top_k"], top_p=decoding["top_p"],
-                    generate_batch=block["generate_batch"], init=block["init"], examples=block["examples"])
+    return knobs.from_block(
+        LMConfig, block, model=model_config(block["model"], vocab_size=vocab_size, data_dir=data_dir,
+                                            checkpoint=checkpoint),
+        optimizer=OptimizerConfig(**block["optimizer"]), epochs=epochs,
+        **{"decoding" if key == "mode" else key: value for key, value in decoding.items()})
 
 
 def rows(blocks: np.ndarray) -> np.ndarray:

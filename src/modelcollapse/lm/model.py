@@ -33,6 +33,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from modelcollapse import knobs
+from modelcollapse.knobs import knob
+
 # GPT-2's initialisation scale.
 INIT_STD = 0.02
 # Large negative instead of -inf for masked scores: exp underflows to exactly 0, and a row can
@@ -42,27 +45,25 @@ _MASKED = -1e30
 
 @dataclasses.dataclass(frozen=True)
 class GPTConfig:
-    vocab_size: int  # tokens in the vocabulary, V
-    context: int = 128  # maximum sequence length (positions), C
-    n_layers: int = 2  # transformer blocks, L
-    d_model: int = 128  # residual width, d
-    n_heads: int = 4  # attention heads, H; d_model must be a multiple
-    d_ff: int | None = None  # MLP hidden width, f; None means 4 * d_model (GPT-2)
-    dropout: float = 0.0  # dropout rate on embeddings and residual branches during training
+    vocab_size: int = knob(block=False, help="V, tokens in the vocabulary (the corpus's).", type="integer",
+                           minimum=1)
+    context: int = knob(128, help="C, positions (a prompt block plus a generated block).", type="integer", minimum=1,
+                        maximum=8192)
+    n_layers: int = knob(2, help="L, transformer blocks.", type="integer", minimum=1, maximum=96)
+    d_model: int = knob(128, help="d, residual width; a multiple of n_heads.", type="integer", minimum=1,
+                        maximum=8192)
+    n_heads: int = knob(4, help="H, attention heads.", type="integer", minimum=1, maximum=128)
+    d_ff: int | None = knob(None, block=False, help="f, MLP hidden width; null: 4 x d_model (GPT-2).",
+                            type=["integer", "null"], minimum=1)
+    dropout: float = knob(0.0, help="Dropout on embeddings and residual branches during training.", type="number",
+                          minimum=0, exclusiveMaximum=1)
 
     def __post_init__(self):
-        for name in ("vocab_size", "context", "n_layers", "d_model", "n_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        knobs.check(self)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
         if self.d_ff is None:
             object.__setattr__(self, "d_ff", 4 * self.d_model)
-        if not isinstance(self.d_ff, int) or self.d_ff < 1:
-            raise ValueError(f"d_ff must be a positive integer or None, got {self.d_ff!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
     def head_dim(self) -> int:

@@ -47,37 +47,30 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
+from modelcollapse import knobs
+from modelcollapse.knobs import knob
 from modelcollapse.lm.model import GPT
 from modelcollapse.lm.opt import OPT
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    learning_rate: float = 1e-3  # peak learning rate, reached at the end of the warm-up
-    warmup_steps: int = 100  # linear warm-up steps (0: start at the peak)
-    final_lr_fraction: float = 0.1  # learning rate at the last step, as a fraction of the peak
-    weight_decay: float = 0.1  # AdamW decoupled decay on Linear kernels (see module docstring)
-    b1: float = 0.9  # Adam first-moment decay
-    b2: float = 0.95  # Adam second-moment decay (GPT-style, steadier than 0.999 on small batches)
-    eps: float = 1e-8  # Adam denominator guard
-    clip_norm: float = 1.0  # global gradient-norm clip (inf: no clipping)
+    learning_rate: float = knob(1e-3, help="Peak learning rate, reached at the end of the warm-up.", type="number",
+                                exclusiveMinimum=0)
+    warmup_steps: int = knob(100, help="Linear warm-up steps (0: start at the peak).", type="integer", minimum=0)
+    final_lr_fraction: float = knob(0.1, help="Learning rate at the last step as a share of the peak.",
+                                    type="number", minimum=0, maximum=1)
+    weight_decay: float = knob(0.1, help="AdamW decay on Linear kernels (see the module docstring).", type="number",
+                               minimum=0, maximum=10)
+    b1: float = knob(0.9, block=False, help="Adam first-moment decay.", type="number", minimum=0, exclusiveMaximum=1)
+    b2: float = knob(0.95, block=False, help="Adam second-moment decay (GPT-style, steadier than 0.999 on small "
+                     "batches).", type="number", minimum=0, exclusiveMaximum=1)
+    eps: float = knob(1e-8, block=False, help="Adam denominator guard.", type="number", exclusiveMinimum=0)
+    clip_norm: float = knob(1.0, help="Global gradient-norm clip (.inf: no clipping).", type="number",
+                            exclusiveMinimum=0)
 
     def __post_init__(self):
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
-        if not 0.0 <= self.final_lr_fraction <= 1.0:
-            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("b1", "b2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be > 0, got {self.eps!r}")
-        if not self.clip_norm > 0:
-            raise ValueError(f"clip_norm must be > 0, got {self.clip_norm!r}")
+        knobs.check(self)
 
 
 class HistoryRow(NamedTuple):

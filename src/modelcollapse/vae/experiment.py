@@ -23,6 +23,7 @@ Synthetic sets of earlier generations (accumulate) are redrawn from their checkp
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 import functools
 import math
 from functools import partial
@@ -51,6 +52,8 @@ _INIT, _TRAIN, _SYNTH, _SUBSET, _EVAL = range(5)
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class VAEConfig:
+
+    INDEX0: ClassVar[str] = "real-data model"  # what index 0 of the results is (regimes.INDEX0)
     architecture: str = knob("mlp", help="mlp (suits 8x8 digits) or conv (the paper's 28x28 convolutional VAE).",
                              type="string", enum=list(ARCHITECTURES))
     latent: int = knob(8, help="Latent dimensions (the paper's 20).", type="integer", minimum=1, maximum=1024)
