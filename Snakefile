@@ -18,6 +18,12 @@ for _rules in family_rules_files():
 include: "workflow/rules/paper.smk"  # last: it collects the others' outputs
 
 
+# Figures, tables, numbers and the PDF are seconds of work on files other jobs wrote: on a cluster
+# they run beside Snakemake instead of waiting in the queue. Matched by name, so a new family's
+# *_figure, *_table and *_numbers rules follow without a list.
+workflow.localrules(*[r.name for r in workflow.rules if LOCAL_RULES.search(r.name)])
+
+
 rule all:
     default_target: True
     input:

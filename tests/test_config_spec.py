@@ -99,3 +99,13 @@ def test_a_knob_normalises_what_it_stores():
         gmm.GMMConfig(sample_size=10, generations=2, replicates=3, snapshots=[0, -1])
     with pytest.raises(ValueError, match="tol must be a number >= 0"):
         gmm.GMMConfig(sample_size=10, generations=2, replicates=3, tol=float("nan"))
+
+
+def test_config_schema_prints_a_block_whole_with_its_knobs(capsys):
+    from modelcollapse import cli
+
+    assert cli.main(["config-schema", "--block", "regression"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == config.schema()["properties"]["regression"]
+    assert {"dim", "noise", "regimes"} <= set(printed["properties"])
+    assert cli.main(["config-schema", "--block", "no_such_key"]) == 2

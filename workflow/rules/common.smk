@@ -54,6 +54,11 @@ GPUS = 1 if config["platform"] == "gpu" else 0  # the neural families' jobs each
 SIMULATION = {"mem_mb": 8000, "runtime": 240}  # the vmapped chains of gaussian, discrete, gmm
 
 
+# Rules that run where Snakemake runs, never through the cluster's queue (the Snakefile declares
+# them after every rules file is included): figures, tables, numbers and the PDF.
+LOCAL_RULES = re.compile(r"(_figure|_table|_numbers)$|^paper(_numbers|_timings)?$")
+
+
 def chain_runtime(minutes_per_generation, generations):
     return 30 + minutes_per_generation * generations
 

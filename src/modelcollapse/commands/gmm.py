@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from modelcollapse import io
@@ -60,7 +62,7 @@ def simulate(args, argv):
     if not 1 <= args.slots <= cfg.replicates and args.slots != 0:
         raise ValueError(f"--slots must be 0 (automatic) or in [1, replicates = {cfg.replicates}], got {args.slots}")
     runtime.configure(platform)
-    chains = gmm.simulate(seed, **{f.name: getattr(cfg, f.name) for f in cfg.__dataclass_fields__.values()},
+    chains = gmm.simulate(seed, **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)},
                           engine=args.engine, slots=args.slots or None)
     true = gmm.truth(cfg.data)
     snap = chains.snapshot_generations

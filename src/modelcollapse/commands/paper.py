@@ -1,4 +1,4 @@
-"""`modelcollapse check-config` and `modelcollapse paper provenance|build`."""
+"""`modelcollapse check-config`, `config-schema` and `modelcollapse paper provenance|numbers|timings|build`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,21 @@ def check_config(args, argv):
 
     run = run_name(load_config(args.config), [args.config])
     print(f"{args.config}: ok (run '{run}': results/{run}/, figures/{run}/, paper/{run}/)")
+
+
+def schema(args, argv):
+    """The whole config schema as the checks use it (schemas/<family>.yaml with each config class's
+    knobs filled in), as YAML on stdout: every key, its type, bounds and description."""
+    import yaml
+
+    from modelcollapse.config import schema as full
+
+    out = full()
+    if args.block is not None:
+        if args.block not in out["properties"]:
+            raise ValueError(f"--block {args.block!r} is no config key; expected one of {sorted(out['properties'])}")
+        out = out["properties"][args.block]
+    print(yaml.safe_dump(out, sort_keys=False, width=110), end="")
 
 
 def provenance(args, argv):
@@ -59,6 +74,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("check-config", help="validate a workflow config file")
     p.add_argument("config")
     p.set_defaults(func=check_config)
+
+    p = subparsers.add_parser("config-schema", help="print the config's JSON schema (every key, its type, bounds, "
+                                                    "description) as YAML")
+    p.add_argument("--block", help="only this top-level key's part (e.g. gmm)")
+    p.set_defaults(func=schema)
 
     steps = subparsers.add_parser("paper", help="paper inputs and PDF").add_subparsers(dest="step", required=True)
     p = steps.add_parser("provenance", help="the reproducibility appendix for a config")
