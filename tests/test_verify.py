@@ -100,3 +100,17 @@ def test_every_family_without_a_verifier_names_what_is_missing():
         gmm.GMMConfig(sample_size=10, generations=2, replicates=2, regime=regime)
     with pytest.raises(ValueError, match="the family 'exponential'"):
         family.simulate(exponential.family(1.0), 0, sample_size=10, generations=2, replicates=2, regime=regime)
+
+
+def test_real_data_gives_the_variance_a_fixed_point():
+    # The large-M fixed point s = f + (1 - f) s tau^2 / (s + tau^2), against a long chain at M = 2000.
+    f, tau, g = 0.1, 2.0, 60
+    s_star = verify.mixed_fixed_point(f, tau)
+    assert s_star == pytest.approx(0.5) and verify.mixed_fixed_point(0.0, tau) == 0.0
+    assert s_star == pytest.approx(f + (1 - f) * s_star * tau**2 / (s_star + tau**2))
+    regime = verifier(0.0, tau, f=f)
+    run = gaussian.simulate(2, sample_size=2000, generations=g, replicates=256, regime=regime)
+    late = np.asarray(run.std, np.float64)[:, -20:] ** 2
+    assert abs(late.mean() - s_star) < 0.02  # sampling noise and the parts' mean spread: O(1 / M)
+    s = gaussian.summarize(run.mean, run.std, sizes=np.full(g, 2000), estimator="unbiased", regime=regime)
+    np.testing.assert_allclose(s["sigma2_fixed_point"], s_star)

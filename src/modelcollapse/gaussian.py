@@ -432,6 +432,17 @@ def _verify_law(regime, sizes, estimator, n) -> tuple[np.ndarray, np.ndarray]:
     return law["mean_sq"], law["sigma2"]
 
 
+def _verify_fixed_point(regime) -> float:
+    """The large-M variance a verified chain with real data settles at (theory.verify.mixed_fixed_point,
+    for b = 0); NaN for every other regime."""
+    if "verified" not in regimes.needs(regime):
+        return np.nan
+    params = dict(regimes.spec(regime)[1])
+    if params["b"] != 0 or params["real_fraction"] == 0:
+        return np.nan
+    return verify_theory.mixed_fixed_point(params["real_fraction"], params["tau"])
+
+
 def summarize(mean: np.ndarray, std: np.ndarray, *, sizes, estimator: str,
               regime: Regime | None = None) -> dict[str, np.ndarray]:
     """Per-generation statistics across replicates, each beside its theory value; every array [G+1].
@@ -472,6 +483,7 @@ def summarize(mean: np.ndarray, std: np.ndarray, *, sizes, estimator: str,
     out["median_sigma2_theory"] = th(theory.median_sigma2(sizes, estimator))
     out["mean_sigma2"], out["mean_sigma2_se"] = metrics.mean_and_se(sigma2)
     out["mean_sigma2_theory"] = exact_sigma2
+    out["sigma2_fixed_point"] = np.full(mean.shape[1], _verify_fixed_point(regime))
     out["w2sq"], out["w2sq_se"] = metrics.mean_and_se(mean**2 + (std - 1.0) ** 2)
     out["w2sq_theory"] = th(theory.expected_w2_squared(sizes, estimator))
     return out

@@ -41,6 +41,14 @@ def acceptance(mean, var, center: float, width: float):
     return np.sqrt(tau2 / (var + tau2)) * np.exp(-((mean - center) ** 2) / (2 * (var + tau2)))
 
 
+def mixed_fixed_point(real_fraction: float, width: float) -> float:
+    """The variance the verified chain with a real share f settles at, for large M and b = mu_0 = 0
+    (an approximation: it ignores the sampling noise and the spread between the two parts'
+    means): s = f + (1 - f) h(s), i.e. s^2 + f (tau^2 - 1) s - f tau^2 = 0. f = 0: 0 (collapse)."""
+    f, tau2 = float(real_fraction), float(width) ** 2
+    return 0.5 * (-f * (tau2 - 1) + np.sqrt(f**2 * (tau2 - 1) ** 2 + 4 * f * tau2))
+
+
 def _log_chi2_cdf(t, m: int, ddof: int):
     """P(log(X / (M - ddof)) <= t) for X ~ chi^2_{M-1}."""
     return stats.chi2.cdf((m - ddof) * np.exp(t), m - 1)
