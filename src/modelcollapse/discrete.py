@@ -112,6 +112,7 @@ def _check_run(probs, sample_size, generations, replicates, regime) -> np.ndarra
     _int_arg("replicates", replicates, 1)
     if not isinstance(regime, Regime):
         raise ValueError(f"regime must be a modelcollapse.regimes.Regime, got {regime!r}")
+    regimes.check(regime, CountOps.offers, family="the discrete chain (counts)")
     check_pool(regime, sample_size=m, generations=g)
     return q
 
@@ -317,7 +318,7 @@ class CountOps(regimes.SetOps):
     a union adds counts, a uniform subset is multivariate hypergeometric (`regimes.subsample_counts`).
     A sum has no generation order, so regimes that read the pool's rows by generation do not run."""
 
-    offers = frozenset(regimes.NEEDS) - {"pool_rows"}
+    offers = regimes.DATA_NEEDS - {"pool_rows"}
 
     def __init__(self, num_symbols: int):
         self.num_symbols = num_symbols

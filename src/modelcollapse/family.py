@@ -112,6 +112,7 @@ def simulate(family: Family, seed: int, *, sample_size: int, generations: int, r
     n_original = sample_size if n_original is None else n_original
     regime = regimes.spec(regime)
     name, params = regime
+    regimes.check(regime, regimes.PointOps.offers, family=f"the family {family.name!r}")
     if name == "mix" and dict(params)["real_source"] == "original" and \
             regimes.mix_sizes(dict(params)["real_fraction"], sample_size)[0] > n_original:
         raise ValueError(f"regime mix takes more real points per generation than n_original = {n_original}")

@@ -31,6 +31,7 @@ from modelcollapse import knobs, metrics, regimes, theory
 from modelcollapse.knobs import knob
 from modelcollapse.runtime import replicate_keys
 from modelcollapse.theory import regimes as regime_theory
+from modelcollapse.theory import verify as verify_theory
 from modelcollapse.regimes import Regime, append, check_pool_points
 
 SAMPLERS = ("points", "stats")
@@ -233,8 +234,10 @@ class StatsOps(regimes.PointOps):
 
     def __init__(self, *, points: bool, pool_points: bool = False, fresh=None):
         self.pool_points, self.fresh = pool_points, fresh
-        self.offers = frozenset(regimes.NEEDS) - ({"pool_rows"} if points else
-                                                  {"pool_rows", "pool_subset", "original_subset"})
+        # With points, the verifier of `verify` is the Gaussian kernel: its accepted draws are the
+        # tilted Gaussian (theory.verify.tilted), drawn exactly from the same standard draws.
+        self.offers = (regimes.DATA_NEEDS | {"verified"}) - {"pool_rows"} if points else \
+            regimes.DATA_NEEDS - {"pool_rows", "pool_subset", "original_subset"}
 
     @staticmethod
     def stats(data):
@@ -272,6 +275,7 @@ def _points_chain(key, *, m: int, generations: int, regime: Regime, ddof: int):
     needs = regimes.needs(regime)
     ops = StatsOps(points=True, pool_points="pool_subset" in needs)
     pooled, keep_original = regimes.uses_pool(regime), "original_subset" in needs
+    verifier = dict(regimes.spec(regime)[1]) if "verified" in needs else None
 
     def step(carry, g):
         # The carry holds only what the regime needs: replace carries (mean, std) alone.
@@ -284,9 +288,13 @@ def _points_chain(key, *, m: int, generations: int, regime: Regime, ddof: int):
             carry["pool"] = ops.grow(carry["pool"], latest)
         if keep_original:  # generation 0's draws from the truth are the original data
             carry["original"] = jnp.where(g == 0, z, carry["original"])
+        verified = None
+        if verifier is not None:  # model g's accepted draws: N(mean', var'), from the same z
+            mean, var = verify_theory.tilted(carry["mean"], carry["std"] ** 2, verifier["b"], verifier["tau"])
+            verified = _Affine(z, mean, jnp.sqrt(var))
         inputs = regimes.RegimeInputs(ops, jax.random.fold_in(kg, 1), jax.random.fold_in(kg, 2),
                                       carry.get("original"), carry.get("pool"), latest, m, g,
-                                      lambda k, n: jax.random.normal(k, (n,)))
+                                      lambda k, n: jax.random.normal(k, (n,)), verified)
         carry["mean"], carry["std"] = _fit_stats(_train(regime, ops, inputs, g), ddof)
         return carry, (carry["mean"], carry["std"])
 
@@ -413,6 +421,28 @@ def simulate_multivariate(seed: int, *, sample_size, generations: int, replicate
                               _prepend(np.linalg.slogdet(cfg.sigma0())[1], log_dets))
 
 
+def _verify_law(regime, sizes, estimator, n) -> tuple[np.ndarray, np.ndarray]:
+    """E[mu_n^2], E[sigma_n^2] of the verified chain (theory.verify, by quadrature): without real
+    data and at a constant M; NaN otherwise (the mixture of real and accepted draws has no such law)."""
+    params = dict(regimes.spec(regime)[1])
+    if params["real_fraction"] != 0 or len(set(sizes.tolist())) != 1:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    law = verify_theory.moments(n - 1, sample_size=int(sizes[0]), center=params["b"], width=params["tau"],
+                                ddof=theory.ddof_of(estimator))
+    return law["mean_sq"], law["sigma2"]
+
+
+def _verify_fixed_point(regime) -> float:
+    """The large-M variance a verified chain with real data settles at (theory.verify.mixed_fixed_point,
+    for b = 0); NaN for every other regime."""
+    if "verified" not in regimes.needs(regime):
+        return np.nan
+    params = dict(regimes.spec(regime)[1])
+    if params["b"] != 0 or params["real_fraction"] == 0:
+        return np.nan
+    return verify_theory.mixed_fixed_point(params["real_fraction"], params["tau"])
+
+
 def summarize(mean: np.ndarray, std: np.ndarray, *, sizes, estimator: str,
               regime: Regime | None = None) -> dict[str, np.ndarray]:
     """Per-generation statistics across replicates, each beside its theory value; every array [G+1].
@@ -444,6 +474,8 @@ def summarize(mean: np.ndarray, std: np.ndarray, *, sizes, estimator: str,
     out["var_mu"], out["var_mu_se"] = metrics.mean_and_se(mean**2)
     if has_theory:
         exact_mu2, exact_sigma2 = theory.var_mean(sizes, estimator), theory.expected_sigma2(sizes, estimator)
+    elif "verified" in regimes.needs(regime):
+        exact_mu2, exact_sigma2 = _verify_law(regime, sizes, estimator, mean.shape[1])
     else:
         exact_mu2, exact_sigma2 = regime_theory.gaussian_moments(regime, sizes, estimator)
     out["var_mu_theory"] = exact_mu2
@@ -451,6 +483,7 @@ def summarize(mean: np.ndarray, std: np.ndarray, *, sizes, estimator: str,
     out["median_sigma2_theory"] = th(theory.median_sigma2(sizes, estimator))
     out["mean_sigma2"], out["mean_sigma2_se"] = metrics.mean_and_se(sigma2)
     out["mean_sigma2_theory"] = exact_sigma2
+    out["sigma2_fixed_point"] = np.full(mean.shape[1], _verify_fixed_point(regime))
     out["w2sq"], out["w2sq_se"] = metrics.mean_and_se(mean**2 + (std - 1.0) ** 2)
     out["w2sq_theory"] = th(theory.expected_w2_squared(sizes, estimator))
     return out

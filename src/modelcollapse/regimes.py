@@ -186,7 +186,10 @@ NEEDS = {
     "original_subset": "uniform subsets of the original data set",
     "truth": "fresh draws from the true distribution",
     "pool_rows": "the pool's points in generation order",
+    "verified": "the latest model's draws that a verifier accepted (draws of the verified model)",
 }
+# What any representation of points can offer; a verifier is a family's own (it knows the model's law).
+DATA_NEEDS = frozenset(NEEDS) - {"verified"}
 
 
 class Pool(NamedTuple):
@@ -216,7 +219,7 @@ class SetOps:
     (in law, k fresh draws); grow(pool, latest): the pool with `latest` added; start_pool(original).
     """
 
-    offers: frozenset = frozenset(NEEDS)
+    offers: frozenset = DATA_NEEDS
 
     def subset(self, key, data, k):
         raise NotImplementedError
@@ -261,7 +264,7 @@ class HostPointOps(SetOps):
     pool state); subsets use the same `uniform_subset` positions as `PointOps`. They
     have no truth to draw from, and their pool is an array, not a `Pool` with rows by generation."""
 
-    offers = frozenset(NEEDS) - {"truth", "pool_rows"}
+    offers = DATA_NEEDS - {"truth", "pool_rows"}
 
     def subset(self, key, data, k):
         return data[np.asarray(uniform_subset(key, len(data), k))]
@@ -285,6 +288,7 @@ class RegimeInputs(NamedTuple):
     m: Any  # M, points per generation: an int, or traced where sample sizes follow a schedule
     generation: Any  # g >= 1: `latest` came from model g
     draw_truth: Callable[[jax.Array, Any], Any] | None  # (key, n) -> n fresh draws from the truth
+    verified: Any = None  # `verify`: M draws of model g that the family's verifier accepted
 
 
 class Definition(NamedTuple):
@@ -398,11 +402,35 @@ def _mix_needs(*, real_fraction: float, real_source: str = "original"):
     return frozenset({"original_subset" if real_source == "original" else "truth"})
 
 
+def _verify(x: RegimeInputs, *, b: float, tau: float, real_fraction: float):
+    """Curation (Feng et al. 2024; Ferbach et al. 2024): the synthetic part is M draws of model g
+    that a verifier accepted (each draw x kept with probability exp(-(x - b)^2 / (2 tau^2)) in the
+    Gaussian family, whose accepted draws are again Gaussian); round(f M) of the set real, as mix."""
+    n_real, n_syn = mix_sizes(real_fraction, x.m)
+    parts = [] if _is_static_zero(n_real) else [x.ops.subset(x.real_key, x.original, n_real)]
+    if not _is_static_zero(n_syn):
+        parts.append(x.ops.head(x.verified, n_syn))
+    return reduce(x.ops.union, parts)
+
+
+def _verify_needs(*, b: float, tau: float, real_fraction: float):
+    return frozenset({"verified"}) | (frozenset({"original_subset"}) if real_fraction else frozenset())
+
+
+VERIFY_PARAMETERS = {
+    "b": {"description": "verify: the verifier's centre b (accepts x with probability exp(-(x - b)^2 / (2 tau^2))).",
+          "type": "number"},
+    "tau": {"description": "verify: the verifier's width tau (larger accepts more; > 0).", "type": "number",
+            "exclusiveMinimum": 0},
+    "real_fraction": {"description": "verify: share of each training set that is real data (a subset of the "
+                                     "original), in [0, 1].", "type": "number", "minimum": 0, "maximum": 1}}
+
 # The shared regimes go through the same registry as a user's: one code path.
 _add("replace", _replace, frozenset())
 _add("accumulate", _accumulate, frozenset({"pool"}))
 _add("accumulate_subsample", _accumulate_subsample, frozenset({"pool", "pool_subset"}))
 _add("mix", _mix, _mix_needs)
+_add("verify", _verify, _verify_needs, VERIFY_PARAMETERS)
 
 
 Spec = tuple  # (name, ((parameter, value), ...)) sorted by parameter: hashable, a jit static argument

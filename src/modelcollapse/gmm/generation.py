@@ -46,7 +46,7 @@ class ColumnOps(regimes.SetOps):
     `regimes.Pool` of rows [N (G+1), d] in `regimes.append`'s layout. Regimes that slice the
     pool's rows themselves (`pool_rows`) assume rows [n, ...] and do not run here."""
 
-    offers = frozenset(regimes.NEEDS) - {"pool_rows"}
+    offers = regimes.DATA_NEEDS - {"pool_rows"}
 
     def subset(self, key, data, k):
         if isinstance(data, regimes.Pool):

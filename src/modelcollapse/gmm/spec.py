@@ -15,7 +15,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from modelcollapse import knobs
+from modelcollapse import knobs, regimes
 from modelcollapse.gmm.mixture import GMMParams
 from modelcollapse.knobs import knob
 from modelcollapse.regimes import Regime, check_pool_points
@@ -116,6 +116,9 @@ class GMMConfig:
         check_components(self.sample_size, self.n_components)
         if not isinstance(self.regime, Regime):
             raise ValueError(f"regime must be a modelcollapse.regimes.Regime, got {self.regime!r}")
+        from modelcollapse.gmm.generation import ColumnOps
+
+        regimes.check(self.regime, ColumnOps.offers, family="the GMM chain")
         check_pool_points(self.regime, self.sample_size * (self.generations + 1),
                           what="sample_size x (generations + 1)")
 

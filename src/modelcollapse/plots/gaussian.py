@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -69,7 +71,7 @@ def plot_regimes(rows: list[dict[str, str]], out_pdf: str) -> list:
             g = d["generation"][1:]
             for ax, name in ((ax_w, "w2sq"), (ax_m, "var_mu")):
                 centre, se = d[name][1:], d[f"{name}_se"][1:]
-                ax.plot(g, centre, color=palette[key], lw=1.2, label=key[0])
+                ax.plot(g, centre, color=palette[key], lw=1.2, label=_regime_name(key[0]))
                 ax.fill_between(g, np.maximum(centre - 2 * se, centre / 10), centre + 2 * se,
                                 color=palette[key], alpha=0.2, lw=0)
                 if np.isfinite(d[f"{name}_theory"][1:]).all():
@@ -83,9 +85,20 @@ def plot_regimes(rows: list[dict[str, str]], out_pdf: str) -> list:
                  title="fitted standard deviation")
         ax_w.plot([], [], color="k", lw=0.8, ls="--", label="theory")
         handles, labels = ax_w.get_legend_handles_labels()
-        fig.tight_layout(rect=(0, 0.1, 1, 1))
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+        rows_of_legend = -(-len(labels) // 4)
+        fig.tight_layout(rect=(0, 0.05 + 0.06 * rows_of_legend, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False)
         return save(fig, out_pdf)
+
+
+def _regime_name(label: str) -> str:
+    """A legend name: the verify regime's label spelt out ('verify-b0-real_fraction0.1-tau2' ->
+    'verify b=0, tau=2, 10% real'); other labels as they are."""
+    found = re.fullmatch(r"verify-b(.+)-real_fraction(.+)-tau(.+)", label)
+    if not found:
+        return label
+    b, f, tau = found.groups()
+    return rf"verify $b$={b}, $\tau$={tau}" + (f", {float(f) * 100:g}% real" if float(f) else "")
 
 
 def plot_schedules(rows: list[dict[str, str]], out_pdf: str) -> list:

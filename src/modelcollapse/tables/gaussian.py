@@ -76,6 +76,10 @@ def regimes_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
         out[f"gaussian.regimes.{label}.median_sigma"] = latex_number(float(r["median_sigma2"]) ** 0.5)
         out[f"gaussian.regimes.{label}.var_mu"] = latex_pm(float(r["var_mu"]), float(r["var_mu_se"]))
         out[f"gaussian.regimes.{label}.var_mu_theory"] = latex_number(float(r["var_mu_theory"]))
+        out[f"gaussian.regimes.{label}.mean_sigma2"] = latex_pm(float(r["mean_sigma2"]), float(r["mean_sigma2_se"]))
+        out[f"gaussian.regimes.{label}.mean_sigma2_theory"] = latex_number(float(r["mean_sigma2_theory"]))
+        if r.get("sigma2_fixed_point", "nan") != "nan":
+            out[f"gaussian.regimes.{label}.fixed_point"] = latex_number(float(r["sigma2_fixed_point"]))
     return out
 
 

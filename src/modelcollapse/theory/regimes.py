@@ -49,7 +49,7 @@ class _MomentOps(regimes.SetOps):
     """Set operations on selection moments. Pass 1 (`classes` None) only records the heads taken
     of the latest generation and the fresh draws; pass 2 computes with the classes they imply."""
 
-    offers = frozenset(regimes.NEEDS)
+    offers = regimes.DATA_NEEDS
 
     def __init__(self, classes=None, latest_classes=(), fresh_classes=()):
         self.classes = classes  # [(group, points)]
