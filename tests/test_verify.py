@@ -81,21 +81,19 @@ def test_all_real_data_is_mix_at_one_and_a_mixed_set_has_no_law():
 def test_families_without_a_verifier_refuse_it_before_any_work():
     with pytest.raises(ValueError, match="verifier accepted"):
         gaussian.GaussianConfig(sample_size=(10, 20), generations=2, replicates=2, regime=verifier(0.0, 1.0))
-    with pytest.raises(ValueError, match="verifier accepted"):
-        discrete.DiscreteConfig(sample_size=10, generations=2, replicates=2, regime=verifier(0.0, 1.0))
+    with pytest.raises(ValueError, match="below 2\\^19 for regime verify"):
+        discrete.DiscreteConfig(sample_size=2**19, generations=2, replicates=2, regime=verifier(0.0, 1.0))
     with pytest.raises(ValueError, match="tau"):
         verifier(0.0, 0.0)
     assert "verified" not in regimes.DATA_NEEDS
 
 
 def test_every_family_without_a_verifier_names_what_is_missing():
+    # (the Gaussian points chain and the discrete chain have one; the stats sampler is refused above)
     from modelcollapse import family, gmm
     from examples.exponential import exponential
 
     regime = verifier(0.0, 1.0)
-    with pytest.raises(ValueError, match="the discrete chain"):
-        discrete.simulate_metrics(0, probs=discrete.zipf(10, 1.1), sample_size=10, generations=2, replicates=2,
-                                  regime=regime)
     with pytest.raises(ValueError, match="the GMM chain"):
         gmm.GMMConfig(sample_size=10, generations=2, replicates=2, regime=regime)
     with pytest.raises(ValueError, match="the family 'exponential'"):
@@ -114,3 +112,40 @@ def test_real_data_gives_the_variance_a_fixed_point():
     assert abs(late.mean() - s_star) < 0.02  # sampling noise and the parts' mean spread: O(1 / M)
     s = gaussian.summarize(run.mean, run.std, sizes=np.full(g, 2000), estimator="unbiased", regime=regime)
     np.testing.assert_allclose(s["sigma2_fixed_point"], s_star)
+
+
+# -- the discrete verifier: symbol k kept with probability w_k (selection in the Wright-Fisher chain)
+
+
+def test_discrete_verified_draws_follow_the_tilted_law_exactly():
+    # Generation 2 trains on M accepted draws of model 1 (the original counts c): Multinomial(M, c w / c.w).
+    from conftest import chisquare_pvalue
+
+    q, m, r = discrete.zipf(20, 1.1), 30, 4000
+    regime = verifier(0.0, 4.0)
+    w = discrete.verifier_weights(20, 0.0, 4.0)
+    assert w[0] == 2**discrete.VERIFY_BITS and np.all(np.diff(w) <= 0) and w.min() >= 1
+    counts = np.asarray(discrete.simulate(5, probs=q, sample_size=m, generations=2, replicates=r,
+                                          regime=regime).counts, np.float64)
+    tilted = counts[:, 0] * w / (counts[:, 0] * w).sum(axis=1, keepdims=True)
+    assert chisquare_pvalue(counts[:, 1].sum(0), m * tilted.sum(0)) > 1e-4
+    untilted = counts[:, 0] / m
+    assert chisquare_pvalue(counts[:, 1].sum(0), m * untilted.sum(0)) < 1e-6  # the test can tell them apart
+
+
+def test_discrete_verifier_fixation_follows_kimura_approximately():
+    # Two symbols, w = (1, 1 - s): Wright-Fisher with selection. The diffusion approximation (Kimura
+    # 1962; approximate: it ignores O(1/M) terms) gives P(symbol 0 fixes | p) = (1 - e^{-2Msp}) / (1 - e^{-2Ms}),
+    # averaged here over each chain's generation-1 frequency p.
+    m, r, g, tau = 50, 4000, 600, 5.0
+    s = 1 - discrete.verifier_weights(2, 0.0, tau)[1] / 2**discrete.VERIFY_BITS
+    run = discrete.simulate(3, probs=np.array([0.3, 0.7]), sample_size=m, generations=g, replicates=r,
+                            regime=verifier(0.0, tau))
+    counts = np.asarray(run.counts)
+    assert np.all(counts[:, -1].max(axis=1) == m), "every chain has fixed"
+    p1 = counts[:, 0, 0] / m
+    kimura = np.mean((1 - np.exp(-2 * m * s * p1)) / (1 - np.exp(-2 * m * s)))
+    fixed0 = np.mean(counts[:, -1, 0] == m)
+    neutral = p1.mean()
+    assert abs(fixed0 - kimura) < 5 * np.sqrt(kimura * (1 - kimura) / r) + 0.01
+    assert fixed0 > neutral + 0.1  # selection, not drift: far above the neutral p

@@ -113,6 +113,9 @@ def _check_run(probs, sample_size, generations, replicates, regime) -> np.ndarra
     if not isinstance(regime, Regime):
         raise ValueError(f"regime must be a modelcollapse.regimes.Regime, got {regime!r}")
     regimes.check(regime, CountOps.offers, family="the discrete chain (counts)")
+    if "verified" in regimes.needs(regime) and m * 2**VERIFY_BITS >= 2**31:
+        raise ValueError(f"sample_size must be below 2^{31 - VERIFY_BITS} for regime verify (its weights, counts x "
+                         f"2^{VERIFY_BITS}, are int32), got {m}")
     check_pool(regime, sample_size=m, generations=g)
     return q
 
@@ -313,12 +316,26 @@ class _Symbols(NamedTuple):
     symbols: jax.Array
 
 
+VERIFY_BITS = 12  # the verifier's acceptance probabilities are integers / 2^12 (see verifier_weights)
+
+
+def verifier_weights(num_symbols: int, b: float, tau: float) -> np.ndarray:
+    """The discrete verifier of `verify`: symbol k (0 = the most frequent in q) is accepted with
+    probability w_k = exp(-(k - b)^2 / (2 tau^2)), rounded to a multiple of 2^-12 and at least 2^-12
+    (so a verifier never rejects every symbol); int32 [K] numerators of w_k 2^12. Accepted draws of
+    p_n are exactly draws of p_n w / (p_n . w): integer weights counts x w, sampled exactly."""
+    k = np.arange(num_symbols, dtype=np.float64)
+    w = np.exp(-((k - float(b)) ** 2) / (2.0 * float(tau) ** 2))
+    return np.maximum(1, np.round(w * 2**VERIFY_BITS)).astype(np.int32)
+
+
 class CountOps(regimes.SetOps):
     """The regimes' set operations on symbol counts [K] (the discrete family's sufficient statistic):
     a union adds counts, a uniform subset is multivariate hypergeometric (`regimes.subsample_counts`).
-    A sum has no generation order, so regimes that read the pool's rows by generation do not run."""
+    A sum has no generation order, so regimes that read the pool's rows by generation do not run.
+    Its verifier (`verify`) weighs symbols by rank (`verifier_weights`)."""
 
-    offers = regimes.DATA_NEEDS - {"pool_rows"}
+    offers = (regimes.DATA_NEEDS | {"verified"}) - {"pool_rows"}
 
     def __init__(self, num_symbols: int):
         self.num_symbols = num_symbols
@@ -349,6 +366,10 @@ def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Reg
     """
     ops = CountOps(weights.shape[0])
     pooled = regimes.uses_pool(regime)
+    accept = None
+    if "verified" in regimes.needs(regime):
+        params = dict(regimes.spec(regime)[1])
+        accept = jnp.asarray(verifier_weights(ops.num_symbols, params["b"], params["tau"]))
     original = count_symbols(_original_symbols(key, weights, m), ops.num_symbols)
     metrics = partial(_metrics, q32=q32, rare_q32=rare_q32, generations=generations)
 
@@ -362,9 +383,12 @@ def _chain(key, weights, q32, rare_q32, *, m: int, generations: int, regime: Reg
             latest = _Symbols(draw_symbols(kg, carry["train"], m, total=m))
         if pooled:
             carry["pool"] = ops.grow(carry["pool"], latest)
+        verified = None
+        if accept is not None:  # M draws of model g that the verifier accepted: counts x w, exactly
+            verified = _Symbols(draw_symbols(jax.random.fold_in(kg, 3), carry["train"] * accept, m))
         inputs = regimes.RegimeInputs(ops, jax.random.fold_in(kg, 1), jax.random.fold_in(kg, 2), original,
                                       carry.get("pool"), latest, m, g,
-                                      lambda k, n: _Symbols(draw_symbols(k, weights, n)))
+                                      lambda k, n: _Symbols(draw_symbols(k, weights, n)), verified)
         train = carry["train"] = ops.counts(regimes.build(regime, inputs))
         if trajectory:
             return carry, train
