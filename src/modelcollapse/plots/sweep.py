@@ -25,11 +25,20 @@ def grid_of(rows: list[dict[str, str]], spec) -> tuple[np.ndarray, np.ndarray, n
     return np.array(xs), np.array(ys), metric, theory
 
 
+def _axis_name(column: str) -> str:
+    """A table column as an axis label: 'sample_size' -> 'sample size', 'grid:regime.tau' -> 'tau'."""
+    return column.removeprefix("grid:").rsplit(".", 1)[-1].replace("_", " ")
+
+
 def phase_diagram(panels, out_pdf: str) -> list:
     """One heat map per sweep: log10 of the metric (cells), log10 of its exact law (labelled contours)."""
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.9), squeeze=False)
-        for ax, (name, family, spec, rows) in zip(axes[0], panels):
+        cols = min(len(panels), 2)  # two a row: legible at a page's width
+        rows_of_panels = -(-len(panels) // cols)
+        fig, axes = plt.subplots(rows_of_panels, cols, figsize=(3.6 * cols, 2.9 * rows_of_panels), squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.set_visible(False)
+        for ax, (name, family, spec, rows) in zip(axes.flat, panels):
             xs, ys, metric, theory = grid_of(rows, spec)
             logm, logt = np.log10(metric), np.log10(theory)
             lo, hi = np.nanmin([logm.min(), np.nanmin(logt)]), np.nanmax([logm.max(), np.nanmax(logt)])
@@ -42,7 +51,7 @@ def phase_diagram(panels, out_pdf: str) -> list:
                 ax.clabel(cs, fmt=lambda v: f"{10 ** v:.3g}", fontsize=6)
             ax.set_xticks(np.arange(len(xs)), [f"{x:g}" for x in xs])
             ax.set_yticks(np.arange(len(ys)), [f"{y:g}" for y in ys])
-            ax.set(xlabel=spec["x"].replace("_", " "), ylabel=spec["y"].replace("_", " "),
+            ax.set(xlabel=_axis_name(spec["x"]), ylabel=_axis_name(spec["y"]),
                    title=f"{family}: {spec['label']}")
             fig.colorbar(mesh, ax=ax, label=r"$\log_{10}$ (simulated)")
         fig.tight_layout()
