@@ -23,7 +23,7 @@ def test_smoke_builds_results_figure_and_table(smoke_run):
                  f"{GEN}/gaussian_table.tex", f"{GEN}/gaussian_numbers.tex", f"{GEN}/provenance.tex"):
         assert (smoke_run / name).stat().st_size > 0, name
     assert len(list(smoke_run.glob(f"{RES}/gaussian/*.npz"))) == 4  # 2 estimators x 2 sample sizes
-    assert len(list(smoke_run.glob(f"{RES}/gaussian/regimes/*.npz"))) == 4
+    assert len(list(smoke_run.glob(f"{RES}/gaussian/regimes/*.npz"))) == 6  # smoke.yaml's gaussian.regimes.compare
     assert len(list(smoke_run.glob(f"{RES}/gaussian/schedules/*.npz"))) == 3
     assert len(list(smoke_run.glob(f"{RES}/gaussian/multivariate/*.npz"))) == 2
     assert sorted(p.name for p in (smoke_run / "results").iterdir()) == ["smoke"]  # nothing outside the run
@@ -35,7 +35,7 @@ def test_smoke_builds_results_figure_and_table(smoke_run):
     for family in ("vae/digits", "lm/synthetic"):
         assert (smoke_run / RES / family / "summary.csv").stat().st_size > 0, family
     assert len(list(smoke_run.glob(f"{RES}/regression/*.npz"))) == 4
-    assert len(list(smoke_run.glob(f"{RES}/sweeps/*.csv"))) == 2  # one table per sweep
+    assert len(list(smoke_run.glob(f"{RES}/sweeps/*.csv"))) == 3  # one table per sweep
     for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics",
                  "regression_regimes", "phase_diagram"):
         assert (smoke_run / FIG / f"{name}.png").stat().st_size > 0, name
