@@ -387,6 +387,79 @@ def test_sampling_frequencies_match_the_distribution(settings):
     assert chisquare_pvalue(observed[~zero], expected[~zero] * draws) > 1e-4, (expected, observed / draws)
 
 
+# -- a verifier's veto (`rejected`): the model's law conditioned on acceptance
+
+
+def vetoed_logp(table, rejected, history):
+    """log-probabilities [V] of the next token given acceptance: rejected successors of the last token removed."""
+    logits = np.array(table[_code(history, table.shape[1])], np.float64)
+    logits[rejected[history[-1]]] = -np.inf
+    return log_softmax(logits)
+
+
+REJECTED = np.array([[False, True, False, False, True],
+                     [True, False, False, True, False],
+                     [False, False, True, True, True],
+                     [False, True, True, False, False],
+                     [True, True, False, True, False]])
+
+
+@pytest.mark.parametrize("k,penalty,seed", [(2, 1.0, 21), (3, 3.0, 22)])
+def test_beam_under_a_verifier_matches_the_reference_on_renormalised_scores(k, penalty, seed):
+    table = random_table(seed, vocab=5, length=6)
+    prompts = np.random.default_rng(seed).integers(0, 5, (6, 2))
+    tokens, scores = generate(tree(table), prompts, max_new_tokens=5, mode="beam", num_beams=k,
+                              repetition_penalty=penalty, rejected=REJECTED, return_scores=True)
+    plain = generate(tree(table), prompts, max_new_tokens=5, mode="beam", num_beams=k, repetition_penalty=penalty)
+    assert (tokens != plain).any()  # the veto changes the search here
+    for row, prompt in enumerate(prompts):
+        seq = np.concatenate([prompt[-1:], tokens[row]])
+        assert not REJECTED[seq[:-1], seq[1:]].any()
+        want, score = ref_beam(functools.partial(vetoed_logp, table, REJECTED), prompt, 5, k, penalty=penalty)
+        assert list(tokens[row]) == want
+        assert abs(scores[row] - score) < 1e-5
+
+
+def test_greedy_under_a_verifier_takes_the_best_accepted_token():
+    table = random_table(23, vocab=5, length=6)
+    tokens = generate(tree(table), PROMPTS, max_new_tokens=4, mode="greedy", rejected=REJECTED)
+    for row, prompt in enumerate(PROMPTS):
+        seq = list(prompt)
+        for _ in range(4):
+            seq.append(int(np.argmax(vetoed_logp(table, REJECTED, seq))))
+        assert list(tokens[row]) == seq[len(prompt):]
+
+
+def test_sampling_under_a_verifier_draws_the_conditioned_law():
+    # Two tokens after prompt [1] from V = 3 with transitions 1 -> 0 and 2 -> 2 rejected: the pairs' law
+    # is the model's renormalised over accepted tokens at each step (chi-square as above); a rejected
+    # pair never occurs.
+    draws, vocab = 20_000, 3
+    rejected = np.zeros((vocab, vocab), bool)
+    rejected[1, 0] = rejected[2, 2] = True
+    table = random_table(24, vocab=vocab, length=2)
+    first = np.exp(vetoed_logp(table, rejected, [1]))
+    expected = np.array([first[a] * np.exp(vetoed_logp(table, rejected, [1, a])) for a in range(vocab)])
+    tokens = generate(tree(table), np.ones((draws, 1), np.int32), max_new_tokens=2, key=jax.random.key(8),
+                      rejected=rejected)
+    observed = np.zeros((vocab, vocab))
+    np.add.at(observed, (tokens[:, 0], tokens[:, 1]), 1)
+    zero = expected == 0
+    assert zero.sum() == 5 and observed[zero].sum() == 0  # first token 0 (three pairs), (1, 0) and (2, 2)
+    assert chisquare_pvalue(observed[~zero], expected[~zero] * draws) > 1e-4, (expected, observed / draws)
+
+
+@pytest.mark.parametrize("rejected,what", [(np.zeros((3, 2), bool), "bool array"),
+                                           (np.zeros((3, 3), int), "bool array"),
+                                           (np.eye(3, dtype=bool) | np.eye(3, k=1, dtype=bool) | np.eye(3, k=-1, dtype=bool)
+                                            | np.eye(3, k=2, dtype=bool) | np.eye(3, k=-2, dtype=bool), "accepts some"),
+                                           (np.zeros((4, 4), bool), r"\[V, V\] = \(3, 3\)")])
+def test_a_bad_verifier_table_is_refused(rejected, what):
+    with pytest.raises(ValueError, match=what):
+        generate(tree(random_table(0, vocab=3, length=3)), np.zeros((2, 2), np.int32), max_new_tokens=2,
+                 mode="greedy", rejected=rejected)
+
+
 # -- chunking, keys, compilation
 
 

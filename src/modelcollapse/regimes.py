@@ -187,9 +187,10 @@ NEEDS = {
     "truth": "fresh draws from the true distribution",
     "pool_rows": "the pool's points in generation order",
     "verified": "the latest model's draws that a verifier accepted (draws of the verified model)",
+    "verified_transitions": "continuations written under a verifier of the language's transitions (a known truth)",
 }
 # What any representation of points can offer; a verifier is a family's own (it knows the model's law).
-DATA_NEEDS = frozenset(NEEDS) - {"verified"}
+DATA_NEEDS = frozenset(NEEDS) - {"verified", "verified_transitions"}
 
 
 class Pool(NamedTuple):
@@ -288,7 +289,7 @@ class RegimeInputs(NamedTuple):
     m: Any  # M, points per generation: an int, or traced where sample sizes follow a schedule
     generation: Any  # g >= 1: `latest` came from model g
     draw_truth: Callable[[jax.Array, Any], Any] | None  # (key, n) -> n fresh draws from the truth
-    verified: Any = None  # `verify`: M draws of model g that the family's verifier accepted
+    verified: Any = None  # `verify` (`verify_transitions`): M draws of model g that the family's verifier accepted
 
 
 class Definition(NamedTuple):
@@ -406,6 +407,17 @@ def _verify(x: RegimeInputs, *, b: float, tau: float, real_fraction: float):
     """Curation (Feng et al. 2024; Ferbach et al. 2024): the synthetic part is M draws of model g
     that a verifier accepted (each draw x kept with probability exp(-(x - b)^2 / (2 tau^2)) in the
     Gaussian family, whose accepted draws are again Gaussian); round(f M) of the set real, as mix."""
+    return _verified_set(x, real_fraction)
+
+
+def _verify_transitions(x: RegimeInputs, *, recall: float, false_rejection: float, real_fraction: float):
+    """Curation of text by a verifier of the language's transitions (modelcollapse.lm.verifier): it
+    rejects a forbidden transition with probability `recall`, an allowed one with `false_rejection`;
+    the synthetic part is continuations written under its veto; round(f M) of the set real, as mix."""
+    return _verified_set(x, real_fraction)
+
+
+def _verified_set(x: RegimeInputs, real_fraction: float):
     n_real, n_syn = mix_sizes(real_fraction, x.m)
     parts = [] if _is_static_zero(n_real) else [x.ops.subset(x.real_key, x.original, n_real)]
     if not _is_static_zero(n_syn):
@@ -417,13 +429,26 @@ def _verify_needs(*, b: float, tau: float, real_fraction: float):
     return frozenset({"verified"}) | (frozenset({"original_subset"}) if real_fraction else frozenset())
 
 
+def _verify_transitions_needs(*, recall: float, false_rejection: float, real_fraction: float):
+    return frozenset({"verified_transitions"}) | (frozenset({"original_subset"}) if real_fraction else frozenset())
+
+
 VERIFY_PARAMETERS = {
     "b": {"description": "verify: the verifier's centre b (accepts x with probability exp(-(x - b)^2 / (2 tau^2))).",
           "type": "number"},
     "tau": {"description": "verify: the verifier's width tau (larger accepts more; > 0).", "type": "number",
             "exclusiveMinimum": 0},
-    "real_fraction": {"description": "verify: share of each training set that is real data (a subset of the "
+    "real_fraction": {"description": "verify, verify_transitions: share of each training set that is real data (a subset of the "
                                      "original), in [0, 1].", "type": "number", "minimum": 0, "maximum": 1}}
+
+VERIFY_TRANSITIONS_PARAMETERS = {
+    "recall": {"description": "verify_transitions: probability that the verifier rejects a transition the truth "
+                              "forbids (its true-positive rate; the oracle: 1).", "type": "number", "minimum": 0,
+               "maximum": 1},
+    "false_rejection": {"description": "verify_transitions: probability that it rejects an allowed transition (its "
+                                       "false-positive rate; the oracle: 0).", "type": "number", "minimum": 0,
+                        "maximum": 1},
+    "real_fraction": VERIFY_PARAMETERS["real_fraction"]}
 
 # The shared regimes go through the same registry as a user's: one code path.
 _add("replace", _replace, frozenset())
@@ -431,6 +456,7 @@ _add("accumulate", _accumulate, frozenset({"pool"}))
 _add("accumulate_subsample", _accumulate_subsample, frozenset({"pool", "pool_subset"}))
 _add("mix", _mix, _mix_needs)
 _add("verify", _verify, _verify_needs, VERIFY_PARAMETERS)
+_add("verify_transitions", _verify_transitions, _verify_transitions_needs, VERIFY_TRANSITIONS_PARAMETERS)
 
 
 Spec = tuple  # (name, ((parameter, value), ...)) sorted by parameter: hashable, a jit static argument

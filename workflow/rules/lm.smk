@@ -4,14 +4,24 @@
 # data_dir, read by the corpus and chain jobs themselves, so the DAG does not need it): no pretrain job.
 
 LM = config["lm"]
-LM_LABELS = [entry["label"] for entry in LM["regimes"]]
 LM_DIR = f"{RES}/lm/{LM['corpus']['name']}"
-LM_CHAINS = expand(f"{LM_DIR}/{{label}}/chain{{chain}}.npz", label=LM_LABELS, chain=range(LM["chains"]))
+LM_CHAIN = f"{LM_DIR}/{{label}}/chain{{chain}}.npz"
+LM_CHAINS = expand(LM_CHAIN, label=[entry["label"] for entry in LM["regimes"]], chain=range(LM["chains"]))
+# Verification (lm.verify, synthetic language only): its regimes' chains and the compared ones.
+LM_VERIFY = LM.get("verify")
+LM_VERIFY_CHAINS = [] if LM_VERIFY is None else (
+    expand(LM_CHAIN, label=[entry["label"] for entry in LM_VERIFY["regimes"]], chain=range(LM_VERIFY["chains"]))
+    + expand(LM_CHAIN, label=LM_VERIFY["compare"], chain=range(LM["chains"])))
+LM_LABELS = [entry["label"] for entry in LM["regimes"] + (LM_VERIFY or {}).get("regimes", [])]
 
 RESULTS.append(f"{LM_DIR}/summary.csv")
 FIGURES.extend([FIG + "/lm_perplexity.pdf", FIG + "/lm_metrics.pdf"])
 PAPER_INPUTS.extend([GEN + "/lm_table.tex", GEN + "/lm_examples.tex",
                      GEN + "/lm_numbers.tex"])
+if LM_VERIFY is not None:
+    RESULTS.append(f"{LM_DIR}/verify_summary.csv")
+    FIGURES.append(FIG + "/lm_verify.pdf")
+    PAPER_INPUTS.append(GEN + "/lm_verify_numbers.tex")
 
 
 def lm_chain_inputs(wildcards):
@@ -151,3 +161,47 @@ rule lm_table:
     shell:
         "{PY} lm table --summary {input.summary} --results {input.results} --generations {params.generations}"
         " --table {output.table} --examples {output.examples} --numbers {output.numbers} > {log} 2>&1"
+
+
+rule lm_verify_summarize:
+    input:
+        LM_VERIFY_CHAINS,
+    output:
+        csv=f"{LM_DIR}/verify_summary.csv",
+        provenance=f"{LM_DIR}/verify_summary.csv.provenance.json",
+    log:
+        LOGS + "/lm/verify_summarize.log",
+    benchmark:
+        BENCH + "/lm_verify_summarize.tsv"
+    threads: 1
+    shell:
+        "{PY} lm summarize --out {output.csv} {input} > {log} 2>&1"
+
+
+rule lm_verify_figure:
+    input:
+        f"{LM_DIR}/verify_summary.csv",
+    output:
+        pdf=report(FIG + "/lm_verify.pdf", caption="../report/lm_verify.rst", category="Language model"),
+        png=FIG + "/lm_verify.png",
+    log:
+        LOGS + "/lm/verify_figure.log",
+    benchmark:
+        BENCH + "/lm_verify_figure.tsv"
+    threads: 1
+    shell:
+        "{PY} lm figure --kind verify --summary {input} --out {output.pdf} > {log} 2>&1"
+
+
+rule lm_verify_numbers:
+    input:
+        f"{LM_DIR}/verify_summary.csv",
+    output:
+        numbers=GEN + "/lm_verify_numbers.tex",
+    log:
+        LOGS + "/lm/verify_numbers.log",
+    benchmark:
+        BENCH + "/lm_verify_numbers.tsv"
+    threads: 1
+    shell:
+        "{PY} lm verify-numbers --summary {input} --out {output.numbers} > {log} 2>&1"

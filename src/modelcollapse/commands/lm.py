@@ -33,11 +33,18 @@ def corpus_config(block):
     return CorpusConfig(**block["corpus"])
 
 
+def regime_entries(block) -> list[dict]:
+    """Every regime entry of the block: lm.regimes, then lm.verify.regimes (when present)."""
+    return list(block["regimes"]) + list(block.get("verify", {}).get("regimes", []))
+
+
 def regime_entry(block, label: str) -> dict:
-    labels = [entry["label"] for entry in block["regimes"]]
+    entries = regime_entries(block)
+    labels = [entry["label"] for entry in entries]
     if label not in labels:
-        raise ValueError(f"--regime {label!r} is not in config lm.regimes (labels: {', '.join(labels)})")
-    return block["regimes"][labels.index(label)]
+        raise ValueError(f"--regime {label!r} is not in config lm.regimes or lm.verify.regimes "
+                         f"(labels: {', '.join(labels)})")
+    return entries[labels.index(label)]
 
 
 def lm_config(block, *, vocab_size: int, epochs: float, decoding: dict | None = None, data_dir=None):
@@ -181,7 +188,8 @@ def chain(args, argv):
             "n_heads": shape["n_heads"], "context": shape["context"], "n_params": shape["n_params"],
             "num_beams": cfg.num_beams, "repetition_penalty": cfg.repetition_penalty,
             "entropy_rate": truth.entropy_rate if truth else np.nan,
-            "truth_unigram_entropy": truth.unigram_entropy if truth else np.nan, "base_test_ppl": base_ppl}
+            "truth_unigram_entropy": truth.unigram_entropy if truth else np.nan, "base_test_ppl": base_ppl,
+            **_verifier_rates(regime, truth, seed=config["seed"], chain=args.chain)}
     assert meta.keys() == RUN_KEYS.keys(), "chain's run settings and RUN_KEYS must name the same keys"
     io.save_npz(args.out, out | texts | meta)
     record(args.out, argv, seed=config["seed"], inputs=inputs,
@@ -205,7 +213,18 @@ RUN_KEYS = {"label": str, "regime": str, "chain": int, "real_fraction": float, "
             "init": str, "decoding": str, "n_blocks": int, "vocab_size": int, "block_size": int, "n_layers": int,
             "d_model": int, "n_heads": int, "context": int, "n_params": int, "num_beams": int,
             "repetition_penalty": float, "entropy_rate": float, "truth_unigram_entropy": float,
-            "base_test_ppl": float, "regime_label": str, "real_source": str, "regime_params": str, "index0": str}
+            "base_test_ppl": float, "verifier_recall": float, "verifier_false_rejection": float, "regime_label": str,
+            "real_source": str, "regime_params": str, "index0": str}
+
+
+def _verifier_rates(regime, truth, *, seed: int, chain: int) -> dict[str, float]:
+    """The realised rates of the chain's transition verifier (`lm.verifier.accuracy`); NaN without one."""
+    from modelcollapse.lm import experiment, verifier
+
+    table = experiment.verifier_table(regime, truth, seed=seed, chain=chain)
+    if table is None:
+        return {"verifier_recall": np.nan, "verifier_false_rejection": np.nan}
+    return verifier.accuracy(table, truth.transition_matrix() > 0)
 
 
 def _decoder(data, config):
@@ -232,10 +251,12 @@ def summarize(args, argv):
 def figure(args, argv):
     from modelcollapse.plots import lm as plot
 
-    inputs = figure_inputs(args, from_summary=args.kind == "metrics", summary_from="lm summarize",
+    inputs = figure_inputs(args, from_summary=args.kind in ("metrics", "verify"), summary_from="lm summarize",
                            results_from="lm chain")
     if args.kind == "metrics":
         written = plot.plot_metrics(read_csv(args.summary), args.out)
+    elif args.kind == "verify":
+        written = plot.plot_verify(read_csv(args.summary), args.out)
     else:
         written = plot.plot_perplexity([_perplexity_arrays(p) for p in inputs], args.generations, args.out)
     record(written, argv, inputs=inputs)
@@ -257,6 +278,14 @@ def table(args, argv):
 
     write_texts(argv, (args.table, args.examples, args.numbers), build, inputs=[args.summary] + args.results,
                 config={"generations": args.generations})
+
+
+def verify_numbers(args, argv):
+    from modelcollapse.paper import macro_lines
+    from modelcollapse.tables import lm as tables
+
+    write_texts(argv, (args.out,), lambda: (macro_lines(tables.verify_numbers(read_csv(args.summary))),),
+                inputs=[args.summary])
 
 
 def _example_arrays(path) -> dict:
@@ -289,8 +318,9 @@ def register(subparsers) -> None:
 
     add_summarize(steps, summarize, "per-generation metrics of several chains; writes CSV")
 
-    p = steps.add_parser("figure", help="perplexity panels (from .npz) or tail/diversity metrics (from the CSV)")
-    p.add_argument("--kind", choices=["perplexity", "metrics"], required=True)
+    p = steps.add_parser("figure", help="perplexity panels (from .npz), tail/diversity metrics or verification "
+                                        "(from the CSV)")
+    p.add_argument("--kind", choices=["perplexity", "metrics", "verify"], required=True)
     p.add_argument("--summary")
     p.add_argument("--results", nargs="+")
     p.add_argument("--generations", type=nonnegative_int, nargs="+", default=[0, 1, 2, 3, 5, 9],
@@ -307,6 +337,12 @@ def register(subparsers) -> None:
     p.add_argument("--examples", required=True)
     p.add_argument("--numbers", required=True)
     p.set_defaults(func=table)
+
+    p = steps.add_parser("verify-numbers", help="the verification paragraph's numbers (from the summary CSV "
+                                                "of the verified and compared chains)")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=verify_numbers)
 
 
 def _opt_standin(model):
@@ -337,20 +373,25 @@ def check_block(block) -> None:
                           f"base model of init {block['init']!r}; give a share, or use init: scratch or arch: opt")
     if corpus_cfg.name == "synthetic":
         library_check("lm.corpus", corpus_cfg.language, fields=corpus_fields)
-    labels = [entry["label"] for entry in block["regimes"]]
+    labels = [entry["label"] for entry in regime_entries(block)]
     fields = key_names("lm", block) | key_names("lm.model", model) | key_names("lm.optimizer", block["optimizer"])
     # arch opt: the checkpoint's config.json is read by the jobs (the folder may be absent now);
     # here a stand-in of the shape the block states, so every other setting is checked the same.
     checkpoint = _opt_standin(model) if model.get("arch") == "opt" else None
-    for i, entry in enumerate(block["regimes"]):
-        key = f"lm.regimes[{i}]"
+    keyed = [(f"lm.regimes[{i}]", e) for i, e in enumerate(block["regimes"])]
+    keyed += [(f"lm.verify.regimes[{i}]", e) for i, e in enumerate(block.get("verify", {}).get("regimes", []))]
+    for i, (key, entry) in enumerate(keyed):
         r = regime_at(entry["regime"], key + ".regime")
-        library_check(key + ".regime", experiment.check_regime, r)
+        library_check(key + ".regime", experiment.check_regime, r, truth_known=corpus_cfg.name == "synthetic")
         if entry["label"] in labels[:i]:
             raise ConfigError(f"config key '{key}.label': {entry['label']!r} is used twice")
         # A real corpus's vocabulary is known only once it is built; no check depends on its size.
         library_check(key, experiment.config_from_block, block, vocab_size=corpus_cfg.vocab_size,
                       epochs=entry["epochs"], decoding=entry.get("decoding"), checkpoint=checkpoint, fields=fields)
+    for label in block.get("verify", {}).get("compare", []):
+        if label not in labels[: len(block["regimes"])]:
+            raise ConfigError(f"config key 'lm.verify.compare': {label!r} is not a label of lm.regimes "
+                              f"({', '.join(labels[: len(block['regimes'])])})")
     for name in ("histogram_generations", "example_generations"):
         if not any(g <= block["generations"] for g in block[name]):
             raise ConfigError(f"config key 'lm.{name}': none of {block[name]} is at most lm.generations = "

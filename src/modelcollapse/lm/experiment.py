@@ -46,7 +46,7 @@ from flax import nnx
 from modelcollapse import checkpoint, knobs
 from modelcollapse.knobs import knob
 from modelcollapse.lm import generate as lm_generate
-from modelcollapse.lm import likelihood, metrics as text_metrics
+from modelcollapse.lm import likelihood, metrics as text_metrics, verifier
 from modelcollapse.lm import model as gpt, opt
 from modelcollapse.lm.model import GPT, GPTConfig
 from modelcollapse.lm.opt import OPT, OPTConfig
@@ -63,6 +63,9 @@ _ARCH = {GPTConfig: (GPT, gpt.init_cache), OPTConfig: (OPT, opt.init_cache)}
 OPT_SHAPE_KEYS = {"n_layers": "num_hidden_layers", "d_model": "hidden_size", "n_heads": "num_attention_heads",
                   "context": "max_position_embeddings", "d_ff": "ffn_dim"}
 _INIT, _TRAIN, _GENERATE, _SUBSET = range(4)
+# The verifier's table is drawn from fold_in(chain key, _VERIFIER): far above any generation's index,
+# which the generations' keys fold in.
+_VERIFIER = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -202,14 +205,16 @@ def _pure_fns(model_config: GPTConfig | OPTConfig):
     return log_probs, decode_fn, functools.partial(init_cache, template)
 
 
-def continue_blocks(model: GPT | OPT, prompts: np.ndarray, cfg: LMConfig, key, *, new_tokens: int) -> np.ndarray:
-    """Each prompt's next `new_tokens` tokens under `model` with the configured decoding: int32 [n, new]."""
+def continue_blocks(model: GPT | OPT, prompts: np.ndarray, cfg: LMConfig, key, *, new_tokens: int,
+                    rejected: np.ndarray | None = None) -> np.ndarray:
+    """Each prompt's next `new_tokens` tokens under `model` with the configured decoding: int32 [n, new];
+    with a verifier's `rejected` table [V, V], its rejected transitions vetoed (`generate.veto_rejected`)."""
     _, decode_fn, make_cache = _pure_fns(cfg.model)
     decoder = lm_generate.Decoder(state=nnx.state(model), decode_fn=decode_fn, init_cache=make_cache)
     return np.asarray(lm_generate.generate(
         decoder, prompts, max_new_tokens=new_tokens, key=key, mode=cfg.decoding, temperature=cfg.temperature,
         top_k=cfg.top_k, top_p=cfg.top_p, num_beams=cfg.num_beams, repetition_penalty=cfg.repetition_penalty,
-        length_penalty=cfg.length_penalty, batch_size=cfg.generate_batch), np.int32)
+        length_penalty=cfg.length_penalty, batch_size=cfg.generate_batch, rejected=rejected), np.int32)
 
 
 class _Placed(NamedTuple):
@@ -258,10 +263,29 @@ def _blocks(data) -> np.ndarray:
     return data.blocks[: data.k] if isinstance(data, _Head) else data
 
 
-def check_regime(regime) -> None:
-    """Reject a regime the language model cannot run, before any work."""
-    regimes.check(regime, PromptAlignedOps.offers, family="the language model", hint={
-        "truth": ": its real share is a subset of the original blocks (real_source: only 'original' is available)"})
+def offers(truth_known: bool) -> frozenset:
+    """What the language model offers regimes: a verifier of transitions only where the truth is known."""
+    return PromptAlignedOps.offers | ({"verified_transitions"} if truth_known else set())
+
+
+def check_regime(regime, *, truth_known: bool) -> None:
+    """Reject a regime the language model cannot run on this corpus, before any work."""
+    regimes.check(regime, offers(truth_known), family="the language model" + ("" if truth_known else " on a real corpus"),
+                  hint={"truth": ": its real share is a subset of the original blocks (real_source: only 'original' "
+                                 "is available)",
+                        "verified_transitions": ": the verifier judges transitions against the synthetic language's "
+                                                "truth (lm.corpus.name: synthetic)"})
+
+
+def verifier_table(regime, truth, *, seed: int, chain: int) -> np.ndarray | None:
+    """The rejected [V, V] table of chain `chain`'s verifier under a `verify_transitions` regime
+    (`lm.verifier.rejection_table` on the truth's allowed transitions); None for other regimes."""
+    if "verified_transitions" not in regimes.needs(regime):
+        return None
+    params = dict(regimes.spec(regime)[1])
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), chain), _VERIFIER)
+    return verifier.rejection_table(truth.transition_matrix() > 0, recall=params["recall"],
+                                    false_rejection=params["false_rejection"], seed=_int_seed(key))
 
 
 def training_blocks(g: int, regime: Regime, original: np.ndarray, continuations: list[np.ndarray], key) -> np.ndarray:
@@ -271,8 +295,10 @@ def training_blocks(g: int, regime: Regime, original: np.ndarray, continuations:
         return original
     k = jax.random.fold_in(key, _SUBSET)
     pool = np.concatenate([original] + continuations[:g]) if regimes.uses_pool(regime) else None
-    inputs = regimes.RegimeInputs(PromptAlignedOps(original), k, k, original, pool, continuations[g - 1],
-                                  len(original), g, None)
+    # Under a verifier, the continuations were written under its veto (run_chain): they are the verified draws.
+    verified = continuations[g - 1] if "verified_transitions" in regimes.needs(regime) else None
+    inputs = regimes.RegimeInputs(PromptAlignedOps(original), k, k, original, pool,
+                                  continuations[g - 1], len(original), g, None, verified)
     return _blocks(regimes.build(regime, inputs))
 
 
@@ -353,7 +379,8 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
     the corpus, the reference arrays and the base model (see `checkpoint.resume`)."""
     if cfg.init != "scratch" and base_state is None:
         raise ValueError(f"init {cfg.init!r} needs the base model's state (see `pretrain`)")
-    check_regime(regime)
+    check_regime(regime, truth_known=ref.truth is not None)
+    rejected = verifier_table(regime, ref.truth, seed=seed, chain=chain)
     original = corpus["train"]
     block = original.shape[1]
     check_context(cfg.model.context, block)
@@ -385,7 +412,7 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
     for g in range(start, cfg.generations + 1):
         if g >= 1 and len(continuations) < g:
             continuations.append(continue_blocks(previous, original, cfg, jax.random.fold_in(keys[g], _GENERATE),
-                                                 new_tokens=block))
+                                                 new_tokens=block, rejected=rejected))
         data = training_blocks(g, regime, original, continuations, keys[g])
         model = build_model(cfg, _int_seed(jax.random.fold_in(keys[g], _INIT)))
         if cfg.init == "previous" and g >= 1:
@@ -405,7 +432,7 @@ def run_chain(cfg: LMConfig, *, seed: int, chain: int, regime: Regime, corpus: d
         metrics |= {"val_loss": np.float64(result.best_val_loss), "best_step": np.int64(result.best_step),
                     "steps": np.int64(result.history[-1].step)}
         example = continue_blocks(model, original[: cfg.examples], cfg, jax.random.fold_in(keys[g], _GENERATE + 10),
-                                  new_tokens=block)
+                                  new_tokens=block, rejected=rejected)
         outputs = {"examples": example}
         if g >= 1:
             outputs["continuations"] = continuations[g - 1]

@@ -101,6 +101,7 @@ class _Settings:
     repetition_penalty: float
     length_penalty: float
     eos_token_id: int | None
+    verified: bool = False  # a verifier's rejected transitions are vetoed (`veto_rejected`)
 
 
 # -- logits processors, each on scores [N, V] (public for tests and reuse)
@@ -125,6 +126,15 @@ def apply_repetition_penalty(scores: jax.Array, history: jax.Array, penalty: flo
 def _present(tokens: jax.Array, vocab: int) -> jax.Array:
     """bool [..., V]: which tokens of the vocabulary occur in tokens int [..., L] (others ignored)."""
     return jnp.any(tokens[..., None] == jnp.arange(vocab, dtype=tokens.dtype), axis=-2)
+
+
+def veto_rejected(logits: jax.Array, last: jax.Array, rejected: jax.Array) -> jax.Array:
+    """A verifier's veto: token j after token i gets logit -inf where rejected[i, j] (bool [V, V]);
+    logits [..., V], last int [...] each row's previous token. Applied before every other processor,
+    so the next token is drawn from the model's law conditioned on the verifier accepting it (what
+    proposing from the model and redrawing every rejected token would give), and beam search ranks
+    the same renormalised log-probabilities."""
+    return jnp.where(rejected[last], -jnp.inf, logits)
 
 
 def _penalize_present(scores: jax.Array, present: jax.Array, penalty: float) -> jax.Array:
@@ -181,7 +191,7 @@ def _decode_last(decoder_fns, state, tokens, cache, position):
     return logits[:, -1].astype(jnp.float32), cache
 
 
-def _chunk_sample_greedy(fns, state, prompts, logits, cache, indices, key, s: _Settings):
+def _chunk_sample_greedy(fns, state, prompts, logits, cache, indices, key, rejected, s: _Settings):
     """Sampling or greedy for prompts [C, P] after their prefill (next-token logits [C, V], cache);
     row keys fold in the prompt indices [C]."""
     c, p = prompts.shape
@@ -194,7 +204,9 @@ def _chunk_sample_greedy(fns, state, prompts, logits, cache, indices, key, s: _S
     present = _present(prompts, vocab) if penalise else jnp.zeros((c, 0), bool)
     row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, indices)
 
-    def choose(logits, tokens, present, finished, score, t):
+    def choose(logits, last, tokens, present, finished, score, t):
+        if s.verified:
+            logits = veto_rejected(logits, last, rejected)
         if penalise:
             logits = _penalize_present(logits, present, s.repetition_penalty)
         if s.mode == "greedy":
@@ -215,18 +227,18 @@ def _chunk_sample_greedy(fns, state, prompts, logits, cache, indices, key, s: _S
             present = present | (token[:, None] == jnp.arange(vocab, dtype=jnp.int32))
         return token, tokens, present, finished, score
 
-    carry = choose(logits, tokens, present, jnp.zeros(c, bool), jnp.zeros(c, jnp.float32), 0)
+    carry = choose(logits, prompts[:, -1], tokens, present, jnp.zeros(c, bool), jnp.zeros(c, jnp.float32), 0)
 
     def step(carry, t):
         token, tokens, present, finished, score, cache = carry
         logits, cache = _decode_last(fns, state, token[:, None], cache, p + t - 1)
-        return (*choose(logits, tokens, present, finished, score, t), cache), None
+        return (*choose(logits, token, tokens, present, finished, score, t), cache), None
 
     (_, tokens, _, _, score, _), _ = jax.lax.scan(step, (*carry, cache), jnp.arange(1, n, dtype=jnp.int32))
     return tokens, score
 
 
-def _chunk_beam(fns, state, prompts, logits, cache, s: _Settings):
+def _chunk_beam(fns, state, prompts, logits, cache, rejected, s: _Settings):
     """Beam search (HF's BeamSearchScorer semantics, module docstring) for prompts [C, P] after their
     prefill (next-token logits [C, V], cache)."""
     c, p = prompts.shape
@@ -245,8 +257,10 @@ def _chunk_beam(fns, state, prompts, logits, cache, s: _Settings):
     # no more, and reordering it with the beams is cheap.
     present = jnp.repeat(_present(prompts, vocab)[:, None], k, axis=1) if penalise else jnp.zeros((c, k, 0), bool)
 
-    def choose(logits, present, beams, t):
+    def choose(logits, last, present, beams, t):
         seq, score, fin_seq, fin_score, done = beams  # [C,K,n], [C,K], [C,K,n], [C,K], [C]
+        if s.verified:
+            logits = veto_rejected(logits, last, rejected)
         logp = jax.nn.log_softmax(logits, axis=-1)
         if penalise:  # on log-probabilities, after log-softmax, as HF's beam search
             logp = _penalize_present(logp, present, s.repetition_penalty)
@@ -280,13 +294,13 @@ def _chunk_beam(fns, state, prompts, logits, cache, s: _Settings):
     empty = jnp.full((c, k, n), _EMPTY, jnp.int32)
     start = jnp.where(jnp.arange(k) == 0, 0.0, _NOT_STARTED) * jnp.ones((c, 1), jnp.float32)
     beams = (empty, start, empty, jnp.full((c, k), -jnp.inf, jnp.float32), jnp.zeros(c, bool))
-    token, parent, present, beams = choose(logits, present, beams, 0)
+    token, parent, present, beams = choose(logits, jnp.repeat(prompts[:, -1:], k, axis=1), present, beams, 0)
     cache = _reorder(cache, (rows * k + parent).reshape(-1))
 
     def step(carry, t):
         token, cache, present, beams = carry
         logits, cache = _decode_last(fns, state, token.reshape(c * k, 1), cache, p + t - 1)
-        token, parent, present, beams = choose(logits.reshape(c, k, vocab), present, beams, t)
+        token, parent, present, beams = choose(logits.reshape(c, k, vocab), token, present, beams, t)
         return (token, _reorder(cache, (rows * k + parent).reshape(-1)), present, beams), None
 
     (_, _, _, beams), _ = jax.lax.scan(step, (token, cache, present, beams), jnp.arange(1, n, dtype=jnp.int32))
@@ -308,7 +322,7 @@ def _best_k(seq, score, new_seq, new_score, k):
     return seq, top
 
 
-def _chunk(state, prompts, indices, key, *, decode_fn, init_cache, settings, group):
+def _chunk(state, prompts, indices, key, rejected, *, decode_fn, init_cache, settings, group):
     """One jitted call: the prefill of prompts [C, P] at once, then decoding in groups of `group`
     prompts, one group after the other (lax.map).
 
@@ -329,12 +343,15 @@ def _chunk(state, prompts, indices, key, *, decode_fn, init_cache, settings, gro
         indices = jnp.concatenate([indices, jnp.repeat(indices[-1:], pad, axis=0)])
     cache = init_cache(m * group, p + settings.max_new_tokens - 1)
     logits, cache = _decode_last(fns, state, prompts, cache, jnp.int32(0))
+    if settings.verified and rejected.shape != (logits.shape[-1],) * 2:
+        raise ValueError(f"rejected must be the model's [V, V] = {(logits.shape[-1],) * 2} verifier table, "
+                         f"got shape {rejected.shape}")
 
     def run(x):
         prompts, indices, logits, cache = x
         if settings.mode == "beam":
-            return _chunk_beam(fns, state, prompts, logits, cache, settings)
-        return _chunk_sample_greedy(fns, state, prompts, logits, cache, indices, key, settings)
+            return _chunk_beam(fns, state, prompts, logits, cache, rejected, settings)
+        return _chunk_sample_greedy(fns, state, prompts, logits, cache, indices, key, rejected, settings)
 
     if m == 1:
         return run((prompts, indices, logits, cache))
@@ -397,7 +414,7 @@ def generate(decoder: Decoder, prompts, *, max_new_tokens: int, key: jax.Array |
              mode: str = "sample", temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, num_beams: int = 5, repetition_penalty: float = 1.0,
              length_penalty: float = 1.0, eos_token_id: int | None = None, batch_size: int | None = None,
-             return_scores: bool = False, progress: bool | None = None):
+             rejected=None, return_scores: bool = False, progress: bool | None = None):
     """Continue each prompt by `max_new_tokens` tokens (module docstring: semantics, keys).
 
     prompts: int [B, P], all of length P >= 1; the cache is made for P + max_new_tokens - 1 positions
@@ -407,7 +424,9 @@ def generate(decoder: Decoder, prompts, *, max_new_tokens: int, key: jax.Array |
     warpers, up to and including EOS); for beam search the returned hypothesis' score
     sum / length**length_penalty (HF's sequences_scores).
     key: required for mode="sample", ignored otherwise. temperature, top_k, top_p: sampling only.
-    num_beams, length_penalty: beam search only. batch_size: prompts per jitted call (None: all at
+    num_beams, length_penalty: beam search only. rejected: None, or a verifier's bool [V, V] table
+    (token j may not follow token i where rejected[i, j]; `veto_rejected`), every row accepting
+    some token; the first new token follows the prompt's last. batch_size: prompts per jitted call (None: all at
     once); the last chunk is padded, so every call has the same shape and compiles once.
     progress: a tqdm bar over chunks; None shows it only when stderr is a terminal.
     """
@@ -430,9 +449,20 @@ def generate(decoder: Decoder, prompts, *, max_new_tokens: int, key: jax.Array |
            prompts.ndim == 2 and prompts.shape[0] >= 1 and prompts.shape[1] >= 1
            and np.issubdtype(prompts.dtype, np.integer), "an integer array [B, P] with B, P >= 1")
     _check("prompts", "an array with negative entries", prompts.min() >= 0, "token ids >= 0")
+    if rejected is not None:
+        rejected = np.asarray(rejected)
+        _check("rejected", f"array of shape {rejected.shape} and dtype {rejected.dtype}",
+               rejected.ndim == 2 and rejected.shape[0] == rejected.shape[1] and rejected.dtype == bool,
+               "a bool array [V, V]")
+        _check("rejected", f"a table rejecting every token after token(s) {np.flatnonzero(rejected.all(1))[:5]}",
+               not rejected.all(1).any(), "a table that accepts some token after every token")
+        _check("prompts", f"token id {prompts.max()}", prompts.max() < len(rejected),
+               f"ids below the verifier table's {len(rejected)} tokens")
     settings = _Settings(mode, int(max_new_tokens), float(temperature), None if top_k is None else int(top_k),
                          None if top_p is None else float(top_p), int(num_beams), float(repetition_penalty),
-                         float(length_penalty), None if eos_token_id is None else int(eos_token_id))
+                         float(length_penalty), None if eos_token_id is None else int(eos_token_id),
+                         rejected is not None)
+    table = jnp.zeros((1, 1), bool) if rejected is None else jnp.asarray(rejected)
     if key is None:
         key = jax.random.key(0)  # unused outside sampling; a fixed value keeps the call signature uniform
 
@@ -452,7 +482,7 @@ def generate(decoder: Decoder, prompts, *, max_new_tokens: int, key: jax.Array |
             current = None
             if i < chunks:
                 rows = slice(i * size, (i + 1) * size)
-                current = _chunk_jit(decoder.state, padded[rows], indices[rows], key, decode_fn=decoder.decode_fn,
+                current = _chunk_jit(decoder.state, padded[rows], indices[rows], key, table, decode_fn=decoder.decode_fn,
                                      init_cache=decoder.init_cache, settings=settings, group=group)
             if pending is not None:
                 tokens.append(np.asarray(pending[0]))

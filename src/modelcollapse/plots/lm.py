@@ -98,3 +98,46 @@ def plot_metrics(rows: list[dict[str, str]], out_pdf: str) -> list:
         fig.suptitle(f"corpus {rows[0]['corpus']}: mean over chains, band = range", fontsize=9)
         fig.tight_layout(rect=(0, 0.06, 1, 1))
         return save(fig, out_pdf)
+
+
+VERIFY_METRICS = (
+    ("test_ppl", "test perplexity\n(original test set)"),
+    ("forbidden_share", "share of the data's transitions\nthat the truth forbids"),
+    ("distinct_2", "distinct-2 of the data"),
+)
+
+
+def verify_legend(row: dict[str, str]) -> str:
+    """'VA: beam, verifier recall 1.00, false rejection 0.00' (realised rates), or 'A: beam, no verifier'."""
+    head = f"{row['label']}: {row['decoding']}"
+    if not np.isfinite(float(row["verifier_recall"])):
+        return head + ", no verifier"
+    return (f"{head}, verifier recall {float(row['verifier_recall']):.2f}, "
+            f"false rejection {float(row['verifier_false_rejection']):.2f}")
+
+
+def plot_verify(rows: list[dict[str, str]], out_pdf: str) -> list:
+    """Verification (issue 21): test perplexity, the data's forbidden-transition share and distinct-2
+    against generation, every regime of the verification summary (verified and unverified) one line,
+    mean over its chains, band = range; beam search solid, sampling dashed."""
+    per_chain = grouped(rows, ("label", "chain"))
+    labels = sorted({k[0] for k in per_chain})
+    palette = dict(zip(labels, colors(len(labels))))
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(1, 3, figsize=(7.4, 2.9))
+        for ax, (name, ylabel) in zip(axes, VERIFY_METRICS):
+            for label in labels:
+                chains = [d for (lab, _), d in per_chain.items() if lab == label]
+                first = next(r for r in rows if r["label"] == label)
+                g, values = chains[0]["generation"], np.stack([d[name] for d in chains])
+                ax.plot(g, values.mean(axis=0), color=palette[label], lw=1.3, marker="o", ms=2.5,
+                        ls="-" if first["decoding"] == "beam" else "--", label=verify_legend(first))
+                ax.fill_between(g, values.min(axis=0), values.max(axis=0), color=palette[label], alpha=0.2, lw=0)
+            ax.set(xlabel="generation", ylabel=ylabel)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[0].axhline(np.exp(float(rows[0]["entropy_rate"])), color="0.4", ls=":", lw=1,
+                        label="truth: exp(entropy rate)")
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, fontsize=7)
+        fig.tight_layout(rect=(0, 0.04 + 0.045 * ((len(names) + 1) // 2), 1, 1))
+        return save(fig, out_pdf)

@@ -164,3 +164,24 @@ def fidelity(rows: list[dict[str, str]], *, replace_label: str, mix_label: str, 
             "A_median_below": float(np.all(median[later] < median[0])),
             "A_q95_above": float(np.all(q95[later] > q95[0])),
             "A_q95_growth": float(q95[g_last] / q95[1]), "G": float(g_last)}
+
+
+def verify_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
+    """The verification paragraph's numbers, per regime label of the verification summary (verified
+    and unverified): test perplexity at generation 0 and the last, their ratio, the last generation's
+    forbidden-transition share and distinct-2 (means over chains), the chains, and the verifier's
+    realised rates (n/a without one)."""
+    out = {}
+    for label in sorted({r["label"] for r in rows}):
+        first = next(r for r in rows if r["label"] == label)
+        key = f"lm.verify.{label}"
+        ppl = _stats(rows, "test_ppl")[label]
+        gmax = max(ppl)
+        out |= {f"{key}.decoding": first["decoding"], f"{key}.Gmax": str(gmax), f"{key}.chains": str(ppl[0][2]),
+                f"{key}.G0.test_ppl": latex_number(ppl[0][0]), f"{key}.Gmax.test_ppl": latex_number(ppl[gmax][0]),
+                f"{key}.ratio": latex_number(ppl[gmax][0] / ppl[0][0])}
+        for name in ("forbidden_share", "distinct_2"):
+            out[f"{key}.Gmax.{name}"] = latex_number(_stats(rows, name)[label][gmax][0])
+        for name in ("verifier_recall", "verifier_false_rejection"):
+            out[f"{key}.{name}"] = latex_number(float(first[name]))
+    return out
