@@ -69,7 +69,8 @@ def test_protocol_prompts_and_selection_use_the_original(corpus, monkeypatch, tm
     real_continue = experiment.continue_blocks
     real_train = experiment.train
 
-    def spy_continue(model, prompts, cfg, key, *, new_tokens):
+    def spy_continue(model, prompts, cfg, key, *, new_tokens, rejected=None):
+        assert rejected is None  # no verifier in this regime
         seen_prompts.append(np.array(prompts))
         out = real_continue(model, prompts, cfg, key, new_tokens=new_tokens)
         assert out.shape == (len(prompts), new_tokens)

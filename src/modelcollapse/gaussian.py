@@ -89,6 +89,8 @@ class GaussianConfig:
             regimes.check(self.regime, StatsOps(points=False).offers, family="sampler 'stats'",
                           hint=" (it draws sums, not points): the regime needs sampler 'points' and a constant "
                                "sample_size")
+        else:
+            regimes.check(self.regime, StatsOps(points=True).offers, family="the Gaussian family")
         if self.dim > 1 and self.regime.name != "replace":
             raise ValueError(f"dim > 1 supports regime 'replace' only, got {self.regime.label!r}")
         check_correlation(self.correlation, self.dim)
