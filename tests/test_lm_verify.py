@@ -127,7 +127,8 @@ def test_check_config_names_the_verify_keys(tmp_path):
 def test_the_numbers_are_the_chains_means():
     def row(label, chain, g, ppl, recall="nan"):
         return {"label": label, "chain": str(chain), "generation": str(g), "test_ppl": str(ppl), "decoding": "beam",
-                "forbidden_share": "0.5", "distinct_2": "0.25", "verifier_recall": recall,
+                "forbidden_share": "0.5", "distinct_2": str(0.25 * (g + 1)), "unigram_entropy": "3",
+                "kl_truth_model": "0.5", "verifier_recall": recall,
                 "verifier_false_rejection": "nan" if recall == "nan" else "0.0"}
     rows = [row("A", 0, 0, 10), row("A", 0, 3, 20), row("A", 1, 0, 12), row("A", 1, 3, 30),
             row("V", 0, 0, 10, "1.0"), row("V", 0, 3, 11, "1.0")]
@@ -136,3 +137,4 @@ def test_the_numbers_are_the_chains_means():
     assert out["lm.verify.A.ratio"] == "2.27" and out["lm.verify.A.chains"] == "2"
     assert out["lm.verify.V.ratio"] == "1.10" and out["lm.verify.V.verifier_recall"] == "1.00"
     assert out["lm.verify.A.verifier_recall"] == r"\text{n/a}" and out["lm.verify.V.Gmax"] == "3"
+    assert out["lm.verify.V.G0.distinct_2"] == "0.250" and out["lm.verify.V.Gmax.distinct_2"] == "1.00"

@@ -168,9 +168,9 @@ def fidelity(rows: list[dict[str, str]], *, replace_label: str, mix_label: str, 
 
 def verify_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
     """The verification paragraph's numbers, per regime label of the verification summary (verified
-    and unverified): test perplexity at generation 0 and the last, their ratio, the last generation's
-    forbidden-transition share and distinct-2 (means over chains), the chains, and the verifier's
-    realised rates (n/a without one)."""
+    and unverified): test perplexity at generation 0 and the last and their ratio, the data's
+    forbidden-transition share, distinct-2, unigram entropy and KL(truth || model) at both (means
+    over chains), the chains, and the verifier's realised rates (n/a without one)."""
     out = {}
     for label in sorted({r["label"] for r in rows}):
         first = next(r for r in rows if r["label"] == label)
@@ -180,8 +180,9 @@ def verify_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
         out |= {f"{key}.decoding": first["decoding"], f"{key}.Gmax": str(gmax), f"{key}.chains": str(ppl[0][2]),
                 f"{key}.G0.test_ppl": latex_number(ppl[0][0]), f"{key}.Gmax.test_ppl": latex_number(ppl[gmax][0]),
                 f"{key}.ratio": latex_number(ppl[gmax][0] / ppl[0][0])}
-        for name in ("forbidden_share", "distinct_2"):
-            out[f"{key}.Gmax.{name}"] = latex_number(_stats(rows, name)[label][gmax][0])
+        for name in ("forbidden_share", "distinct_2", "unigram_entropy", "kl_truth_model"):
+            by_gen = _stats(rows, name)[label]
+            out[f"{key}.G0.{name}"], out[f"{key}.Gmax.{name}"] = latex_number(by_gen[0][0]), latex_number(by_gen[gmax][0])
         for name in ("verifier_recall", "verifier_false_rejection"):
             out[f"{key}.{name}"] = latex_number(float(first[name]))
     return out
