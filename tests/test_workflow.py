@@ -36,7 +36,9 @@ def test_smoke_builds_results_figure_and_table(smoke_run):
         assert (smoke_run / RES / family / "summary.csv").stat().st_size > 0, family
     assert len(list(smoke_run.glob(f"{RES}/regression/*.npz"))) == 4
     assert len(list(smoke_run.glob(f"{RES}/sweeps/*.csv"))) == 3  # one table per sweep
-    for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics",
+    assert (smoke_run / RES / "lm/synthetic/verify_summary.csv").stat().st_size > 0
+    assert len(list(smoke_run.glob(f"{RES}/lm/synthetic/*/chain*.npz"))) == 9  # A, B, C x 2; VA, VC, VC50 x 1
+    for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics", "lm_verify",
                  "regression_regimes", "phase_diagram"):
         assert (smoke_run / FIG / f"{name}.png").stat().st_size > 0, name
     assert list(smoke_run.glob(f"{RES}/timings/*.tsv")), "every compute rule records its wall time"
