@@ -233,7 +233,7 @@ def test_register_regime_checks():
         with pytest.raises(ValueError, match="the pool's points in generation order"):
             regimes.check({"name": "window", "k": 2}, offers, family="this family")
     with pytest.raises(ValueError, match="the pool's points in generation order"):
-        lm_experiment.check_regime(Regime.from_config({"name": "window", "k": 2}))
+        lm_experiment.check_regime(Regime.from_config({"name": "window", "k": 2}), truth_known=True)
 
 
 # -- the schema block, the rules file and the CLI
