@@ -55,6 +55,7 @@ def _config(data_dir, **lm):
     config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     block = config["lm"]
     block["corpus"] |= {"name": "wikitext2", "tokenizer": "opt", "block_size": 8, "pretrain_fraction": 0.0}
+    del block["verify"]  # a real corpus has no truth to verify against
     block["model"] = {"arch": "opt", "pretrained": "opt-tiny", "n_layers": ARCH["num_hidden_layers"],
                       "d_model": ARCH["hidden_size"], "n_heads": ARCH["num_attention_heads"],
                       "context": ARCH["max_position_embeddings"], "dropout": 0.0}
