@@ -62,6 +62,9 @@ def test_without_a_verifier_it_is_the_neutral_theory():
     np.testing.assert_allclose(law["mass"], np.broadcast_to(q, law["mass"].shape), atol=1e-12)  # a martingale
     np.testing.assert_allclose(law["wins_limit"], q, atol=1e-12)  # a neutral symbol wins with probability q_k
     np.testing.assert_allclose(law["fixed"], law["wins"].sum(axis=1), atol=1e-12)
+    # E[p_n(k)^2] = q_k^2 + q_k (1 - q_k) (1 - (1 - 1/M)^n) (the neutral chain's variance, a closed form)
+    n = np.arange(g + 1)[:, None]
+    np.testing.assert_allclose(law["mass_sq"], q**2 + q * (1 - q) * (1 - (1 - 1 / m) ** n), atol=1e-12)
 
 
 def test_two_symbols_with_selection_are_the_binomial_chain():
@@ -138,6 +141,9 @@ def test_summaries_of_the_chains_match_the_exact_law():
         assert np.all(np.abs(sim - exact) <= Z * se + 1e-3), (name, np.max(np.abs(sim - exact) / (se + 1e-12)))
     assert np.all(np.abs(by_sym["wins"] - by_sym["wins_theory"]) <= Z * by_sym["wins_se"] + 2e-3)
     assert by_gen["fixed"][-1] > 0.95 and by_sym["wins"][0] > q[0] + 0.2
+    # the exact law's standard error of a mean of R chains is what the chains' spread estimates
+    np.testing.assert_allclose(by_gen["top_mass_se"][1:6], by_gen["top_mass_theory_se"][1:6], rtol=0.1)
+    np.testing.assert_allclose(by_sym["wins_se"][:2], by_sym["wins_theory_se"][:2], rtol=0.1)
     # the approximation is not the exact law: at this M it overshoots the mode's mass
     assert np.max(np.abs(by_gen["top_mass_deterministic"] - by_gen["top_mass_theory"])) > 0.02
 
@@ -174,10 +180,12 @@ def test_regimes_with_real_data_are_refused():
 def _rows(label, tau, fixed, wins1, wins1_theory):
     gen = [{"regime": label, "tau": repr(tau), "b": "0.0", "num_symbols": "2", "sample_size": "5",
             "generations": "3", "replicates": "100", "generation": str(n), "fixed": repr(f), "fixed_se": "0.01",
-            "fixed_theory": repr(f), "top_mass": "0.5", "top_mass_se": "0.01", "top_mass_theory": "0.5",
-            "top_mass_deterministic": "0.5"} for n, f in enumerate(fixed)]
+            "fixed_theory": repr(f), "fixed_theory_se": "0.01", "top_mass": "0.5", "top_mass_se": "0.01",
+            "top_mass_theory": "0.5", "top_mass_theory_se": "0.01", "top_mass_deterministic": "0.5"}
+           for n, f in enumerate(fixed)]
     sym = [{"regime": label, "tau": repr(tau), "num_symbols": "2", "symbol": str(s), "q": "0.6" if s == 1 else "0.4",
-            "wins": repr(w), "wins_se": "0.05", "wins_theory": repr(t), "wins_limit": repr(t)}
+            "wins": repr(w), "wins_se": "0.03", "wins_theory": repr(t), "wins_theory_se": "0.05",
+            "wins_limit": repr(t)}
            for s, w, t in ((1, wins1, wins1_theory), (2, 1 - wins1, 1 - wins1_theory))]
     return gen, sym
 
@@ -192,8 +200,8 @@ def test_numbers_name_the_roles_and_the_half_collapse_generation():
     assert out["discrete.verify.taus"] == "1, 3"
     assert (out["discrete.verify.strong.half"], out["discrete.verify.neutral.half"],
             out["discrete.verify.weak.half"]) == ("1", "3", ">3")
-    assert out["discrete.verify.strong.wins1"] == r"0.900\pm0.050"
-    assert out["discrete.verify.max_z"] == "2.00"  # (0.9 - 0.8) / 0.05, the only deviation
+    assert out["discrete.verify.strong.wins1"] == r"0.900\pm0.030"
+    assert out["discrete.verify.max_z"] == "2.00"  # (0.9 - 0.8) / 0.05 (the exact law's s.e.), the only deviation
     assert out["discrete.verify.q1"] == "0.600"
 
 

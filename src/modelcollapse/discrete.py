@@ -670,8 +670,10 @@ def summarize_verify(first_zero: np.ndarray, top: np.ndarray, final: np.ndarray,
 
     Returns (by generation, arrays [G+1]; by symbol, arrays [K]). By generation: `fixed`, the share
     of chains with one symbol left; `survivors`, symbols left; `top_mass`, p_n of symbol 0 (the
-    most probable in q); each with `_se` (standard error of the mean over chains) and `_theory` (the
-    exact expectation, theory.selection.chain_law; NaN past its MAX_STATES), and
+    most probable in q); each with `_se` (standard error of the mean over chains), `_theory` (the
+    exact expectation, theory.selection.chain_law; NaN past its MAX_STATES) and `_theory_se` (the
+    standard error of a mean of R chains under the exact law: it does not shrink when a rare outcome
+    happens not to occur among the chains, as `_se` does), and
     `top_mass_deterministic` (APPROXIMATE: the infinite-M recursion). By symbol (rank 1 = the most
     probable): q, the acceptance probability `w` (weights: `acceptance_weights`, integers out of
     2^VERIFY_BITS), `wins` (share of chains fixed on it at G, binomial
@@ -691,20 +693,23 @@ def summarize_verify(first_zero: np.ndarray, top: np.ndarray, final: np.ndarray,
     if selection.num_states(q.size, m) <= selection.MAX_STATES:
         law = selection.chain_law(q, w, sample_size=m, generations=g)
     else:
-        law = {"fixed": np.full(g + 1, np.nan), "survivors": np.full(g + 1, np.nan),
-               "mass": np.full((g + 1, q.size), np.nan), "wins": np.full((g + 1, q.size), np.nan),
-               "wins_limit": np.full(q.size, np.nan)}
+        law = {name: np.full(g + 1, np.nan) for name in ("fixed", "survivors", "survivors_sq")}
+        law |= {name: np.full((g + 1, q.size), np.nan) for name in ("mass", "mass_sq", "wins")}
+        law["wins_limit"] = np.full(q.size, np.nan)
     by_generation = {"generation": np.arange(g + 1)}
     alive0 = np.count_nonzero(q)  # generation 0 is q itself in every chain: its values are exact, s.e. 0
-    for name, values, exact, at0 in (("fixed", survivors == 1, law["fixed"], float(alive0 == 1)),
-                                     ("survivors", survivors, law["survivors"], float(alive0)),
-                                     ("top_mass", top_mass, law["mass"][:, 0], q[0])):
+    for name, values, exact, square, at0 in (
+            ("fixed", survivors == 1, law["fixed"], law["fixed"], float(alive0 == 1)),
+            ("survivors", survivors, law["survivors"], law["survivors_sq"], float(alive0)),
+            ("top_mass", top_mass, law["mass"][:, 0], law["mass_sq"][:, 0], q[0])):
         mean, se = mc.mean_and_se(values)
         by_generation[name], by_generation[f"{name}_se"] = np.r_[at0, mean], np.r_[0.0, se]
         by_generation[f"{name}_theory"] = exact
+        by_generation[f"{name}_theory_se"] = np.sqrt(np.maximum(square - exact**2, 0.0) / r)
     by_generation["top_mass_deterministic"] = selection.deterministic(q, w, generations=g)[:, 0]
     wins = (np.asarray(final) == m).mean(axis=0)
     by_symbol = {"symbol": np.arange(1, q.size + 1), "q": q, "w": w / 2**VERIFY_BITS, "wins": wins,
                  "wins_se": np.sqrt(wins * (1 - wins) / r), "wins_theory": law["wins"][g],
+                 "wins_theory_se": np.sqrt(law["wins"][g] * (1 - law["wins"][g]) / r),
                  "wins_limit": law["wins_limit"]}
     return by_generation, by_symbol

@@ -118,9 +118,9 @@ def chain_law(probs, weights, *, sample_size: int, generations: int) -> dict[str
     """The exact per-generation law of the chain with acceptance weights `weights` [K] (w = 1: neutral).
 
     Returns float64 arrays over n = 0..G (index 0: q itself):
-    fixed [G+1] P(one symbol left), survivors [G+1] E[symbols with p_n(k) > 0], mass [G+1, K]
-    E[p_n(k)], wins [G+1, K] P(p_n(k) = 1); and wins_limit [K], P(the chain ends fixed on k),
-    from the absorbing chain's linear system.
+    fixed [G+1] P(one symbol left), survivors [G+1] E[symbols with p_n(k) > 0] and survivors_sq
+    its second moment, mass [G+1, K] E[p_n(k)] and mass_sq E[p_n(k)^2], wins [G+1, K] P(p_n(k) = 1);
+    and wins_limit [K], P(the chain ends fixed on k), from the absorbing chain's linear system.
     """
     q = check_probs(probs)
     m, g = int(sample_size), int(generations)
@@ -131,16 +131,19 @@ def chain_law(probs, weights, *, sample_size: int, generations: int) -> dict[str
     alive = (states > 0).sum(axis=1)  # [S]
     fixed_on = np.flatnonzero(alive == 1)
     symbol_of = np.argmax(states[fixed_on], axis=1)  # the symbol each absorbing state is fixed on
-    out = {"fixed": np.empty(g + 1), "survivors": np.empty(g + 1), "mass": np.empty((g + 1, q.size)),
-           "wins": np.zeros((g + 1, q.size))}
+    out = {"fixed": np.empty(g + 1), "survivors": np.empty(g + 1), "survivors_sq": np.empty(g + 1),
+           "mass": np.empty((g + 1, q.size)), "mass_sq": np.empty((g + 1, q.size)), "wins": np.zeros((g + 1, q.size))}
     out["fixed"][0] = float(np.count_nonzero(q) == 1)
     out["survivors"][0] = np.count_nonzero(q)
-    out["mass"][0] = q
+    out["survivors_sq"][0] = np.count_nonzero(q) ** 2
+    out["mass"][0], out["mass_sq"][0] = q, q**2
     out["wins"][0] = q == 1
     for n in range(1, g + 1):
         out["fixed"][n] = law[alive == 1].sum()
         out["survivors"][n] = law @ alive
+        out["survivors_sq"][n] = law @ alive**2
         out["mass"][n] = law @ states / m
+        out["mass_sq"][n] = law @ (states / m) ** 2
         out["wins"][n, symbol_of] = law[fixed_on]
         if n < g:
             law = law @ T
