@@ -38,8 +38,11 @@ def test_smoke_builds_results_figure_and_table(smoke_run):
     assert len(list(smoke_run.glob(f"{RES}/sweeps/*.csv"))) == 3  # one table per sweep
     assert (smoke_run / RES / "lm/synthetic/verify_summary.csv").stat().st_size > 0
     assert len(list(smoke_run.glob(f"{RES}/lm/synthetic/*/chain*.npz"))) == 9  # A, B, C x 2; VA, VC, VC50 x 1
+    # discrete: 2 sample sizes, the absorption run and the verification run (all its chains in one file)
+    assert len(list(smoke_run.glob(f"{RES}/discrete/*.npz"))) == 4
+    assert len(list(smoke_run.glob(f"{RES}/discrete/verify*.csv"))) == 2  # by generation, by symbol
     for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics", "lm_verify",
-                 "regression_regimes", "phase_diagram"):
+                 "regression_regimes", "phase_diagram", "discrete_verify"):
         assert (smoke_run / FIG / f"{name}.png").stat().st_size > 0, name
     assert list(smoke_run.glob(f"{RES}/timings/*.tsv")), "every compute rule records its wall time"
 
@@ -205,10 +208,11 @@ def test_each_family_regime_key_reaches_its_jobs(workflow_copy, family, regime):
     (workflow_copy / "config" / "regime.yaml").write_text(yaml.safe_dump(smoke))
     out, _ = _dry_run(workflow_copy, "--configfile", "config/regime.yaml", "-p")
     # the family's main chains (their files sit in results/<run>/<family>/; regime comparisons and
-    # the multivariate chains, in subfolders, have regime keys of their own, and discrete's
-    # absorption run is the replace chain its theory is about)
+    # the multivariate chains, in subfolders, have regime keys of their own, discrete's absorption
+    # run is the replace chain its theory is about, and its verification run sets its own regimes)
     commands = [line for line in out.splitlines() if f"modelcollapse {family} simulate" in line
-                and re.search(rf"--out results/regime/{family}/[^/ ]+\.npz", line) and "--part absorption" not in line]
+                and re.search(rf"--out results/regime/{family}/[^/ ]+\.npz", line)
+                and "--part absorption" not in line and "--part verify" not in line]
     assert commands, out[-3000:]
     shared = {k: v for k, v in smoke.items() if not isinstance(v, dict)
               and (k != "data_dir" or family in ("vae", "lm"))} | {"run": "regime"}

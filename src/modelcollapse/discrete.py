@@ -76,7 +76,8 @@ from modelcollapse.theory import discrete as theory
 __all__ = ["DiscreteConfig", "DiscreteChains", "DiscreteMetrics", "zipf", "rare_mask", "uniform_index",
            "exact_indices", "draw_symbols", "count_symbols", "integer_weights", "simulate", "simulate_metrics",
            "replicate_keys", "check_pool", "check_alphabet",
-           "summarize", "summarize_ranks", "summarize_absorption"]
+           "summarize", "summarize_ranks", "summarize_absorption", "verify_regimes", "acceptance_weights",
+           "check_verify_size", "VerifyChains", "simulate_verify", "summarize_verify"]
 
 WEIGHT_BITS = 30  # q is sampled as integer weights summing to 2^30 (see the module docstring)
 RARE_FRACTION = 0.5  # "rare" symbols: the half of the alphabet with the smallest q
@@ -165,22 +166,42 @@ class DiscreteConfig:
         return zipf(self.num_symbols, self.exponent)
 
 
-# The jobs of the workflow's `discrete` config block: the main chains (one per M) and the absorption run.
-PARTS = ("main", "absorption")
+# The jobs of the workflow's `discrete` config block: the main chains (one per M), the absorption run
+# and the verification run (one job: the neutral chain and one chain family per verifier width).
+PARTS = ("main", "absorption", "verify")
 
 
-def config_from_block(block, *, part: str = "main", sample_size: int | None = None) -> DiscreteConfig:
+def verify_regimes(block) -> dict[str, Regime]:
+    """The chains of the block's `verify` sub-block by label: 'replace' (no verifier, the neutral
+    reference) first, then `verify` with centre b, no real data and each width in `taus`."""
+    sub = block["verify"]
+    out = {"replace": Regime()}
+    for tau in sub["taus"]:
+        regime = Regime.from_config({"name": "verify", "b": float(sub["b"]), "tau": float(tau), "real_fraction": 0.0})
+        out[regime.label] = regime
+    return out
+
+
+def config_from_block(block, *, part: str = "main", sample_size: int | None = None,
+                      label: str | None = None) -> DiscreteConfig:
     """The DiscreteConfig of one job of the workflow's `discrete` config block: `part` 'main' (M =
-    `sample_size`, the block's regime) or 'absorption' (the absorption sub-block, regime replace);
-    ValueError names the bad setting."""
+    `sample_size`, the block's regime), 'absorption' (the absorption sub-block, regime replace) or
+    'verify' (the verify sub-block's chain `label`, a key of `verify_regimes`); ValueError names the
+    bad setting."""
     if part == "main":
         return knobs.from_block(DiscreteConfig, block, sample_size=sample_size,
                                 regime=Regime.from_config(block["regime"]))
-    if part == "absorption":
-        sub = block["absorption"]
+    if part in ("absorption", "verify"):
+        sub = block[part]
+        regime = Regime()
+        if part == "verify":
+            chains = verify_regimes(block)
+            if label not in chains:
+                raise ValueError(f"label {label!r} is not a chain of discrete.verify (labels: {', '.join(chains)})")
+            regime = chains[label]
         return DiscreteConfig(sample_size=sub["sample_size"], generations=sub["generations"],
                               replicates=sub["replicates"], num_symbols=sub["num_symbols"],
-                              exponent=float(block["exponent"]))
+                              exponent=float(block["exponent"]), regime=regime)
     raise ValueError(f"part must be one of {list(PARTS)}, got {part!r}")
 
 
@@ -593,3 +614,102 @@ def summarize_absorption(final: np.ndarray, *, probs, sample_size: int, generati
     return {"symbol": np.arange(1, q.size + 1), "q": q, "wins": wins, "wins_se": np.sqrt(wins * (1 - wins) / r),
             "wins_theory": fixed_theory, "wins_limit": theory.win_probabilities(q),
             "fixed": np.full(q.size, won.any(axis=1).mean()), "fixed_theory": np.full(q.size, fixed_theory.sum())}
+
+
+# -- the verification run (issue 21): the chain under `verify` beside the neutral chain, against the
+# exact law of Wright-Fisher with selection (theory.selection)
+
+
+def acceptance_weights(regime: Regime, num_symbols: int) -> np.ndarray:
+    """The verifier's integer acceptance weights [K] (out of 2^VERIFY_BITS) that `regime` samples
+    with: `verifier_weights` for verify, all 2^VERIFY_BITS (accept everything) for replace."""
+    if regime.name == "replace":
+        return np.full(num_symbols, 2**VERIFY_BITS, np.int32)
+    params = dict(regimes.spec(regime)[1])
+    if regime.name != "verify" or params["real_fraction"] != 0:
+        raise ValueError(f"the verification run takes replace or verify without real data, got {regime.label!r}")
+    return verifier_weights(num_symbols, params["b"], params["tau"])
+
+
+def check_verify_size(num_symbols: int, sample_size: int) -> None:
+    """The verification run reports its exact law, whose dense chain has C(M + K - 1, K - 1) states
+    (theory.selection.MAX_STATES at most); ValueError if K and M give more."""
+    from modelcollapse.theory import selection
+
+    states = selection.num_states(num_symbols, sample_size)
+    if states > selection.MAX_STATES:
+        raise ValueError(f"num_symbols = {num_symbols} with sample_size = {sample_size} gives {states} states of the "
+                         f"exact law (C(M + K - 1, K - 1)), more than its {selection.MAX_STATES}; lower either")
+
+
+class VerifyChains(NamedTuple):
+    first_zero: np.ndarray  # int32 [R, K]: first generation n with p_n(k) = 0; G+1 if never (0 if q_k = 0)
+    top: np.ndarray  # int16 [R, G]: the count of symbol 0 (rank 1, the most probable in q) in generations 1..G
+    final: np.ndarray  # int32 [R, K]: generation G's counts
+
+
+def simulate_verify(seed: int, *, probs, sample_size: int, generations: int, replicates: int,
+                    regime: Regime) -> VerifyChains:
+    """`simulate`'s chains reduced to what the verification run reports (see VerifyChains); for
+    small K and M (the whole trajectory [R, G, K] is formed). regime: replace or verify without
+    real data, where a lost symbol never returns, so first_zero gives every generation's survivors."""
+    acceptance_weights(regime, np.asarray(probs).size)  # refuses other regimes before any work
+    if sample_size >= 2**15:
+        raise ValueError(f"sample_size must be below 2^15 for the verification run (int16 counts), got {sample_size}")
+    counts = simulate(seed, probs=probs, sample_size=sample_size, generations=generations, replicates=replicates,
+                      regime=regime).counts  # [R, G, K]
+    lost = counts == 0
+    first_zero = np.where(lost.any(axis=1), lost.argmax(axis=1) + 1, generations + 1)
+    first_zero = np.where(np.asarray(probs) > 0, first_zero, 0).astype(np.int32)
+    return VerifyChains(first_zero, counts[:, :, 0].astype(np.int16), counts[:, -1].astype(np.int32))
+
+
+def summarize_verify(first_zero: np.ndarray, top: np.ndarray, final: np.ndarray, *, probs, sample_size: int,
+                     weights) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One verification chain family (a VerifyChains' arrays) beside its exact law.
+
+    Returns (by generation, arrays [G+1]; by symbol, arrays [K]). By generation: `fixed`, the share
+    of chains with one symbol left; `survivors`, symbols left; `top_mass`, p_n of symbol 0 (the
+    most probable in q); each with `_se` (standard error of the mean over chains), `_theory` (the
+    exact expectation, theory.selection.chain_law; NaN past its MAX_STATES) and `_theory_se` (the
+    standard error of a mean of R chains under the exact law: it does not shrink when a rare outcome
+    happens not to occur among the chains, as `_se` does), and
+    `top_mass_deterministic` (APPROXIMATE: the infinite-M recursion). By symbol (rank 1 = the most
+    probable): q, the acceptance probability `w` (weights: `acceptance_weights`, integers out of
+    2^VERIFY_BITS), `wins` (share of chains fixed on it at G, binomial
+    `wins_se`), `wins_theory` (exact P(fixed on it by G)) and `wins_limit` (exact, as G grows).
+    """
+    from modelcollapse import metrics as mc
+    from modelcollapse.theory import selection
+
+    q = theory.check_probs(probs)
+    first_zero, top, final = np.asarray(first_zero), np.asarray(top, np.float64), np.asarray(final)
+    r, g = top.shape
+    m = int(sample_size)
+    w = np.asarray(weights, np.float64)
+    n = np.arange(1, g + 1)
+    survivors = (first_zero[:, None, :] > n[None, :, None]).sum(axis=2)  # [R, G]: generations 1..G
+    top_mass = top / m  # [R, G]
+    if selection.num_states(q.size, m) <= selection.MAX_STATES:
+        law = selection.chain_law(q, w, sample_size=m, generations=g)
+    else:
+        law = {name: np.full(g + 1, np.nan) for name in ("fixed", "survivors", "survivors_sq")}
+        law |= {name: np.full((g + 1, q.size), np.nan) for name in ("mass", "mass_sq", "wins")}
+        law["wins_limit"] = np.full(q.size, np.nan)
+    by_generation = {"generation": np.arange(g + 1)}
+    alive0 = np.count_nonzero(q)  # generation 0 is q itself in every chain: its values are exact, s.e. 0
+    for name, values, exact, square, at0 in (
+            ("fixed", survivors == 1, law["fixed"], law["fixed"], float(alive0 == 1)),
+            ("survivors", survivors, law["survivors"], law["survivors_sq"], float(alive0)),
+            ("top_mass", top_mass, law["mass"][:, 0], law["mass_sq"][:, 0], q[0])):
+        mean, se = mc.mean_and_se(values)
+        by_generation[name], by_generation[f"{name}_se"] = np.r_[at0, mean], np.r_[0.0, se]
+        by_generation[f"{name}_theory"] = exact
+        by_generation[f"{name}_theory_se"] = np.sqrt(np.maximum(square - exact**2, 0.0) / r)
+    by_generation["top_mass_deterministic"] = selection.deterministic(q, w, generations=g)[:, 0]
+    wins = (np.asarray(final) == m).mean(axis=0)
+    by_symbol = {"symbol": np.arange(1, q.size + 1), "q": q, "w": w / 2**VERIFY_BITS, "wins": wins,
+                 "wins_se": np.sqrt(wins * (1 - wins) / r), "wins_theory": law["wins"][g],
+                 "wins_theory_se": np.sqrt(law["wins"][g] * (1 - law["wins"][g]) / r),
+                 "wins_limit": law["wins_limit"]}
+    return by_generation, by_symbol

@@ -1,10 +1,12 @@
-# Discrete resampling (Wright-Fisher) chains from a Zipf distribution: simulate each M and one
-# absorption run, summarize against the exact theory, plot, tabulate.
+# Discrete resampling (Wright-Fisher) chains from a Zipf distribution: simulate each M, one
+# absorption run and one verification run (issue 21: Wright-Fisher with selection), summarize
+# against the exact theory, plot, tabulate.
 
-RESULTS.extend([RES + "/discrete/summary.csv", RES + "/discrete/ranks.csv", RES + "/discrete/absorption.csv"])
-FIGURES.append(FIG + "/discrete.pdf")
+RESULTS.extend([RES + "/discrete/summary.csv", RES + "/discrete/ranks.csv", RES + "/discrete/absorption.csv",
+                RES + "/discrete/verify.csv", RES + "/discrete/verify_symbols.csv"])
+FIGURES.extend([FIG + "/discrete.pdf", FIG + "/discrete_verify.pdf"])
 PAPER_INPUTS.extend([GEN + "/discrete_table.tex", GEN + "/discrete_absorption.tex",
-                     GEN + "/discrete_numbers.tex"])
+                     GEN + "/discrete_numbers.tex", GEN + "/discrete_verify_numbers.tex"])
 
 
 def discrete_regime_label():
@@ -124,3 +126,70 @@ rule discrete_table:
         "{PY} discrete table --summary {input.summary} --absorption {input.absorption}"
         " --generations {params.generations} --table {output.table}"
         " --absorption-table {output.absorption} --numbers {output.numbers} > {log} 2>&1"
+
+
+# The verification run: the neutral chain and one chain family per verifier width in one job.
+rule discrete_verify_simulate:
+    output:
+        npz=RES + "/discrete/verify.npz",
+        provenance=RES + "/discrete/verify.npz.provenance.json",
+    log:
+        LOGS + "/discrete/simulate_verify.log",
+    benchmark:
+        BENCH + "/discrete_simulate_verify.tsv"
+    params:
+        config=config_json("discrete"),
+    threads: 1
+    resources:
+        **SIMULATION,
+    shell:
+        "{PY} discrete simulate --config-json {params.config:q} --part verify --out {output.npz} > {log} 2>&1"
+
+
+rule discrete_verify:
+    input:
+        RES + "/discrete/verify.npz",
+    output:
+        csv=RES + "/discrete/verify.csv",
+        symbols=RES + "/discrete/verify_symbols.csv",
+        provenance=RES + "/discrete/verify.csv.provenance.json",
+    log:
+        LOGS + "/discrete/verify.log",
+    benchmark:
+        BENCH + "/discrete_verify.tsv"
+    threads: 1
+    shell:
+        "{PY} discrete verify --out {output.csv} --symbols-out {output.symbols} {input} > {log} 2>&1"
+
+
+rule discrete_verify_figure:
+    input:
+        summary=RES + "/discrete/verify.csv",
+        symbols=RES + "/discrete/verify_symbols.csv",
+    output:
+        pdf=report(FIG + "/discrete_verify.pdf", caption="../report/discrete_verify.rst", category="Discrete"),
+        png=FIG + "/discrete_verify.png",
+    log:
+        LOGS + "/discrete/verify_figure.log",
+    benchmark:
+        BENCH + "/discrete_verify_figure.tsv"
+    threads: 1
+    shell:
+        "{PY} discrete verify-figure --summary {input.summary} --symbols {input.symbols} --out {output.pdf}"
+        " > {log} 2>&1"
+
+
+rule discrete_verify_numbers:
+    input:
+        summary=RES + "/discrete/verify.csv",
+        symbols=RES + "/discrete/verify_symbols.csv",
+    output:
+        GEN + "/discrete_verify_numbers.tex",
+    log:
+        LOGS + "/discrete/verify_numbers.log",
+    benchmark:
+        BENCH + "/discrete_verify_numbers.tsv"
+    threads: 1
+    shell:
+        "{PY} discrete verify-numbers --summary {input.summary} --symbols {input.symbols} --numbers {output}"
+        " > {log} 2>&1"

@@ -26,8 +26,8 @@ from modelcollapse import io
 
 # Argument names (argparse dests) that name files a command writes, and files it reads: a failed
 # command's new outputs are removed (cli.main), and error messages name the inputs.
-OUTPUT_ARGS = ("out", "table", "numbers", "examples", "absorption_table", "ranks_out")
-INPUT_ARGS = ("inputs", "input", "summary", "ranks", "absorption", "results", "corpus", "base", "classifier",
+OUTPUT_ARGS = ("out", "table", "numbers", "examples", "absorption_table", "ranks_out", "symbols_out")
+INPUT_ARGS = ("inputs", "input", "summary", "ranks", "symbols", "absorption", "results", "corpus", "base", "classifier",
               "config", "tex", "tables")
 
 

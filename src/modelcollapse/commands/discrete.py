@@ -1,4 +1,5 @@
-"""`modelcollapse discrete simulate|summarize|absorption|figure|table`: resampling a discrete distribution."""
+"""`modelcollapse discrete simulate|summarize|absorption|figure|table|verify|verify-figure|verify-numbers`:
+resampling a discrete distribution (the verify steps: the verification run of issue 21)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ CONFIG = "modelcollapse.discrete:DiscreteConfig"  # the knobs, and the flags of 
 # Keys every chain summary row starts with, in the sort order of the CSV.
 ROW_KEYS = ("regime", "num_symbols", "exponent", "sample_size", "replicates")
 # The flags that pick one job of the config block, per part of it (the rules' wildcards).
-SELECTORS = {"main": ("--sample-size",), "absorption": ()}
+SELECTORS = {"main": ("--sample-size",), "absorption": (), "verify": ()}
 
 
 def _job(args):
@@ -50,6 +51,8 @@ def memory_needed(cfg) -> float:
 def simulate(args, argv):
     from modelcollapse import discrete, regimes, runtime
 
+    if args.part == "verify":
+        return _simulate_verify(args, argv)
     cfg, seed, platform = _job(args)
     check_output(args.out, ".npz")
     check_memory(memory_needed(cfg), what=f"discrete simulate with --replicates {cfg.replicates}, --generations "
@@ -67,6 +70,44 @@ def simulate(args, argv):
         arrays = {name: arrays[name] for name in ("final", "first_zero")}
     io.save_npz(args.out, arrays | meta)
     record(args.out, argv, seed=seed, config=dataclasses.asdict(cfg) | {"platform": platform})
+
+
+def _simulate_verify(args, argv):
+    """The verify sub-block's one job: the neutral chain and one chain family per verifier width,
+    stacked in one .npz ([S, ...] arrays, S = 1 + len(taus), in `labels` order)."""
+    import numpy as np
+
+    from modelcollapse import discrete, regimes, runtime
+
+    config = block_config(args, "discrete", selectors=SELECTORS["verify"])
+    if config is None:
+        raise ValueError("--part picks a job of the config block: give --config-json or --config")
+    if args.keep != "metrics":
+        raise ValueError("--keep applies to the main and absorption parts, not --part verify")
+    check_output(args.out, ".npz")
+    block = config["discrete"]
+    cfgs = {label: discrete.config_from_block(block, part="verify", label=label)
+            for label in discrete.verify_regimes(block)}
+    first = next(iter(cfgs.values()))
+    r, g, k = first.replicates, first.generations, first.num_symbols
+    check_memory(16.0 * r * g * k + 10.0 * len(cfgs) * r * (g + 2 * k),
+                 what=f"discrete simulate --part verify with replicates {r}, generations {g}, num_symbols {k}",
+                 lower="discrete.verify's replicates, generations or num_symbols")
+    runtime.configure(config["platform"])
+    seed, q = config["seed"], first.probs
+    runs, weights, taus = [], [], []
+    for label, cfg in cfgs.items():
+        runs.append(discrete.simulate_verify(seed, probs=q, sample_size=cfg.sample_size, generations=g,
+                                             replicates=r, regime=cfg.regime))
+        weights.append(discrete.acceptance_weights(cfg.regime, k))
+        taus.append(dict(regimes.spec(cfg.regime)[1]).get("tau", np.inf))
+    arrays = {name: np.stack([getattr(run, name) for run in runs]) for name in discrete.VerifyChains._fields}
+    meta = {"labels": np.array(list(cfgs)), "taus": np.array(taus, np.float64), "b": float(block["verify"]["b"]),
+            "weights": np.stack(weights), "probs": q, "sample_size": first.sample_size, "generations": g,
+            "num_symbols": k, "exponent": float(first.exponent)}
+    io.save_npz(args.out, arrays | meta)
+    record(args.out, argv, seed=seed, config={"verify": block["verify"], "exponent": block["exponent"],
+                                              "platform": config["platform"]})
 
 
 def _regime_of(data):
@@ -158,6 +199,50 @@ def table(args, argv):
                 inputs=[args.summary, args.absorption], config={"generations": args.generations})
 
 
+def verify(args, argv):
+    """The verification run's summaries: per chain family and generation, and per symbol, beside the exact law."""
+    from modelcollapse import discrete
+
+    check_output(args.out, ".csv")
+    check_output(args.symbols_out, ".csv")
+    check_inputs([args.input])
+    data = load_npz(args.input)
+    if "labels" not in data:
+        raise ValueError(f"{args.input} is not a verification run (written by `discrete simulate --part verify`)")
+    m, g = int(data["sample_size"]), int(data["generations"])
+    rows, symbol_rows = [], []
+    for i, label in enumerate(data["labels"]):
+        keys = {"regime": str(label), "tau": float(data["taus"][i]), "b": float(data["b"]),
+                "num_symbols": int(data["num_symbols"]), "exponent": float(data["exponent"]), "sample_size": m,
+                "generations": g, "replicates": int(data["final"].shape[1])}
+        by_generation, by_symbol = discrete.summarize_verify(data["first_zero"][i], data["top"][i], data["final"][i],
+                                                             probs=data["probs"], sample_size=m,
+                                                             weights=data["weights"][i])
+        rows += [keys | {k: _cell(k, v[n]) for k, v in by_generation.items()} for n in range(g + 1)]
+        symbol_rows += [keys | {k: _cell(k, v[j]) for k, v in by_symbol.items()} for j in range(len(by_symbol["q"]))]
+    io.write_csv(args.out, rows)
+    io.write_csv(args.symbols_out, symbol_rows)
+    record([args.out, args.symbols_out], argv, inputs=[args.input])
+
+
+def verify_figure(args, argv):
+    from modelcollapse.plots import discrete_verify as plot
+
+    check_output(args.out, ".pdf")
+    check_inputs([args.summary, args.symbols])
+    written = plot.plot(read_csv(args.summary), read_csv(args.symbols), args.out)
+    record(written, argv, inputs=[args.summary, args.symbols])
+
+
+def verify_numbers(args, argv):
+    from modelcollapse.paper import macro_lines
+    from modelcollapse.tables import discrete as tables
+
+    write_texts(argv, (args.numbers,),
+                lambda: (macro_lines(tables.verify_numbers(read_csv(args.summary), read_csv(args.symbols))),),
+                inputs=[args.summary, args.symbols])
+
+
 def register(subparsers) -> None:
     steps = subparsers.add_parser("discrete", help="resampling a discrete (Zipf) distribution: Wright-Fisher "
                                                    "chains").add_subparsers(dest="step", required=True)
@@ -167,7 +252,8 @@ def register(subparsers) -> None:
                                      "the flags (--seed, --sample-size, --generations, --replicates required).")
     add_config_source(p, required=False)
     p.add_argument("--part", choices=sorted(SELECTORS),
-                   help="with the block: main (selector --sample-size; the default) or absorption")
+                   help="with the block: main (selector --sample-size; the default), absorption, or verify (the "
+                        "verification run: every chain of the verify sub-block in one .npz)")
     p.add_argument("--seed", type=nonnegative_int, action=Knob)
     add_knob_flags(p, "discrete", CONFIG)
     add_regime(p)
@@ -190,6 +276,22 @@ def register(subparsers) -> None:
     p.add_argument("--ranks", required=True, help="the --ranks-out CSV of summarize")
     p.add_argument("--out", required=True, help="PDF path; the PNG is written beside it")
     p.set_defaults(func=figure)
+    p = steps.add_parser("verify", help="the verification run (simulate --part verify) by generation and by "
+                                        "symbol, against the exact law of Wright-Fisher with selection; writes CSVs")
+    p.add_argument("--out", required=True, help="CSV by chain family (label) and generation")
+    p.add_argument("--symbols-out", required=True, help="CSV by chain family and symbol: fixation at the end")
+    p.add_argument("input")
+    p.set_defaults(func=verify)
+    p = steps.add_parser("verify-figure", help="the verification figure from the CSVs of `discrete verify`")
+    p.add_argument("--summary", required=True, help="the --out CSV of `discrete verify`")
+    p.add_argument("--symbols", required=True, help="the --symbols-out CSV of `discrete verify`")
+    p.add_argument("--out", required=True, help="PDF path; the PNG is written beside it")
+    p.set_defaults(func=verify_figure)
+    p = steps.add_parser("verify-numbers", help="the paper's numbers of the verification run")
+    p.add_argument("--summary", required=True, help="the --out CSV of `discrete verify`")
+    p.add_argument("--symbols", required=True, help="the --symbols-out CSV of `discrete verify`")
+    p.add_argument("--numbers", required=True)
+    p.set_defaults(func=verify_numbers)
     p = add_table(steps, table, help="the paper's tables and numbers from the summary CSVs")
     p.add_argument("--absorption", required=True, help="the CSV of `discrete absorption`")
     p.add_argument("--absorption-table", required=True)
@@ -210,3 +312,9 @@ def check_block(d) -> None:
         library_check("discrete", discrete.config_from_block, d, sample_size=m, fields=key_names("discrete", d))
     library_check("discrete.absorption", discrete.config_from_block, d, part="absorption",
                   fields=key_names("discrete.absorption", absorption))
+    verify = d["verify"]
+    for label in discrete.verify_regimes(d):
+        library_check("discrete.verify", discrete.config_from_block, d, part="verify", label=label,
+                      fields=key_names("discrete.verify", verify))
+    library_check("discrete.verify", discrete.check_verify_size, verify["num_symbols"], verify["sample_size"],
+                  fields=key_names("discrete.verify", verify))

@@ -105,3 +105,71 @@ def numbers(rows: list[dict[str, str]], absorbed: list[dict[str, str]]) -> dict[
             "discrete.absorption.q1": latex_number(float(a[0]["q"])),
             "discrete.absorption.wins1": _pm(a[0], "wins")}
     return out
+
+
+# -- the verification run (issue 21)
+
+
+def _first_at_least(generation: np.ndarray, values: np.ndarray, level: float) -> str:
+    """The first generation whose value reaches `level`, as text; '>G' if none does."""
+    hit = np.flatnonzero(values >= level)
+    return str(int(generation[hit[0]])) if hit.size else rf">{int(generation[-1])}"
+
+
+def verify_numbers(rows: list[dict[str, str]], symbol_rows: list[dict[str, str]]) -> dict[str, str]:
+    """Headline numbers of the verification run, keyed by role: `neutral` (no verifier), `strong` and
+    `weak` (the smallest and largest tau). Per role: wins1 (share of chains fixed on the most
+    probable symbol at G, +- s.e.) beside wins1_theory (exact, by G) and wins1_limit (exact, as G
+    grows); half and half_theory (the first generation by which half the chains have collapsed to
+    one symbol, simulated and exact); det_error (largest gap over generations between the
+    infinite-M recursion for E[p_n(1)], an approximation, and its exact value). max_z: the largest
+    |simulation - exact| / s.e. over every chain family and symbol (wins) and over every generation
+    n >= 1 (the collapsed share and E[p_n(1)]), with how many comparisons (`comparisons`); the s.e.
+    is that of a mean of R chains under the exact law (`*_theory_se`), which a rare outcome that
+    no chain happened to reach does not shrink."""
+    families: dict[str, dict] = {}
+    for r in rows:
+        families.setdefault(r["regime"], {"tau": float(r["tau"]), "gen": [], "sym": []})["gen"].append(r)
+    for r in symbol_rows:
+        families[r["regime"]]["sym"].append(r)
+    if "replace" not in families or len(families) < 2:
+        raise ValueError(f"the verification summary needs the neutral chain (replace) and a verifier, got "
+                         f"{sorted(families)}")
+    verified = sorted((f["tau"], label) for label, f in families.items() if label != "replace")
+    roles = {"neutral": "replace", "strong": verified[0][1], "weak": verified[-1][1]}
+    first = rows[0]
+    out = {"discrete.verify.K": first["num_symbols"], "discrete.verify.M": first["sample_size"],
+           "discrete.verify.G": first["generations"], "discrete.verify.replicates": first["replicates"],
+           "discrete.verify.b": f"{float(first['b']):g}",
+           "discrete.verify.taus": ", ".join(f"{tau:g}" for tau, _ in verified),
+           "discrete.verify.tau_strong": f"{verified[0][0]:g}", "discrete.verify.tau_weak": f"{verified[-1][0]:g}"}
+    z, count = [], 0
+    for label, f in families.items():
+        gen = sorted(f["gen"], key=lambda r: int(r["generation"]))
+        for name in ("fixed", "top_mass"):
+            sim, se, exact = (np.array([float(r[name + s]) for r in gen]) for s in ("", "_theory_se", "_theory"))
+            ok = se > 0
+            z.extend(np.abs(sim[ok] - exact[ok]) / se[ok])
+            count += int(ok.sum())
+        for r in f["sym"]:
+            if float(r["wins_theory_se"]) > 0:
+                z.append(abs(float(r["wins"]) - float(r["wins_theory"])) / float(r["wins_theory_se"]))
+                count += 1
+    out["discrete.verify.max_z"] = latex_number(float(max(z)))
+    out["discrete.verify.comparisons"] = str(count)
+    for role, label in roles.items():
+        f = families[label]
+        gen = sorted(f["gen"], key=lambda r: int(r["generation"]))
+        top = min(f["sym"], key=lambda r: int(r["symbol"]))
+        n = np.array([int(r["generation"]) for r in gen])
+        col = {name: np.array([float(r[name]) for r in gen]) for name in
+               ("fixed", "fixed_theory", "top_mass_theory", "top_mass_deterministic")}
+        prefix = f"discrete.verify.{role}"
+        out |= {f"{prefix}.wins1": _pm(top, "wins"), f"{prefix}.wins1_theory": latex_number(float(top["wins_theory"])),
+                f"{prefix}.wins1_limit": latex_number(float(top["wins_limit"])),
+                f"{prefix}.half": _first_at_least(n, col["fixed"], 0.5),
+                f"{prefix}.half_theory": _first_at_least(n, col["fixed_theory"], 0.5),
+                f"{prefix}.det_error": latex_number(float(np.max(np.abs(col["top_mass_deterministic"]
+                                                                         - col["top_mass_theory"]))))}
+    out["discrete.verify.q1"] = latex_number(float(min(symbol_rows, key=lambda r: int(r["symbol"]))["q"]))
+    return out
