@@ -177,13 +177,17 @@ def absorption(args, argv):
     record(args.out, argv, inputs=[args.input])
 
 
+def _figure(plot, first: str, second: str, out: str, argv) -> None:
+    """A figure drawn by `plot(rows, rows, out)` from two CSV files, with its provenance."""
+    check_output(out, ".pdf")
+    check_inputs([first, second])
+    record(plot(read_csv(first), read_csv(second), out), argv, inputs=[first, second])
+
+
 def figure(args, argv):
     from modelcollapse.plots import discrete as plot
 
-    check_output(args.out, ".pdf")
-    check_inputs([args.summary, args.ranks])
-    written = plot.plot(read_csv(args.summary), read_csv(args.ranks), args.out)
-    record(written, argv, inputs=[args.summary, args.ranks])
+    _figure(plot.plot, args.summary, args.ranks, args.out, argv)
 
 
 def table(args, argv):
@@ -228,10 +232,7 @@ def verify(args, argv):
 def verify_figure(args, argv):
     from modelcollapse.plots import discrete_verify as plot
 
-    check_output(args.out, ".pdf")
-    check_inputs([args.summary, args.symbols])
-    written = plot.plot(read_csv(args.summary), read_csv(args.symbols), args.out)
-    record(written, argv, inputs=[args.summary, args.symbols])
+    _figure(plot.plot, args.summary, args.symbols, args.out, argv)
 
 
 def verify_numbers(args, argv):
