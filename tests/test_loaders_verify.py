@@ -109,6 +109,7 @@ def _corpus_cli(tmp_path, data_dir):
     config = yaml.safe_load(open("config/smoke.yaml"))
     config["data_dir"] = str(data_dir)
     config["lm"]["corpus"] = {"name": "brown", "block_size": 16, "tokenizer": "byte"}  # smoke model: context 32
+    del config["lm"]["verify"]  # a real corpus has no truth to verify against
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "corpus.npz"
