@@ -425,12 +425,12 @@ def _verified_set(x: RegimeInputs, real_fraction: float):
     return reduce(x.ops.union, parts)
 
 
-def _verify_needs(*, b: float, tau: float, real_fraction: float):
-    return frozenset({"verified"}) | (frozenset({"original_subset"}) if real_fraction else frozenset())
-
-
-def _verify_transitions_needs(*, recall: float, false_rejection: float, real_fraction: float):
-    return frozenset({"verified_transitions"}) | (frozenset({"original_subset"}) if real_fraction else frozenset())
+def _verified_needs(verified: str):
+    """The needs of a curation regime whose family's verifier is `verified` (a key of NEEDS): the
+    verified draws, and subsets of the original data when a real share is asked for."""
+    def needs(*, real_fraction: float, **verifier):
+        return frozenset({verified}) | (frozenset({"original_subset"}) if real_fraction else frozenset())
+    return needs
 
 
 VERIFY_PARAMETERS = {
@@ -455,8 +455,9 @@ _add("replace", _replace, frozenset())
 _add("accumulate", _accumulate, frozenset({"pool"}))
 _add("accumulate_subsample", _accumulate_subsample, frozenset({"pool", "pool_subset"}))
 _add("mix", _mix, _mix_needs)
-_add("verify", _verify, _verify_needs, VERIFY_PARAMETERS)
-_add("verify_transitions", _verify_transitions, _verify_transitions_needs, VERIFY_TRANSITIONS_PARAMETERS)
+_add("verify", _verify, _verified_needs("verified"), VERIFY_PARAMETERS)
+_add("verify_transitions", _verify_transitions, _verified_needs("verified_transitions"),
+     VERIFY_TRANSITIONS_PARAMETERS)
 
 
 Spec = tuple  # (name, ((parameter, value), ...)) sorted by parameter: hashable, a jit static argument

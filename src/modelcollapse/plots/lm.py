@@ -66,6 +66,16 @@ def plot_perplexity(runs: list[dict[str, np.ndarray]], generations, out_pdf: str
         return save(fig, out_pdf)
 
 
+def _mean_and_range(ax, per_chain, label: str, name: str, color, **line) -> int:
+    """Column `name` of regime `label`'s chains by generation: the mean as a line, the range as a
+    band; returns the number of chains."""
+    chains = [d for (lab, _), d in per_chain.items() if lab == label]
+    g, values = chains[0]["generation"], np.stack([d[name] for d in chains])
+    ax.plot(g, values.mean(axis=0), color=color, lw=1.3, marker="o", ms=2.5, **line)
+    ax.fill_between(g, values.min(axis=0), values.max(axis=0), color=color, alpha=0.2, lw=0)
+    return len(chains)
+
+
 def plot_metrics(rows: list[dict[str, str]], out_pdf: str) -> list:
     """Tail and diversity metrics against generation: mean over chains per regime, band = range."""
     per_chain = grouped(rows, ("label", "chain"))
@@ -77,13 +87,9 @@ def plot_metrics(rows: list[dict[str, str]], out_pdf: str) -> list:
         fig, axes = plt.subplots(2, 3, figsize=(7.4, 4.6))
         for ax, (name, ylabel) in zip(axes.ravel(), shown):
             for label in labels:
-                chains = [d for (lab, _), d in per_chain.items() if lab == label]
-                g = chains[0]["generation"]
-                values = np.stack([d[name] for d in chains])
                 decoding = next(r["decoding"] for r in rows if r["label"] == label)
-                ax.plot(g, values.mean(axis=0), color=palette[label], lw=1.3, marker="o", ms=2.5,
-                        label=f"regime {label}: {decoding} ({len(chains)} chains)")
-                ax.fill_between(g, values.min(axis=0), values.max(axis=0), color=palette[label], alpha=0.2, lw=0)
+                n = _mean_and_range(ax, per_chain, label, name, palette[label])
+                ax.lines[-1].set_label(f"regime {label}: {decoding} ({n} chains)")
             ax.set(xlabel="generation", ylabel=ylabel, yscale="log" if name in LOG_SCALE else "linear")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if truth:
@@ -127,12 +133,10 @@ def plot_verify(rows: list[dict[str, str]], out_pdf: str) -> list:
         fig, axes = plt.subplots(1, 3, figsize=(7.4, 2.9))
         for ax, (name, ylabel) in zip(axes, VERIFY_METRICS):
             for label in labels:
-                chains = [d for (lab, _), d in per_chain.items() if lab == label]
                 first = next(r for r in rows if r["label"] == label)
-                g, values = chains[0]["generation"], np.stack([d[name] for d in chains])
-                ax.plot(g, values.mean(axis=0), color=palette[label], lw=1.3, marker="o", ms=2.5,
-                        ls="-" if first["decoding"] == "beam" else "--", label=verify_legend(first))
-                ax.fill_between(g, values.min(axis=0), values.max(axis=0), color=palette[label], alpha=0.2, lw=0)
+                _mean_and_range(ax, per_chain, label, name, palette[label],
+                                ls="-" if first["decoding"] == "beam" else "--")
+                ax.lines[-1].set_label(verify_legend(first))
             ax.set(xlabel="generation", ylabel=ylabel)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0].axhline(np.exp(float(rows[0]["entropy_rate"])), color="0.4", ls=":", lw=1,
