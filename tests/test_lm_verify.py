@@ -128,11 +128,11 @@ def test_the_numbers_are_the_chains_means():
     def row(label, chain, g, ppl, recall="nan"):
         return {"label": label, "chain": str(chain), "generation": str(g), "test_ppl": str(ppl), "decoding": "beam",
                 "forbidden_share": "0.5", "distinct_2": str(0.25 * (g + 1)), "unigram_entropy": "3",
-                "kl_truth_model": "0.5", "verifier_recall": recall,
+                "kl_truth_model": "0.5", "data_ppl_median": "4", "repetition_penalty": "3.0", "verifier_recall": recall,
                 "verifier_false_rejection": "nan" if recall == "nan" else "0.0"}
     rows = [row("A", 0, 0, 10), row("A", 0, 3, 20), row("A", 1, 0, 12), row("A", 1, 3, 30),
             row("V", 0, 0, 10, "1.0"), row("V", 0, 3, 11, "1.0")]
-    out = tables.verify_numbers(rows)
+    out = tables.comparison_numbers(rows, block="verify")
     assert out["lm.verify.A.G0.test_ppl"] == "11.0" and out["lm.verify.A.Gmax.test_ppl"] == "25.0"
     assert out["lm.verify.A.ratio"] == "2.27" and out["lm.verify.A.chains"] == "2"
     assert out["lm.verify.V.ratio"] == "1.10" and out["lm.verify.V.verifier_recall"] == "1.00"

@@ -4,6 +4,7 @@ The smoke config is the run `smoke`: its outputs live in results/smoke/, figures
 paper/smoke/ and logs/smoke/, apart from every other config's.
 """
 
+import csv
 import re
 import subprocess
 import sys
@@ -37,11 +38,16 @@ def test_smoke_builds_results_figure_and_table(smoke_run):
     assert len(list(smoke_run.glob(f"{RES}/regression/*.npz"))) == 4
     assert len(list(smoke_run.glob(f"{RES}/sweeps/*.csv"))) == 3  # one table per sweep
     assert (smoke_run / RES / "lm/synthetic/verify_summary.csv").stat().st_size > 0
-    assert len(list(smoke_run.glob(f"{RES}/lm/synthetic/*/chain*.npz"))) == 9  # A, B, C x 2; VA, VC, VC50 x 1
+    # A, B, C x 2; VA, VC, VC50 x 1 (lm.verify); P2, P1 x 1 (lm.penalty)
+    assert len(list(smoke_run.glob(f"{RES}/lm/synthetic/*/chain*.npz"))) == 11
+    # lm.penalty's chains decode with their own penalties; the chains compared with them keep lm.decoding's
+    penalties = {r["label"]: float(r["repetition_penalty"]) for r in
+                 csv.DictReader(open(smoke_run / RES / "lm/synthetic/penalty_summary.csv"))}
+    assert penalties == {"A": 1.0, "P1": 1.0, "P2": 2.0}
     # discrete: 2 sample sizes, the absorption run and the verification run (all its chains in one file)
     assert len(list(smoke_run.glob(f"{RES}/discrete/*.npz"))) == 4
     assert len(list(smoke_run.glob(f"{RES}/discrete/verify*.csv"))) == 2  # by generation, by symbol
-    for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics", "lm_verify",
+    for name in ("vae_samples", "vae_latent_density", "vae_metrics", "lm_perplexity", "lm_metrics", "lm_verify", "lm_penalty",
                  "regression_regimes", "phase_diagram", "discrete_verify"):
         assert (smoke_run / FIG / f"{name}.png").stat().st_size > 0, name
     assert list(smoke_run.glob(f"{RES}/timings/*.tsv")), "every compute rule records its wall time"

@@ -7,21 +7,25 @@ LM = config["lm"]
 LM_DIR = f"{RES}/lm/{LM['corpus']['name']}"
 LM_CHAIN = f"{LM_DIR}/{{label}}/chain{{chain}}.npz"
 LM_CHAINS = expand(LM_CHAIN, label=[entry["label"] for entry in LM["regimes"]], chain=range(LM["chains"]))
-# Verification (lm.verify, synthetic language only): its regimes' chains and the compared ones.
-LM_VERIFY = LM.get("verify")
-LM_VERIFY_CHAINS = [] if LM_VERIFY is None else (
-    expand(LM_CHAIN, label=[entry["label"] for entry in LM_VERIFY["regimes"]], chain=range(LM_VERIFY["chains"]))
-    + expand(LM_CHAIN, label=LM_VERIFY["compare"], chain=range(LM["chains"])))
-LM_LABELS = [entry["label"] for entry in LM["regimes"] + (LM_VERIFY or {}).get("regimes", [])]
+# Comparison blocks (lm.verify: verifiers, synthetic language only; lm.penalty: beam search's repetition
+# penalty; the list is modelcollapse.commands.lm.COMPARISONS): each block's own regimes' chains and
+# the main regimes' chains it compares them with, and its summary, figure and numbers.
+LM_COMPARISONS = {name: LM[name] for name in ("verify", "penalty") if name in LM}
+LM_COMPARISON_CHAINS = {
+    name: expand(LM_CHAIN, label=[entry["label"] for entry in block["regimes"]], chain=range(block["chains"]))
+    + expand(LM_CHAIN, label=block["compare"], chain=range(LM["chains"]))
+    for name, block in LM_COMPARISONS.items()
+}
+LM_LABELS = [entry["label"] for block in [LM, *LM_COMPARISONS.values()] for entry in block["regimes"]]
 
 RESULTS.append(f"{LM_DIR}/summary.csv")
 FIGURES.extend([FIG + "/lm_perplexity.pdf", FIG + "/lm_metrics.pdf"])
 PAPER_INPUTS.extend([GEN + "/lm_table.tex", GEN + "/lm_examples.tex",
                      GEN + "/lm_numbers.tex"])
-if LM_VERIFY is not None:
-    RESULTS.append(f"{LM_DIR}/verify_summary.csv")
-    FIGURES.append(FIG + "/lm_verify.pdf")
-    PAPER_INPUTS.append(GEN + "/lm_verify_numbers.tex")
+for name in LM_COMPARISONS:
+    RESULTS.append(f"{LM_DIR}/{name}_summary.csv")
+    FIGURES.append(f"{FIG}/lm_{name}.pdf")
+    PAPER_INPUTS.append(f"{GEN}/lm_{name}_numbers.tex")
 
 
 def lm_chain_inputs(wildcards):
@@ -163,45 +167,51 @@ rule lm_table:
         " --table {output.table} --examples {output.examples} --numbers {output.numbers} > {log} 2>&1"
 
 
-rule lm_verify_summarize:
+rule lm_compare_summarize:
     input:
-        LM_VERIFY_CHAINS,
+        lambda wildcards: LM_COMPARISON_CHAINS[wildcards.block],
     output:
-        csv=f"{LM_DIR}/verify_summary.csv",
-        provenance=f"{LM_DIR}/verify_summary.csv.provenance.json",
+        csv=f"{LM_DIR}/{{block}}_summary.csv",
+        provenance=f"{LM_DIR}/{{block}}_summary.csv.provenance.json",
     log:
-        LOGS + "/lm/verify_summarize.log",
+        LOGS + "/lm/{block}_summarize.log",
     benchmark:
-        BENCH + "/lm_verify_summarize.tsv"
+        BENCH + "/lm_{block}_summarize.tsv"
+    wildcard_constraints:
+        block="|".join(LM_COMPARISONS) or "(?!)",
     threads: 1
     shell:
         "{PY} lm summarize --out {output.csv} {input} > {log} 2>&1"
 
 
-rule lm_verify_figure:
+rule lm_compare_figure:
     input:
-        f"{LM_DIR}/verify_summary.csv",
+        f"{LM_DIR}/{{block}}_summary.csv",
     output:
-        pdf=report(FIG + "/lm_verify.pdf", caption="../report/lm_verify.rst", category="Language model"),
-        png=FIG + "/lm_verify.png",
+        pdf=report(FIG + "/lm_{block}.pdf", caption="../report/lm_compare.rst", category="Language model"),
+        png=FIG + "/lm_{block}.png",
     log:
-        LOGS + "/lm/verify_figure.log",
+        LOGS + "/lm/{block}_figure.log",
     benchmark:
-        BENCH + "/lm_verify_figure.tsv"
+        BENCH + "/lm_{block}_figure.tsv"
+    wildcard_constraints:
+        block="|".join(LM_COMPARISONS) or "(?!)",
     threads: 1
     shell:
-        "{PY} lm figure --kind verify --summary {input} --out {output.pdf} > {log} 2>&1"
+        "{PY} lm figure --kind {wildcards.block} --summary {input} --out {output.pdf} > {log} 2>&1"
 
 
-rule lm_verify_numbers:
+rule lm_compare_numbers:
     input:
-        f"{LM_DIR}/verify_summary.csv",
+        f"{LM_DIR}/{{block}}_summary.csv",
     output:
-        numbers=GEN + "/lm_verify_numbers.tex",
+        numbers=GEN + "/lm_{block}_numbers.tex",
     log:
-        LOGS + "/lm/verify_numbers.log",
+        LOGS + "/lm/{block}_numbers.log",
     benchmark:
-        BENCH + "/lm_verify_numbers.tsv"
+        BENCH + "/lm_{block}_numbers.tsv"
+    wildcard_constraints:
+        block="|".join(LM_COMPARISONS) or "(?!)",
     threads: 1
     shell:
-        "{PY} lm verify-numbers --summary {input} --out {output.numbers} > {log} 2>&1"
+        "{PY} lm compare-numbers --block {wildcards.block} --summary {input} --out {output.numbers} > {log} 2>&1"

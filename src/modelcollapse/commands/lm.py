@@ -33,16 +33,22 @@ def corpus_config(block):
     return CorpusConfig(**block["corpus"])
 
 
+# The comparison blocks of `lm`: each runs its own regimes ({chains, compare, regimes}) beside the main
+# regimes it names in `compare`, with its own summary, figure and numbers. verify: verifiers of the
+# synthetic language's transitions (issue 21); penalty: the repetition penalty of beam search (issue 13).
+COMPARISONS = ("verify", "penalty")
+
+
 def regime_entries(block) -> list[dict]:
-    """Every regime entry of the block: lm.regimes, then lm.verify.regimes (when present)."""
-    return list(block["regimes"]) + list(block.get("verify", {}).get("regimes", []))
+    """Every regime entry of the block: lm.regimes, then each comparison block's regimes (when present)."""
+    return list(block["regimes"]) + [e for name in COMPARISONS for e in block.get(name, {}).get("regimes", [])]
 
 
 def regime_entry(block, label: str) -> dict:
     entries = regime_entries(block)
     labels = [entry["label"] for entry in entries]
     if label not in labels:
-        raise ValueError(f"--regime {label!r} is not in config lm.regimes or lm.verify.regimes "
+        raise ValueError(f"--regime {label!r} is not in config lm.regimes or lm.<{'|'.join(COMPARISONS)}>.regimes "
                          f"(labels: {', '.join(labels)})")
     return entries[labels.index(label)]
 
@@ -251,12 +257,12 @@ def summarize(args, argv):
 def figure(args, argv):
     from modelcollapse.plots import lm as plot
 
-    inputs = figure_inputs(args, from_summary=args.kind in ("metrics", "verify"), summary_from="lm summarize",
+    inputs = figure_inputs(args, from_summary=args.kind != "perplexity", summary_from="lm summarize",
                            results_from="lm chain")
     if args.kind == "metrics":
         written = plot.plot_metrics(read_csv(args.summary), args.out)
-    elif args.kind == "verify":
-        written = plot.plot_verify(read_csv(args.summary), args.out)
+    elif args.kind in COMPARISONS:
+        written = plot.plot_comparison(read_csv(args.summary), args.out, block=args.kind)
     else:
         written = plot.plot_perplexity([_perplexity_arrays(p) for p in inputs], args.generations, args.out)
     record(written, argv, inputs=inputs)
@@ -280,12 +286,13 @@ def table(args, argv):
                 config={"generations": args.generations})
 
 
-def verify_numbers(args, argv):
+def compare_numbers(args, argv):
     from modelcollapse.paper import macro_lines
     from modelcollapse.tables import lm as tables
 
-    write_texts(argv, (args.out,), lambda: (macro_lines(tables.verify_numbers(read_csv(args.summary))),),
-                inputs=[args.summary])
+    write_texts(argv, (args.out,),
+                lambda: (macro_lines(tables.comparison_numbers(read_csv(args.summary), block=args.block)),),
+                inputs=[args.summary], config={"block": args.block})
 
 
 def _example_arrays(path) -> dict:
@@ -318,9 +325,11 @@ def register(subparsers) -> None:
 
     add_summarize(steps, summarize, "per-generation metrics of several chains; writes CSV")
 
-    p = steps.add_parser("figure", help="perplexity panels (from .npz), tail/diversity metrics or verification "
-                                        "(from the CSV)")
-    p.add_argument("--kind", choices=["perplexity", "metrics", "verify"], required=True)
+    p = steps.add_parser("figure", help="perplexity panels (from .npz), tail/diversity metrics or a comparison "
+                                        "block's figure (from the CSV)")
+    p.add_argument("--kind", choices=["perplexity", "metrics", *COMPARISONS], required=True,
+                   help="a comparison block's name draws its summary (lm.verify: verification; lm.penalty: "
+                        "repetition penalties)")
     p.add_argument("--summary")
     p.add_argument("--results", nargs="+")
     p.add_argument("--generations", type=nonnegative_int, nargs="+", default=[0, 1, 2, 3, 5, 9],
@@ -338,11 +347,12 @@ def register(subparsers) -> None:
     p.add_argument("--numbers", required=True)
     p.set_defaults(func=table)
 
-    p = steps.add_parser("verify-numbers", help="the verification paragraph's numbers (from the summary CSV "
-                                                "of the verified and compared chains)")
+    p = steps.add_parser("compare-numbers", help="a comparison block's paragraph numbers (from the summary CSV "
+                                                 "of its chains and the compared ones)")
+    p.add_argument("--block", choices=COMPARISONS, required=True, help="the comparison block (lm.<block>)")
     p.add_argument("--summary", required=True)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=verify_numbers)
+    p.set_defaults(func=compare_numbers)
 
 
 def _opt_standin(model):
@@ -379,7 +389,8 @@ def check_block(block) -> None:
     # here a stand-in of the shape the block states, so every other setting is checked the same.
     checkpoint = _opt_standin(model) if model.get("arch") == "opt" else None
     keyed = [(f"lm.regimes[{i}]", e) for i, e in enumerate(block["regimes"])]
-    keyed += [(f"lm.verify.regimes[{i}]", e) for i, e in enumerate(block.get("verify", {}).get("regimes", []))]
+    keyed += [(f"lm.{name}.regimes[{i}]", e) for name in COMPARISONS
+              for i, e in enumerate(block.get(name, {}).get("regimes", []))]
     for i, (key, entry) in enumerate(keyed):
         r = regime_at(entry["regime"], key + ".regime")
         library_check(key + ".regime", experiment.check_regime, r, truth_known=corpus_cfg.name == "synthetic")
@@ -388,10 +399,11 @@ def check_block(block) -> None:
         # A real corpus's vocabulary is known only once it is built; no check depends on its size.
         library_check(key, experiment.config_from_block, block, vocab_size=corpus_cfg.vocab_size,
                       epochs=entry["epochs"], decoding=entry.get("decoding"), checkpoint=checkpoint, fields=fields)
-    for label in block.get("verify", {}).get("compare", []):
-        if label not in labels[: len(block["regimes"])]:
-            raise ConfigError(f"config key 'lm.verify.compare': {label!r} is not a label of lm.regimes "
-                              f"({', '.join(labels[: len(block['regimes'])])})")
+    for name in COMPARISONS:
+        for label in block.get(name, {}).get("compare", []):
+            if label not in labels[: len(block["regimes"])]:
+                raise ConfigError(f"config key 'lm.{name}.compare': {label!r} is not a label of lm.regimes "
+                                  f"({', '.join(labels[: len(block['regimes'])])})")
     for name in ("histogram_generations", "example_generations"):
         if not any(g <= block["generations"] for g in block[name]):
             raise ConfigError(f"config key 'lm.{name}': none of {block[name]} is at most lm.generations = "

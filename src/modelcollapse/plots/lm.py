@@ -106,41 +106,51 @@ def plot_metrics(rows: list[dict[str, str]], out_pdf: str) -> list:
         return save(fig, out_pdf)
 
 
-VERIFY_METRICS = (
-    ("test_ppl", "test perplexity\n(original test set)"),
-    ("forbidden_share", "share of the data's transitions\nthat the truth forbids"),
-    ("distinct_2", "distinct-2 of the data"),
-)
+# The panels of each comparison block's figure (lm.<block>; see commands.lm.COMPARISONS).
+COMPARISON_METRICS = {
+    "verify": (("test_ppl", "test perplexity\n(original test set)"),
+               ("forbidden_share", "share of the data's transitions\nthat the truth forbids"),
+               ("distinct_2", "distinct-2 of the data")),
+    "penalty": (("test_ppl", "test perplexity\n(original test set)"),
+                ("data_ppl_median", "median perplexity of the data\nunder the generation-0 model"),
+                ("distinct_2", "distinct-2 of the data")),
+}
 
 
-def verify_legend(row: dict[str, str]) -> str:
-    """'VA: beam, verifier recall 1.00, false rejection 0.00' (realised rates), or 'A: beam, no verifier'."""
+def comparison_legend(row: dict[str, str], block: str) -> str:
+    """verify: 'VA: beam, verifier recall 1.00, false rejection 0.00' (realised rates), or 'A: beam,
+    no verifier'; penalty: 'P1: beam, repetition penalty 1'."""
     head = f"{row['label']}: {row['decoding']}"
+    if block == "penalty":
+        return f"{head}, repetition penalty {float(row['repetition_penalty']):g}"
     if not np.isfinite(float(row["verifier_recall"])):
         return head + ", no verifier"
     return (f"{head}, verifier recall {float(row['verifier_recall']):.2f}, "
             f"false rejection {float(row['verifier_false_rejection']):.2f}")
 
 
-def plot_verify(rows: list[dict[str, str]], out_pdf: str) -> list:
-    """Verification (issue 21): test perplexity, the data's forbidden-transition share and distinct-2
-    against generation, every regime of the verification summary (verified and unverified) one line,
-    mean over its chains, band = range; beam search solid, sampling dashed."""
+def plot_comparison(rows: list[dict[str, str]], out_pdf: str, *, block: str) -> list:
+    """A comparison block's figure (verify: issue 21; penalty: issue 13): its COMPARISON_METRICS
+    against generation, every regime of its summary (its own and the compared ones) one line, mean
+    over its chains, band = range; beam search solid, sampling dashed."""
+    if block not in COMPARISON_METRICS:
+        raise ValueError(f"block must be one of {list(COMPARISON_METRICS)}, got {block!r}")
     per_chain = grouped(rows, ("label", "chain"))
     labels = sorted({k[0] for k in per_chain})
     palette = dict(zip(labels, colors(len(labels))))
     with plt.rc_context(RC):
         fig, axes = plt.subplots(1, 3, figsize=(7.4, 2.9))
-        for ax, (name, ylabel) in zip(axes, VERIFY_METRICS):
+        for ax, (name, ylabel) in zip(axes, COMPARISON_METRICS[block]):
             for label in labels:
                 first = next(r for r in rows if r["label"] == label)
                 _mean_and_range(ax, per_chain, label, name, palette[label],
                                 ls="-" if first["decoding"] == "beam" else "--")
-                ax.lines[-1].set_label(verify_legend(first))
+                ax.lines[-1].set_label(comparison_legend(first, block))
             ax.set(xlabel="generation", ylabel=ylabel)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes[0].axhline(np.exp(float(rows[0]["entropy_rate"])), color="0.4", ls=":", lw=1,
-                        label="truth: exp(entropy rate)")
+        if np.isfinite(float(rows[0]["entropy_rate"])):  # a real corpus has no known truth
+            axes[0].axhline(np.exp(float(rows[0]["entropy_rate"])), color="0.4", ls=":", lw=1,
+                            label="truth: exp(entropy rate)")
         handles, names = axes[0].get_legend_handles_labels()
         fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, fontsize=7)
         fig.tight_layout(rect=(0, 0.04 + 0.045 * ((len(names) + 1) // 2), 1, 1))

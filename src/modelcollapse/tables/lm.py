@@ -166,23 +166,25 @@ def fidelity(rows: list[dict[str, str]], *, replace_label: str, mix_label: str, 
             "A_q95_growth": float(q95[g_last] / q95[1]), "G": float(g_last)}
 
 
-def verify_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
-    """The verification paragraph's numbers, per regime label of the verification summary (verified
-    and unverified): test perplexity at generation 0 and the last and their ratio, the data's
-    forbidden-transition share, distinct-2, unigram entropy and KL(truth || model) at both (means
-    over chains), the chains, and the verifier's realised rates (n/a without one)."""
+def comparison_numbers(rows: list[dict[str, str]], *, block: str) -> dict[str, str]:
+    """A comparison block's paragraph numbers (lm.<block>.<label>.*), per regime label of its summary
+    (its own regimes and the compared ones): test perplexity at generation 0 and the last and their
+    ratio; the data's median perplexity under the generation-0 model, forbidden-transition share,
+    distinct-2, unigram entropy and KL(truth || model) at both (means over chains; n/a where a
+    corpus has no truth); the chains, the repetition penalty and the verifier's realised rates (n/a
+    without one)."""
     out = {}
     for label in sorted({r["label"] for r in rows}):
         first = next(r for r in rows if r["label"] == label)
-        key = f"lm.verify.{label}"
+        key = f"lm.{block}.{label}"
         ppl = _stats(rows, "test_ppl")[label]
         gmax = max(ppl)
         out |= {f"{key}.decoding": first["decoding"], f"{key}.Gmax": str(gmax), f"{key}.chains": str(ppl[0][2]),
                 f"{key}.G0.test_ppl": latex_number(ppl[0][0]), f"{key}.Gmax.test_ppl": latex_number(ppl[gmax][0]),
                 f"{key}.ratio": latex_number(ppl[gmax][0] / ppl[0][0])}
-        for name in ("forbidden_share", "distinct_2", "unigram_entropy", "kl_truth_model"):
+        for name in ("data_ppl_median", "forbidden_share", "distinct_2", "unigram_entropy", "kl_truth_model"):
             by_gen = _stats(rows, name)[label]
             out[f"{key}.G0.{name}"], out[f"{key}.Gmax.{name}"] = latex_number(by_gen[0][0]), latex_number(by_gen[gmax][0])
-        for name in ("verifier_recall", "verifier_false_rejection"):
+        for name in ("repetition_penalty", "verifier_recall", "verifier_false_rejection"):
             out[f"{key}.{name}"] = latex_number(float(first[name]))
     return out
