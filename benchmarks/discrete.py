@@ -6,7 +6,8 @@
 Times the same work (R chains x G generations of Multinomial(M, p) over K Zipf symbols, with the
 surviving-symbol count and homozygosity of every generation) as (1) the library's jitted, vmapped
 `simulate_metrics` and (2) a NumPy loop over generations, each generation one vectorised
-`rng.multinomial` over all chains (conditional binomials, BTPE). Then, unless --no-samplers, the
+`rng.multinomial` over all chains (conditional binomials, BTPE); then the exact theory that the default
+run's `discrete_summarize` job computes (issue 17: that job within 5 s). Then, unless --no-samplers, the
 per-draw cost of the exact multinomial samplers considered for the library, inside the same
 jit(vmap(scan)) from counts to counts, to show why it draws uniform indices into the training
 multiset (the library's replace chains also skip the owner table: their state is the M symbols).
@@ -103,6 +104,23 @@ def sampler_chains(draw, q, m, g):
     return jax.jit(jax.vmap(chain))
 
 
+def summarize_row(q, sample_sizes, repeats, generations=1000, table_generations=(1, 10, 100, 1000)):
+    """Issue 17's `discrete_summarize` row: the exact replace-regime theory that job computes for the
+    default run (K = 1000, G = 1000, one survival recursion and one rank table per M); goal: the job
+    within 5 s (it also starts Python, imports JAX and reads the chains' files)."""
+    from modelcollapse.theory import discrete as theory
+
+    def run():
+        for m in sample_sizes:
+            theory.survival_theory(q, sample_size=m, generations=generations)
+            theory.survival_theory(q, sample_size=m, generations=max(table_generations), at=table_generations)
+    run()
+    t = best_of(run, repeats)
+    print(f"\ndiscrete_summarize's exact theory (K={q.size}, G={generations}, M = "
+          f"{', '.join(map(str, sample_sizes))}): {t:.2f} s (goal: the whole job <= 5 s; the default run's "
+          f"timings/discrete_summarize.tsv has the job's time)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag, default in (("replicates", 200), ("generations", 100), ("num-symbols", 1000), ("repeats", 3)):
@@ -126,6 +144,7 @@ def main() -> None:
         t_jax = best_of(run, n)
         t_np = best_of(lambda: numpy_chains(q, m, r, g), n)
         print(f"{m:>7}{t_jax:>17.3f}{t_np:>16.3f}{t_np / t_jax:>13.2f}{t_jax / r / g * 1e6:>18.1f}")
+    summarize_row(q, a.sample_sizes, n)
     if a.no_samplers:
         return
 

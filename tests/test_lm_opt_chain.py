@@ -131,8 +131,10 @@ def test_dry_run_of_paper_yaml_plans_the_opt_chains_without_the_folder(workflow_
     out, files = _dry_run(workflow_copy, "--configfile", "config/paper.yaml")
     chains = sorted(f for f in files if f.startswith("results/paper/lm/wikitext2/") and f.endswith(".npz"))
     assert chains == sorted(["results/paper/lm/wikitext2/corpus.npz"] + [
-        f"results/paper/lm/wikitext2/{label}/chain{c}.npz" for label in "AB" for c in range(5)])
+        f"results/paper/lm/wikitext2/{label}/chain{c}.npz" for label in "AB" for c in range(5)] + [
+        f"results/paper/lm/wikitext2/{label}/chain0.npz" for label in ("P1", "P2")])  # lm.penalty, 1 chain each
     assert "results/paper/lm/wikitext2/summary.csv" in files
+    assert "results/paper/lm/wikitext2/penalty_summary.csv" in files
     assert "lm_pretrain" not in out and "base.npz" not in out
     out, files = _dry_run(workflow_copy, "--configfile", "config/brown.yaml")
     assert "results/brown/lm/brown/base.npz" in files  # the GPT setting still pretrains its base
