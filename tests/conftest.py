@@ -88,6 +88,16 @@ def set_key(config: dict, dotted: str, value) -> dict:
     return config
 
 
+def smoke_config_refuses(edit, match: str) -> None:
+    """check_config refuses config/smoke.yaml after `edit(config)`, with a ConfigError matching `match`."""
+    from modelcollapse.config import ConfigError, check_config, read_yaml
+
+    config = read_yaml(ROOT / "config" / "smoke.yaml")
+    edit(config)
+    with pytest.raises(ConfigError, match=match):
+        check_config(config)
+
+
 LM_BLOCK = 8  # tokens per block of the tiny synthetic corpus below
 
 

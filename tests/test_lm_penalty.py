@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from modelcollapse.config import ConfigError, check_config, read_yaml
+from conftest import smoke_config_refuses
 from modelcollapse.tables import lm as tables
 
 COLUMNS = ("label", "chain", "generation", "decoding", "repetition_penalty", "entropy_rate", "verifier_recall",
@@ -39,23 +39,16 @@ def test_the_numbers_are_per_label_under_the_block():
     assert not [key for key in out if not key.startswith("lm.penalty.")]
 
 
-def test_check_config_names_the_penalty_keys():
-    cfg = read_yaml("config/smoke.yaml")
-    cfg["lm"]["penalty"]["compare"] = ["Z"]
-    with pytest.raises(ConfigError, match=r"lm\.penalty\.compare.*'Z'"):
-        check_config(cfg)
-    cfg = read_yaml("config/smoke.yaml")
-    cfg["lm"]["penalty"]["regimes"][1]["label"] = "VC"  # a label of lm.verify's regimes
-    with pytest.raises(ConfigError, match=r"lm\.penalty\.regimes\[1\]\.label.*used twice"):
-        check_config(cfg)
-    cfg = read_yaml("config/smoke.yaml")
-    cfg["lm"]["penalty"]["regimes"][0]["decoding"]["repetition_penalty"] = 0.0
-    with pytest.raises(ConfigError, match=r"lm\.penalty\.regimes\[0\]"):
-        check_config(cfg)
-    cfg = read_yaml("config/smoke.yaml")
-    cfg["lm"]["penalty"]["chains"] = 0
-    with pytest.raises(ConfigError, match=r"lm\.penalty\.chains"):
-        check_config(cfg)
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["lm"]["penalty"].update(compare=["Z"]), r"lm\.penalty\.compare.*'Z'"),
+    # a label of lm.verify's regimes
+    (lambda c: c["lm"]["penalty"]["regimes"][1].update(label="VC"), r"lm\.penalty\.regimes\[1\]\.label.*used twice"),
+    (lambda c: c["lm"]["penalty"]["regimes"][0]["decoding"].update(repetition_penalty=0.0),
+     r"lm\.penalty\.regimes\[0\]"),
+    (lambda c: c["lm"]["penalty"].update(chains=0), r"lm\.penalty\.chains"),
+])
+def test_check_config_names_the_penalty_keys(edit, match):
+    smoke_config_refuses(edit, match)
 
 
 def _cli(*args):

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import LM_BLOCK
+from conftest import LM_BLOCK, smoke_config_refuses
 from modelcollapse import regimes
 from modelcollapse.lm import experiment, metrics, verifier
 from modelcollapse.lm.model import GPTConfig
@@ -104,24 +104,14 @@ def test_a_real_corpus_or_another_family_refuses_it_before_any_work():
     assert "verified_transitions" in regimes.needs(verify_regime())
 
 
-def test_check_config_names_the_verify_keys(tmp_path):
-    from modelcollapse.config import ConfigError, check_config, read_yaml
-    cfg = read_yaml("config/smoke.yaml")
-    cfg["lm"]["verify"]["compare"] = ["Z"]
-    with pytest.raises(ConfigError, match=r"lm\.verify\.compare.*'Z'"):
-        check_config(cfg)
-    cfg = read_yaml("config/smoke.yaml")
-    cfg["lm"]["verify"]["regimes"][0]["label"] = "A"
-    with pytest.raises(ConfigError, match=r"lm\.verify\.regimes\[0\]\.label.*used twice"):
-        check_config(cfg)
-    cfg = read_yaml("config/smoke.yaml")
-    cfg["lm"]["corpus"]["name"] = "brown"
-    with pytest.raises(ConfigError, match=r"lm\.verify\.regimes\[0\]\.regime"):
-        check_config(cfg)
-    cfg = read_yaml("config/smoke.yaml")
-    cfg["lm"]["verify"]["regimes"][0]["regime"]["recall"] = 2
-    with pytest.raises(ConfigError, match=r"recall"):
-        check_config(cfg)
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["lm"]["verify"].update(compare=["Z"]), r"lm\.verify\.compare.*'Z'"),
+    (lambda c: c["lm"]["verify"]["regimes"][0].update(label="A"), r"lm\.verify\.regimes\[0\]\.label.*used twice"),
+    (lambda c: c["lm"]["corpus"].update(name="brown"), r"lm\.verify\.regimes\[0\]\.regime"),
+    (lambda c: c["lm"]["verify"]["regimes"][0]["regime"].update(recall=2), r"recall"),
+])
+def test_check_config_names_the_verify_keys(edit, match):
+    smoke_config_refuses(edit, match)
 
 
 def test_the_numbers_are_the_chains_means():
