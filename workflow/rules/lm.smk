@@ -8,9 +8,11 @@ LM_DIR = f"{RES}/lm/{LM['corpus']['name']}"
 LM_CHAIN = f"{LM_DIR}/{{label}}/chain{{chain}}.npz"
 LM_CHAINS = expand(LM_CHAIN, label=[entry["label"] for entry in LM["regimes"]], chain=range(LM["chains"]))
 # Comparison blocks (lm.verify: verifiers, synthetic language only; lm.penalty: beam search's repetition
-# penalty; the list is modelcollapse.commands.lm.COMPARISONS): each block's own regimes' chains and
-# the main regimes' chains it compares them with, and its summary, figure and numbers.
-LM_COMPARISONS = {name: LM[name] for name in ("verify", "penalty") if name in LM}
+# penalty): each block's own regimes' chains and the main regimes' chains it compares them with, and
+# its summary, figure and numbers.
+from modelcollapse.commands.lm import COMPARISONS
+
+LM_COMPARISONS = {name: LM[name] for name in COMPARISONS if name in LM}
 LM_COMPARISON_CHAINS = {
     name: expand(LM_CHAIN, label=[entry["label"] for entry in block["regimes"]], chain=range(block["chains"]))
     + expand(LM_CHAIN, label=block["compare"], chain=range(LM["chains"]))
