@@ -119,9 +119,9 @@ COMPARISON_METRICS = {
 
 def comparison_legend(row: dict[str, str], block: str) -> str:
     """verify: 'VA: beam, verifier recall 1.00, false rejection 0.00' (realised rates), or 'A: beam,
-    no verifier'; penalty: 'P1: beam, repetition penalty 1'."""
+    no verifier'; any other block: 'P1: beam, repetition penalty 1'."""
     head = f"{row['label']}: {row['decoding']}"
-    if block == "penalty":
+    if block != "verify":
         return f"{head}, repetition penalty {float(row['repetition_penalty']):g}"
     if not np.isfinite(float(row["verifier_recall"])):
         return head + ", no verifier"
