@@ -104,21 +104,28 @@ def sampler_chains(draw, q, m, g):
     return jax.jit(jax.vmap(chain))
 
 
-def summarize_row(q, sample_sizes, repeats, generations=1000, table_generations=(1, 10, 100, 1000)):
+def summarize_row(repeats: int) -> None:
     """Issue 17's `discrete_summarize` row: the exact replace-regime theory that job computes for the
-    default run (K = 1000, G = 1000, one survival recursion and one rank table per M); goal: the job
-    within 5 s (it also starts Python, imports JAX and reads the chains' files)."""
+    default run (config/config.yaml's discrete block: one survival recursion over its generations and
+    one at its table generations, per M); goal: the job within 5 s (it also starts Python, imports
+    JAX and reads the chains' files)."""
+    from pathlib import Path
+
+    from modelcollapse.config import read_yaml
     from modelcollapse.theory import discrete as theory
 
+    block = read_yaml(Path(__file__).resolve().parents[1] / "config" / "config.yaml")["discrete"]
+    q, at = discrete.zipf(block["num_symbols"], block["exponent"]), block["table_generations"]
+
     def run():
-        for m in sample_sizes:
-            theory.survival_theory(q, sample_size=m, generations=generations)
-            theory.survival_theory(q, sample_size=m, generations=max(table_generations), at=table_generations)
+        for m in block["sample_sizes"]:
+            theory.survival_theory(q, sample_size=m, generations=block["generations"])
+            theory.survival_theory(q, sample_size=m, generations=max(at), at=at)
     run()
     t = best_of(run, repeats)
-    print(f"\ndiscrete_summarize's exact theory (K={q.size}, G={generations}, M = "
-          f"{', '.join(map(str, sample_sizes))}): {t:.2f} s (goal: the whole job <= 5 s; the default run's "
-          f"timings/discrete_summarize.tsv has the job's time)")
+    print(f"\ndiscrete_summarize's exact theory (the default run: K={q.size}, G={block['generations']}, M = "
+          f"{', '.join(map(str, block['sample_sizes']))}): {t:.2f} s (goal: the whole job <= 5 s; the default "
+          f"run's timings/discrete_summarize.tsv has the job's time)")
 
 
 def main() -> None:
@@ -144,7 +151,7 @@ def main() -> None:
         t_jax = best_of(run, n)
         t_np = best_of(lambda: numpy_chains(q, m, r, g), n)
         print(f"{m:>7}{t_jax:>17.3f}{t_np:>16.3f}{t_np / t_jax:>13.2f}{t_jax / r / g * 1e6:>18.1f}")
-    summarize_row(q, a.sample_sizes, n)
+    summarize_row(n)
     if a.no_samplers:
         return
 

@@ -77,3 +77,11 @@ def test_the_legend_names_each_penalty():
     from modelcollapse.plots.lm import comparison_legend
     assert comparison_legend(ROWS[-1], "penalty") == "P1: beam, repetition penalty 1"
     assert comparison_legend(ROWS[0], "verify") == "A: beam, no verifier"
+
+
+def test_every_comparison_block_has_its_panels():
+    # commands.lm.COMPARISONS names the blocks the rules and checks know; each needs its figure's panels.
+    from modelcollapse.commands.lm import COMPARISONS
+    from modelcollapse.plots.lm import COMPARISON_METRICS, YLABELS
+    assert set(COMPARISON_METRICS) == set(COMPARISONS)
+    assert all(name in YLABELS for names in COMPARISON_METRICS.values() for name in names)

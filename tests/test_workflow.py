@@ -4,7 +4,6 @@ The smoke config is the run `smoke`: its outputs live in results/smoke/, figures
 paper/smoke/ and logs/smoke/, apart from every other config's.
 """
 
-import csv
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import HAVE_LATEX, ROOT, produced, run_smoke as snakemake, set_key, smoke_copy
+from modelcollapse.io import read_csv
 
 pytestmark = pytest.mark.slow
 RES, FIG, GEN = "results/smoke", "figures/smoke", "paper/smoke/generated"
@@ -42,7 +42,7 @@ def test_smoke_builds_results_figure_and_table(smoke_run):
     assert len(list(smoke_run.glob(f"{RES}/lm/synthetic/*/chain*.npz"))) == 11
     # lm.penalty's chains decode with their own penalties; the chains compared with them keep lm.decoding's
     penalties = {r["label"]: float(r["repetition_penalty"]) for r in
-                 csv.DictReader(open(smoke_run / RES / "lm/synthetic/penalty_summary.csv"))}
+                 read_csv(smoke_run / RES / "lm/synthetic/penalty_summary.csv")}
     assert penalties == {"A": 1.0, "P1": 1.0, "P2": 2.0}
     # discrete: 2 sample sizes, the absorption run and the verification run (all its chains in one file)
     assert len(list(smoke_run.glob(f"{RES}/discrete/*.npz"))) == 4

@@ -3,6 +3,8 @@
 # With lm.model.arch: opt the base is the pretrained checkpoint lm.model.pretrained (a folder under
 # data_dir, read by the corpus and chain jobs themselves, so the DAG does not need it): no pretrain job.
 
+from modelcollapse.commands.lm import COMPARISONS, regime_entries
+
 LM = config["lm"]
 LM_DIR = f"{RES}/lm/{LM['corpus']['name']}"
 LM_CHAIN = f"{LM_DIR}/{{label}}/chain{{chain}}.npz"
@@ -10,15 +12,14 @@ LM_CHAINS = expand(LM_CHAIN, label=[entry["label"] for entry in LM["regimes"]], 
 # Comparison blocks (lm.verify: verifiers, synthetic language only; lm.penalty: beam search's repetition
 # penalty): each block's own regimes' chains and the main regimes' chains it compares them with, and
 # its summary, figure and numbers.
-from modelcollapse.commands.lm import COMPARISONS
-
 LM_COMPARISONS = {name: LM[name] for name in COMPARISONS if name in LM}
 LM_COMPARISON_CHAINS = {
     name: expand(LM_CHAIN, label=[entry["label"] for entry in block["regimes"]], chain=range(block["chains"]))
     + expand(LM_CHAIN, label=block["compare"], chain=range(LM["chains"]))
     for name, block in LM_COMPARISONS.items()
 }
-LM_LABELS = [entry["label"] for block in [LM, *LM_COMPARISONS.values()] for entry in block["regimes"]]
+LM_LABELS = [entry["label"] for entry in regime_entries(LM)]
+LM_BLOCK_PATTERN = "|".join(LM_COMPARISONS) or "(?!)"  # {block}: a comparison block present (none: no match)
 
 RESULTS.append(f"{LM_DIR}/summary.csv")
 FIGURES.extend([FIG + "/lm_perplexity.pdf", FIG + "/lm_metrics.pdf"])
@@ -180,7 +181,7 @@ rule lm_compare_summarize:
     benchmark:
         BENCH + "/lm_{block}_summarize.tsv"
     wildcard_constraints:
-        block="|".join(LM_COMPARISONS) or "(?!)",
+        block=LM_BLOCK_PATTERN,
     threads: 1
     shell:
         "{PY} lm summarize --out {output.csv} {input} > {log} 2>&1"
@@ -197,7 +198,7 @@ rule lm_compare_figure:
     benchmark:
         BENCH + "/lm_{block}_figure.tsv"
     wildcard_constraints:
-        block="|".join(LM_COMPARISONS) or "(?!)",
+        block=LM_BLOCK_PATTERN,
     threads: 1
     shell:
         "{PY} lm figure --kind {wildcards.block} --summary {input} --out {output.pdf} > {log} 2>&1"
@@ -213,7 +214,7 @@ rule lm_compare_numbers:
     benchmark:
         BENCH + "/lm_{block}_numbers.tsv"
     wildcard_constraints:
-        block="|".join(LM_COMPARISONS) or "(?!)",
+        block=LM_BLOCK_PATTERN,
     threads: 1
     shell:
         "{PY} lm compare-numbers --block {wildcards.block} --summary {input} --out {output.numbers} > {log} 2>&1"

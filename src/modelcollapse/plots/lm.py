@@ -106,15 +106,11 @@ def plot_metrics(rows: list[dict[str, str]], out_pdf: str) -> list:
         return save(fig, out_pdf)
 
 
-# The panels of each comparison block's figure (lm.<block>; see commands.lm.COMPARISONS).
-COMPARISON_METRICS = {
-    "verify": (("test_ppl", "test perplexity\n(original test set)"),
-               ("forbidden_share", "share of the data's transitions\nthat the truth forbids"),
-               ("distinct_2", "distinct-2 of the data")),
-    "penalty": (("test_ppl", "test perplexity\n(original test set)"),
-                ("data_ppl_median", "median perplexity of the data\nunder the generation-0 model"),
-                ("distinct_2", "distinct-2 of the data")),
-}
+# The panels of each comparison block's figure (lm.<block>; see commands.lm.COMPARISONS), with the
+# y-labels of METRICS.
+YLABELS = dict(METRICS) | {"forbidden_share": "share of the data's transitions\nthat the truth forbids"}
+COMPARISON_METRICS = {"verify": ("test_ppl", "forbidden_share", "distinct_2"),
+                      "penalty": ("test_ppl", "data_ppl_median", "distinct_2")}
 
 
 def comparison_legend(row: dict[str, str], block: str) -> str:
@@ -140,13 +136,13 @@ def plot_comparison(rows: list[dict[str, str]], out_pdf: str, *, block: str) -> 
     palette = dict(zip(labels, colors(len(labels))))
     with plt.rc_context(RC):
         fig, axes = plt.subplots(1, 3, figsize=(7.4, 2.9))
-        for ax, (name, ylabel) in zip(axes, COMPARISON_METRICS[block]):
+        for ax, name in zip(axes, COMPARISON_METRICS[block]):
             for label in labels:
                 first = next(r for r in rows if r["label"] == label)
                 _mean_and_range(ax, per_chain, label, name, palette[label],
                                 ls="-" if first["decoding"] == "beam" else "--")
                 ax.lines[-1].set_label(comparison_legend(first, block))
-            ax.set(xlabel="generation", ylabel=ylabel)
+            ax.set(xlabel="generation", ylabel=YLABELS[name])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if np.isfinite(float(rows[0]["entropy_rate"])):  # a real corpus has no known truth
             axes[0].axhline(np.exp(float(rows[0]["entropy_rate"])), color="0.4", ls=":", lw=1,
