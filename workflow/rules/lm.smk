@@ -20,6 +20,11 @@ LM_COMPARISON_CHAINS = {
 }
 LM_LABELS = [entry["label"] for entry in regime_entries(LM)]
 LM_BLOCK_PATTERN = "|".join(LM_COMPARISONS) or "(?!)"  # {block}: a comparison block present (none: no match)
+# The base model's and the chains' jobs declare two threads: XLA runs their steps on every core (one
+# chain alone: 1.4 cores busy), so on the 2-core machine two chains side by side each took twice
+# as long as one alone (the VA chain: 165 s paired, 77 s alone) and gained nothing; declared as one
+# thread, their Snakemake job times counted each core-second twice.
+LM_THREADS = 2
 
 RESULTS.append(f"{LM_DIR}/summary.csv")
 FIGURES.extend([FIG + "/lm_perplexity.pdf", FIG + "/lm_metrics.pdf"])
@@ -65,7 +70,7 @@ rule lm_pretrain:
         BENCH + "/lm_pretrain.tsv"
     params:
         config=config_json("lm", data_dir=True),
-    threads: 1
+    threads: LM_THREADS
     resources:
         mem_mb=8000,
         runtime=chain_runtime(60, LM["pretrain_epochs"]),
@@ -92,7 +97,7 @@ rule lm_chain:
     params:
         config=config_json("lm", data_dir=True),
         base=lambda wildcards, input: f"--base {input.base}" if "base" in input.keys() else "",
-    threads: 1
+    threads: LM_THREADS
     resources:
         mem_mb=8000,
         runtime=chain_runtime(180, LM["generations"]),
