@@ -28,26 +28,21 @@ import time
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from modelcollapse import gmm
 from modelcollapse.gmm import engines
-from modelcollapse.gmm.generation import _Static
-from modelcollapse.gmm.mixture import GMMParams
-from modelcollapse.regimes import Regime
+from modelcollapse.gmm.spec import GMMConfig
 from modelcollapse.runtime import replicate_keys
 
 
 def one_chain(seed: int, *, sample_size: int, generations: int, data: str) -> np.ndarray:
-    """A single chain alone through the library's async engine, as `gmm.simulate` runs it (the
-    engine's arguments built the same way); EM iterations per fit [1, G+1]. `simulate` itself asks
-    for at least 2 replicates, which the workflow's standard errors need; the engine runs any number."""
-    st = _Static(n=sample_size, generations=generations, k=2, init="kmeans++", regime=Regime())
-    true = GMMParams(*(jnp.asarray(a, jnp.float32) for a in gmm.truth(data)))
-    fits, _ = engines._simulate_async(replicate_keys(seed, 1), true, jnp.asarray([0]), jnp.float32(1e-5),
-                                      jnp.int32(2000), jnp.float32(1e-6), st=st, slots=1)
-    return np.asarray(fits.n_iter)
+    """A single chain alone through the library's async engine; EM iterations per fit [1, G+1].
+    `gmm.simulate` asks for at least 2 replicates (the workflow's standard errors need them), so this
+    calls the engine it runs, with one key; the config's replicates is not read there."""
+    cfg = GMMConfig(sample_size=sample_size, generations=generations, replicates=2, data=data, snapshots=(0,))
+    fits, _ = engines.run_engine(replicate_keys(seed, 1), cfg, engine="async", slots=1)
+    return fits.n_iter
 
 
 def time_jax(replicates: int, args, engine: str = "async", runs: int = 1) -> tuple[float, float, np.ndarray]:

@@ -16,27 +16,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# script, tiny arguments (gaussian: the d = 10 chains need M > 10), lines its report must print (the rows issue 17's table reads)
+# run: (script, tiny arguments, lines its report must print: the rows issue 17's table reads).
+# gaussian: its d = 10 chains need M > 10.
 RUNS = {
-    "gaussian": (["--replicates", "8", "--generations", "6", "--sample-size", "20", "--repeats", "1",
-                  "--loop-replicates", "2", "--no-variants"], ["target JAX >= 1.80x faster than NumPy", "NumPy/JAX"]),
-    "discrete": (["--replicates", "4", "--generations", "5", "--num-symbols", "20", "--sample-sizes", "10", "50",
-                  "--repeats", "1"], ["NumPy / JAX", "discrete_summarize's exact theory"]),
-    "gmm": (["--generations", "4", "--sample-size", "50", "--replicates", "4", "--sklearn-generations", "4",
-             "--default-threads-generations", "0", "--chains", "1"],
+    "gaussian": ("gaussian", ["--replicates", "8", "--generations", "6", "--sample-size", "20", "--repeats", "1",
+                              "--loop-replicates", "2", "--no-variants"],
+                 ["target JAX >= 1.80x faster than NumPy", "NumPy/JAX"]),
+    "discrete": ("discrete", ["--replicates", "4", "--generations", "5", "--num-symbols", "20",
+                              "--sample-sizes", "10", "50", "--repeats", "1"],
+                 ["NumPy / JAX", "discrete_summarize's exact theory"]),
+    "gmm": ("gmm", ["--generations", "4", "--sample-size", "50", "--replicates", "4", "--sklearn-generations", "4",
+                    "--default-threads-generations", "0", "--chains", "1"],
             ["JAX async, 1 chain alone", "JAX async, 4 chains vmapped", "target JAX per chain (vmapped) >= 30x"]),
-    "vae": (["--batch", "8", "--steps", "2", "--mlp-steps", "2", "--repeats", "1", "--no-torch"], ["examples/s"]),
-    "lm": (["--batch-size", "2", "--steps-per-call", "2", "--vocab", "50", "--context", "16", "--layers", "1",
-            "--d-model", "16", "--heads", "2", "--repeats", "1", "--no-torch"], ["tokens/s", "MFU"]),
-    "lm-generate": (["--generate", "--gen-prompts", "10", "--gen-batch", "5", "--repeats", "1"], ["tokens/s"]),
-    "devices": (["--replicates", "8", "--generations", "5", "--sample-size", "10", "--repeats", "1"], ["Gaussian chains"]),
+    "vae": ("vae", ["--batch", "8", "--steps", "2", "--mlp-steps", "2", "--repeats", "1", "--no-torch"],
+            ["examples/s"]),
+    "lm": ("lm", ["--batch-size", "2", "--steps-per-call", "2", "--vocab", "50", "--context", "16", "--layers", "1",
+                  "--d-model", "16", "--heads", "2", "--repeats", "1", "--no-torch"], ["tokens/s", "MFU"]),
+    "lm-generate": ("lm", ["--generate", "--gen-prompts", "10", "--gen-batch", "5", "--repeats", "1"], ["tokens/s"]),
+    "devices": ("devices", ["--replicates", "8", "--generations", "5", "--sample-size", "10", "--repeats", "1"],
+                ["Gaussian chains"]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_benchmark_script_runs(name):
-    args, expected = RUNS[name]
-    script = ROOT / "benchmarks" / f"{name.split('-')[0]}.py"
+    stem, args, expected = RUNS[name]
+    script = ROOT / "benchmarks" / f"{stem}.py"
     out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
     report = out.stdout + out.stderr
     assert out.returncode == 0, f"{script.name} {' '.join(args)} failed:\n{report[-3000:]}"

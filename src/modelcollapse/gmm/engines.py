@@ -177,6 +177,22 @@ def default_slots(replicates: int) -> int:
     return min(replicates, max(4, replicates // 16))
 
 
+def run_engine(keys: jax.Array, cfg: GMMConfig, *, engine: str, slots: int) -> tuple[GMMFit, jax.Array]:
+    """One chain per key in `keys` [R'] under `cfg`'s settings (cfg.replicates is not read, so a
+    single chain runs too, as the paper's did): (GMMFit of numpy arrays [R', G+1, ...], replicate 0's
+    snapshot points). `simulate` checks the arguments and derives the rest."""
+    args = (keys, GMMParams(*(jnp.asarray(a, jnp.float32) for a in truth(cfg.data))),
+            jnp.asarray(cfg.snapshot_generations), jnp.float32(cfg.tol), jnp.int32(cfg.max_iter),
+            jnp.float32(cfg.reg_covar))
+    st = _Static(n=cfg.sample_size, generations=cfg.generations, k=cfg.n_components, init=cfg.init,
+                 regime=cfg.regime)
+    if engine == "lockstep":
+        fits, snap_points = _simulate_lockstep(*args, st=st)
+    else:
+        fits, snap_points = _simulate_async(*args, st=st, slots=slots)
+    return GMMFit(*(np.asarray(a) for a in fits)), snap_points
+
+
 def simulate(seed: int, *, sample_size: int, generations: int, replicates: int, n_components: int = 2,
              data: str = "blob", regime: Regime | None = None, tol: float = 1e-5, max_iter: int = 2000,
              reg_covar: float = 1e-6, init: str = "kmeans++", snapshots=SNAPSHOTS, engine: str = "async",
@@ -200,16 +216,7 @@ def simulate(seed: int, *, sample_size: int, generations: int, replicates: int, 
     if not _is_int(slots) or slots > cfg.replicates:
         raise ValueError(f"slots must be an integer in [1, replicates = {cfg.replicates}], got {slots!r}")
     true = truth(cfg.data)
-    args = (replicate_keys(seed, cfg.replicates), GMMParams(*(jnp.asarray(a, jnp.float32) for a in true)),
-            jnp.asarray(cfg.snapshot_generations), jnp.float32(cfg.tol), jnp.int32(cfg.max_iter),
-            jnp.float32(cfg.reg_covar))
-    st = _Static(n=cfg.sample_size, generations=cfg.generations, k=cfg.n_components, init=cfg.init,
-                 regime=cfg.regime)
-    if engine == "lockstep":
-        fits, snap_points = _simulate_lockstep(*args, st=st)
-    else:
-        fits, snap_points = _simulate_async(*args, st=st, slots=int(slots))
-    fits = GMMFit(*(np.asarray(a) for a in fits))
+    fits, snap_points = run_engine(replicate_keys(seed, cfg.replicates), cfg, engine=engine, slots=int(slots))
     params = GMMParams(fits.weights, fits.means, fits.covs)
     gmm0 = GMMParams(*(a[:, :1] for a in params))  # [R, 1, ...]: GMM_0 per replicate, broadcast over generations
     return GMMChains(*params, fits.log_likelihood, fits.n_iter.astype(np.int32), fits.converged,
