@@ -12,8 +12,10 @@ import pytest
 from scipy import stats
 
 from modelcollapse import gmm, io
+from modelcollapse.gmm import engines
 from modelcollapse import regimes as regimes_mod
 from modelcollapse.regimes import Regime
+from modelcollapse.runtime import replicate_keys
 from modelcollapse.theory import gmm as theory
 
 Z = 4.0  # Monte-Carlo tolerance in standard errors
@@ -312,6 +314,26 @@ def test_lockstep_engine_runs_the_same_chains(chains):
             and np.array_equal(lock.n_iter[i], chains.n_iter[i]) for i in range(6)]
     assert np.mean(same) >= 0.8, same
     np.testing.assert_allclose(lock.snapshot_points, chains.snapshot_points, rtol=1e-4, atol=1e-4)
+
+
+def test_async_engine_halving_its_batch_runs_the_same_chains():
+    # Whenever half the rows have finished, the running chains move to a batch of half the size
+    # (min_rows 1: down to one row); each chain's fits must land in its own replicate's row and
+    # replicate 0's draws in the snapshots, wherever its row went. Held to the lockstep engine, as
+    # above, and to the async engine that never halves (min_rows = R).
+    cfg = gmm.GMMConfig(sample_size=100, generations=12, replicates=16, data="two_blobs", snapshots=(0, 1, 5, 12))
+    keys = replicate_keys(2, 16)
+    compiled = gmm._simulate_async._cache_size()
+    halved, halved_snaps = engines.run_engine(keys, cfg, engine="async", slots=4, min_rows=1)
+    assert gmm._simulate_async._cache_size() - compiled >= 3  # it ran in at least 3 batch sizes
+    for other, snaps in (engines.run_engine(keys, cfg, engine="async", slots=4, min_rows=16),
+                         engines.run_engine(keys, cfg, engine="lockstep", slots=4)):
+        np.testing.assert_allclose(other.means[:, 0], halved.means[:, 0], rtol=1e-4, atol=1e-4)
+        same = [np.allclose(other.means[i], halved.means[i], rtol=1e-4, atol=1e-4)
+                and np.array_equal(other.n_iter[i], halved.n_iter[i]) for i in range(16)]
+        assert np.mean(same) >= 0.8, same
+        np.testing.assert_allclose(snaps, halved_snaps, rtol=1e-4, atol=1e-4)
+    assert np.all(halved.n_iter[:, 1:] >= 1)  # every generation of every replicate was recorded
 
 
 def test_no_recompilation_on_new_seed_or_tolerances(chains):
