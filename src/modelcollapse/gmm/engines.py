@@ -14,9 +14,11 @@ Two engines run the same chains (each generation as `generation.py` defines it):
   slowest replicate within a generation. Across the chain it would: the slowest chain needs ~2x
   the mean chain's iterations (paper's setting, 64 replicates, 2000 generations: 34,500 EM
   iterations against 15,800), and a finished row costs a tick as much as a running one (65,000
-  ticks of 64 rows, ~37% of them doing work). So whenever half the rows have finished, the loop
-  returns and the running chains continue in a batch of half the size (`_run_async`): 32.4 s ->
-  19.6-22.3 s per 64 chains, for ~2 s of compilation per batch size (64, 32, 16, 8, 4).
+  ticks of 64 rows, ~37% of them doing work). So the ticks run on a prefix of the rows that holds
+  every running chain, halved (rows reordered, running first) whenever the running chains fit in
+  half of it: 64 chains x 2000 generations in 20.6 s against 32.4 s. All the prefixes' ticks are in
+  one program (~8 s to compile, against ~2.5 s for one prefix; a program per prefix took ~2 s
+  each, and made the default run's job slower than before).
 Each replicate does the same arithmetic in both; XLA may round a reduction differently for
 different batch shapes, and a chain of EM fits amplifies a last-bit difference (it can change an
 iteration count, then everything after), so engines and batch sizes agree exactly for most chains
@@ -112,29 +114,40 @@ def _broadcast_rows(mask, a):
     return mask.reshape(mask.shape + (1,) * (a.ndim - 1))
 
 
-@partial(jax.jit, static_argnames=("st",))
-def _async_start(keys, truth_params, snap_gens, reg_covar, *, st: _Static) -> _Run:
-    """The async engine's state before its first tick: every replicate (keys [R]) at generation 0."""
+# The async engine's smallest active prefix (`_simulate_async`): below it a tick costs little anyway.
+MIN_ROWS = 4
+
+
+def prefix_sizes(replicates: int, min_rows: int = MIN_ROWS) -> tuple[int, ...]:
+    """The async engine's active prefixes: R, then halved while at least `min_rows` rows remain."""
+    sizes = [replicates]
+    while sizes[-1] // 2 >= min_rows:
+        sizes.append(sizes[-1] // 2)
+    return tuple(sizes)
+
+
+@partial(jax.jit, static_argnames=("st", "slots", "sizes"))
+def _simulate_async(keys, truth_params, snap_gens, tol, max_iter, reg_covar, *, st: _Static, slots: int,
+                    sizes: tuple[int, ...]):
+    """Every replicate's chain (keys [R]): (GMMFit with leading [R, G+1], replicate 0's snap_points [S, d, n]).
+
+    Ticks run on a prefix of the rows, `sizes[level]` long, that holds every running chain: when
+    the running chains fit in the next size, the rows are reordered (running first, stably) and the
+    prefix halves. `owner[i]` is the replicate whose chain row i runs; the fits go back to replicate
+    order at the end. One compilation holds every prefix's tick (a `lax.switch`).
+    """
     r, g_max = keys.shape[0], st.generations
     original, train, w, state, start, hard = jax.vmap(_generation_zero, in_axes=(0, None, None, None))(
         keys, truth_params, reg_covar, st)
     blank = lambda a, dtype=None: jnp.zeros((r, g_max + 1) + a.shape[1:], dtype or a.dtype)  # noqa: E731
     fits = GMMFit(*(blank(a) for a in start), blank(hard, train.dtype), blank(hard, jnp.int32), blank(hard))
-    return _Run(g=jnp.zeros(r, jnp.int32), train=train, w=w, state=state, params=start, hard=hard,
-                prev_ll=jnp.full(r, -jnp.inf, train.dtype), n_iter=jnp.zeros(r, jnp.int32),
-                converged=jnp.zeros(r, bool), ready=jnp.zeros(r, bool), fits=fits,
-                snap_points=_keep_snapshot(jnp.zeros((snap_gens.shape[0],) + original.shape[1:], original.dtype),
-                                           snap_gens, 0, original[0]))
+    run = _Run(g=jnp.zeros(r, jnp.int32), train=train, w=w, state=state, params=start, hard=hard,
+               prev_ll=jnp.full(r, -jnp.inf, train.dtype), n_iter=jnp.zeros(r, jnp.int32),
+               converged=jnp.zeros(r, bool), ready=jnp.zeros(r, bool), fits=fits,
+               snap_points=_keep_snapshot(jnp.zeros((snap_gens.shape[0],) + original.shape[1:], original.dtype),
+                                          snap_gens, 0, original[0]))
 
-
-@partial(jax.jit, static_argnames=("st", "slots"), donate_argnums=(0,))
-def _simulate_async(run: _Run, keys, owner, stop_at, truth_params, snap_gens, tol, max_iter, reg_covar, *,
-                    st: _Static, slots: int) -> _Run:
-    """Ticks until at most `stop_at` rows are still running (0: until all have finished). Row i runs
-    the chain of keys[i], replicate owner[i] of the caller (-1: a padding row that has finished)."""
-    r, g_max = keys.shape[0], st.generations
-
-    def advance(run: _Run) -> _Run:
+    def advance(run: _Run, keys, owner) -> _Run:
         """Record the fits of up to `slots` stopped replicates and start their next generation."""
         idx = jnp.nonzero(run.ready, size=slots, fill_value=r)[0]  # [slots]; r marks an empty slot
         safe = jnp.minimum(idx, r - 1)
@@ -148,8 +161,7 @@ def _simulate_async(run: _Run, keys, owner, stop_at, truth_params, snap_gens, to
                                                       in_axes=(0, 0, 0, 0, None, None))(
             keys[safe], g + 1, params, jax.tree.map(pick, run.state), truth_params, reg_covar)
         put = lambda a, v: a.at[idx].set(v, mode="drop")  # noqa: E731
-        first = (idx < r) & (owner[safe] == 0)  # replicate 0, whose draws the snapshots keep
-        hit = first[:, None] & (snap_gens[None] == g[:, None] + 1)  # [slots, S]
+        hit = ((idx < r) & (owner[safe] == 0))[:, None] & (snap_gens[None] == g[:, None] + 1)  # [slots, S]
         mine = jnp.einsum("ts,tdn->sdn", hit.astype(x_dn.dtype), x_dn)
         return run._replace(
             g=put(run.g, g + 1), train=put(run.train, train), w=put(run.w, w),
@@ -159,60 +171,49 @@ def _simulate_async(run: _Run, keys, owner, stop_at, truth_params, snap_gens, to
             converged=put(run.converged, jnp.zeros(slots, bool)), ready=put(run.ready, jnp.zeros(slots, bool)),
             fits=fits, snap_points=jnp.where(jnp.any(hit, 0)[:, None, None], mine, run.snap_points))
 
-    def tick(run: _Run) -> _Run:
-        live = (run.g <= g_max) & ~run.ready
-        new, ll = jax.vmap(_step_dn, in_axes=(0, 0, 0, None, 0))(run.train, run.w, run.params, reg_covar, run.hard)
-        n_iter = run.n_iter + 1
-        small = jnp.abs(ll - run.prev_ll) < tol
-        lloyd_done = run.hard & (jax.vmap(_lloyd_done)(run.params, new) | (n_iter >= LLOYD_ITER))
-        em_done = ~run.hard & (small | (n_iter >= max_iter))
+    def tick(run: _Run, size: int) -> _Run:
+        """One Lloyd or EM iteration of the rows [:size] (every running chain is among them)."""
+        head = lambda a: a[:size]  # noqa: E731
+        g, params, hard = head(run.g), jax.tree.map(head, run.params), head(run.hard)
+        prev_ll, n_iter, ready = head(run.prev_ll), head(run.n_iter), head(run.ready)
+        live = (g <= g_max) & ~ready
+        new, ll = jax.vmap(_step_dn, in_axes=(0, 0, 0, None, 0))(head(run.train), head(run.w), params, reg_covar,
+                                                                  hard)
+        n_iter = n_iter + 1
+        small = jnp.abs(ll - prev_ll) < tol
+        lloyd_done = hard & (jax.vmap(_lloyd_done)(params, new) | (n_iter >= LLOYD_ITER))
+        em_done = ~hard & (small | (n_iter >= max_iter))
         keep = lambda a, b: jnp.where(_broadcast_rows(live, a), a, b)  # noqa: E731
+        back = lambda a, v: a.at[:size].set(v)  # noqa: E731
         return run._replace(
-            params=jax.tree.map(keep, new, run.params),
-            hard=run.hard & ~(live & lloyd_done),
+            params=jax.tree.map(back, run.params, jax.tree.map(keep, new, params)),
+            hard=back(run.hard, hard & ~(live & lloyd_done)),
             # Lloyd -> EM: the M-step on Lloyd's final labels is where EM starts, from a fresh count.
-            prev_ll=jnp.where(live & ~run.hard, ll, run.prev_ll),
-            n_iter=jnp.where(live, jnp.where(lloyd_done, 0, n_iter), run.n_iter),
-            converged=jnp.where(live & ~run.hard, small, run.converged),
-            ready=run.ready | (live & em_done))
+            prev_ll=back(run.prev_ll, jnp.where(live & ~hard, ll, prev_ll)),
+            n_iter=back(run.n_iter, jnp.where(live, jnp.where(lloyd_done, 0, n_iter), head(run.n_iter))),
+            converged=back(run.converged, jnp.where(live & ~hard, small, head(run.converged))),
+            ready=back(run.ready, ready | (live & em_done)))
 
-    def body(run: _Run) -> _Run:
-        run = tick(run)
-        return jax.lax.cond(jnp.any(run.ready), advance, lambda x: x, run)
+    def shrink(carry):
+        """Running chains first (stably), and the next, halved, prefix."""
+        run, keys, owner, level = carry
+        order = jnp.argsort(run.g > g_max, stable=True)
+        moved = jax.tree.map(lambda a: a[order], run._replace(snap_points=None))
+        return moved._replace(snap_points=run.snap_points), keys[order], owner[order], level + 1
 
-    return jax.lax.while_loop(lambda run: jnp.sum(run.g <= g_max) > stop_at, body, run)
+    next_size = jnp.asarray(sizes[1:] + (0,), jnp.int32)
 
+    def body(carry):
+        run, keys, owner, level = carry
+        run = jax.lax.switch(level, [partial(tick, size=size) for size in sizes], run)
+        run = jax.lax.cond(jnp.any(run.ready), advance, lambda run, keys, owner: run, run, keys, owner)
+        carry = (run, keys, owner, level)
+        return jax.lax.cond(jnp.sum(run.g <= g_max) <= next_size[level], shrink, lambda c: c, carry)
 
-# The async engine halves its batch while at least this many rows remain: a tick costs about as
-# much for a finished row as for a running one, and the slowest chains need ~2x the mean work.
-MIN_ROWS = 4
-
-
-def _run_async(keys, truth_params, snap_gens, tol, max_iter, reg_covar, *, st: _Static, slots: int,
-               min_rows: int = MIN_ROWS):
-    """The async engine's chains (keys [R]): (GMMFit of numpy arrays [R, G+1, ...], replicate 0's
-    snap_points). Whenever half the rows have finished their chains, the running ones move to a
-    batch of half the size (padded with a finished row): fewer rows per tick for the same chains."""
-    run = _async_start(keys, truth_params, snap_gens, reg_covar, st=st)
-    out = jax.tree.map(np.array, run.fits)
-    owner = np.arange(keys.shape[0])
-    while True:
-        r = len(owner)
-        stop_at = r // 2 if r >= 2 * min_rows else 0
-        run = _simulate_async(run, keys, jnp.asarray(owner), jnp.int32(stop_at), truth_params, snap_gens, tol,
-                              max_iter, reg_covar, st=st, slots=min(slots, r))
-        running = np.asarray(run.g) <= st.generations
-        done = ~running & (owner >= 0)
-        for a, b in zip(out, run.fits):
-            a[owner[done]] = np.asarray(b)[done]
-        if not running.any():
-            return GMMFit(*out), run.snap_points
-        rows = np.nonzero(running)[0]
-        pad = np.full(r // 2 - len(rows), np.nonzero(~running)[0][0])
-        keep = jnp.asarray(np.concatenate([rows, pad]))
-        owner = np.concatenate([owner[rows], np.full(len(pad), -1)])
-        keys = keys[keep]
-        run = jax.tree.map(lambda a: a[keep], run._replace(snap_points=None))._replace(snap_points=run.snap_points)
+    run, _, owner, _ = jax.lax.while_loop(lambda carry: jnp.any(carry[0].g <= g_max), body,
+                                          (run, keys, jnp.arange(r), jnp.int32(0)))
+    rows = jnp.argsort(owner)  # back to replicate order
+    return jax.tree.map(lambda a: a[rows], run.fits), run.snap_points
 
 
 def default_slots(replicates: int) -> int:
@@ -227,7 +228,7 @@ def run_engine(keys: jax.Array, cfg: GMMConfig, *, engine: str, slots: int,
     """One chain per key in `keys` [R'] under `cfg`'s settings (cfg.replicates is not read, so a
     single chain runs too, as the paper's did): (GMMFit of numpy arrays [R', G+1, ...], replicate 0's
     snapshot points). `simulate` checks the arguments and derives the rest; `min_rows`: the async
-    engine's smallest batch (`_run_async`)."""
+    engine's smallest prefix (`prefix_sizes`)."""
     args = (keys, GMMParams(*(jnp.asarray(a, jnp.float32) for a in truth(cfg.data))),
             jnp.asarray(cfg.snapshot_generations), jnp.float32(cfg.tol), jnp.int32(cfg.max_iter),
             jnp.float32(cfg.reg_covar))
@@ -236,7 +237,8 @@ def run_engine(keys: jax.Array, cfg: GMMConfig, *, engine: str, slots: int,
     if engine == "lockstep":
         fits, snap_points = _simulate_lockstep(*args, st=st)
     else:
-        return _run_async(*args, st=st, slots=slots, min_rows=min_rows)
+        fits, snap_points = _simulate_async(*args, st=st, slots=slots,
+                                            sizes=prefix_sizes(keys.shape[0], min_rows))
     return GMMFit(*(np.asarray(a) for a in fits)), snap_points
 
 
