@@ -323,6 +323,8 @@ def test_async_engine_halving_its_prefix_runs_the_same_chains():
     # Held to the lockstep engine, as above, and to the async engine whose prefix never halves.
     assert engines.prefix_sizes(16, 1) == (16, 8, 4, 2, 1) and engines.prefix_sizes(64) == (64, 32, 16, 8, 4)
     assert engines.prefix_sizes(6) == (6,) and engines.prefix_sizes(100, 4) == (100, 50, 25, 12, 6)
+    with pytest.raises(ValueError, match="min_rows"):  # 0 would halve forever
+        engines.prefix_sizes(16, 0)
     cfg = gmm.GMMConfig(sample_size=100, generations=12, replicates=16, data="two_blobs", snapshots=(0, 1, 5, 12))
     keys = replicate_keys(2, 16)
     halved, halved_snaps = engines.run_engine(keys, cfg, engine="async", slots=4, min_rows=1)

@@ -120,6 +120,8 @@ MIN_ROWS = 4
 
 def prefix_sizes(replicates: int, min_rows: int = MIN_ROWS) -> tuple[int, ...]:
     """The async engine's active prefixes: R, then halved while at least `min_rows` rows remain."""
+    if not _is_int(min_rows) or min_rows < 1:
+        raise ValueError(f"min_rows must be an integer >= 1, got {min_rows!r}")
     sizes = [replicates]
     while sizes[-1] // 2 >= min_rows:
         sizes.append(sizes[-1] // 2)
@@ -133,8 +135,8 @@ def _simulate_async(keys, truth_params, snap_gens, tol, max_iter, reg_covar, *, 
 
     Ticks run on a prefix of the rows, `sizes[level]` long, that holds every running chain: when
     the running chains fit in the next size, the rows are reordered (running first, stably) and the
-    prefix halves. `owner[i]` is the replicate whose chain row i runs; the fits go back to replicate
-    order at the end. One compilation holds every prefix's tick (a `lax.switch`).
+    prefix halves. `owner[i]` is the replicate whose chain row i runs (its key: keys[owner[i]]); the
+    fits go back to replicate order at the end. One compilation holds every prefix's tick (a `lax.switch`).
     """
     r, g_max = keys.shape[0], st.generations
     original, train, w, state, start, hard = jax.vmap(_generation_zero, in_axes=(0, None, None, None))(
@@ -147,7 +149,7 @@ def _simulate_async(keys, truth_params, snap_gens, tol, max_iter, reg_covar, *, 
                snap_points=_keep_snapshot(jnp.zeros((snap_gens.shape[0],) + original.shape[1:], original.dtype),
                                           snap_gens, 0, original[0]))
 
-    def advance(run: _Run, keys, owner) -> _Run:
+    def advance(run: _Run, owner) -> _Run:
         """Record the fits of up to `slots` stopped replicates and start their next generation."""
         idx = jnp.nonzero(run.ready, size=slots, fill_value=r)[0]  # [slots]; r marks an empty slot
         safe = jnp.minimum(idx, r - 1)
@@ -159,7 +161,7 @@ def _simulate_async(keys, truth_params, snap_gens, tol, max_iter, reg_covar, *, 
         # A replicate that has just recorded generation G also draws a generation G + 1, never fitted.
         x_dn, train, w, state, start, hard = jax.vmap(partial(_next_generation, st=st),
                                                       in_axes=(0, 0, 0, 0, None, None))(
-            keys[safe], g + 1, params, jax.tree.map(pick, run.state), truth_params, reg_covar)
+            keys[owner[safe]], g + 1, params, jax.tree.map(pick, run.state), truth_params, reg_covar)
         put = lambda a, v: a.at[idx].set(v, mode="drop")  # noqa: E731
         hit = ((idx < r) & (owner[safe] == 0))[:, None] & (snap_gens[None] == g[:, None] + 1)  # [slots, S]
         mine = jnp.einsum("ts,tdn->sdn", hit.astype(x_dn.dtype), x_dn)
@@ -196,22 +198,22 @@ def _simulate_async(keys, truth_params, snap_gens, tol, max_iter, reg_covar, *, 
 
     def shrink(carry):
         """Running chains first (stably), and the next, halved, prefix."""
-        run, keys, owner, level = carry
+        run, owner, level = carry
         order = jnp.argsort(run.g > g_max, stable=True)
         moved = jax.tree.map(lambda a: a[order], run._replace(snap_points=None))
-        return moved._replace(snap_points=run.snap_points), keys[order], owner[order], level + 1
+        return moved._replace(snap_points=run.snap_points), owner[order], level + 1
 
     next_size = jnp.asarray(sizes[1:] + (0,), jnp.int32)
 
     def body(carry):
-        run, keys, owner, level = carry
+        run, owner, level = carry
         run = jax.lax.switch(level, [partial(tick, size=size) for size in sizes], run)
-        run = jax.lax.cond(jnp.any(run.ready), advance, lambda run, keys, owner: run, run, keys, owner)
-        carry = (run, keys, owner, level)
+        run = jax.lax.cond(jnp.any(run.ready), advance, lambda run, owner: run, run, owner)
+        carry = (run, owner, level)
         return jax.lax.cond(jnp.sum(run.g <= g_max) <= next_size[level], shrink, lambda c: c, carry)
 
-    run, _, owner, _ = jax.lax.while_loop(lambda carry: jnp.any(carry[0].g <= g_max), body,
-                                          (run, keys, jnp.arange(r), jnp.int32(0)))
+    run, owner, _ = jax.lax.while_loop(lambda carry: jnp.any(carry[0].g <= g_max), body,
+                                       (run, jnp.arange(r), jnp.int32(0)))
     rows = jnp.argsort(owner)  # back to replicate order
     return jax.tree.map(lambda a: a[rows], run.fits), run.snap_points
 
