@@ -5,20 +5,26 @@
 
 Times the same work (R chains x G generations of Multinomial(M, p) over K Zipf symbols, with the
 surviving-symbol count and homozygosity of every generation) as (1) the library's jitted, vmapped
-`simulate_metrics` and (2) a NumPy loop over generations, each generation one vectorised
-`rng.multinomial` over all chains (conditional binomials, BTPE); then the exact theory that the default
-run's `discrete_summarize` job computes (issue 17: that job within 5 s). Then, unless --no-samplers, the
+`simulate_metrics`, on one CPU device and on one forced host device per core
+(XLA_FLAGS=--xla_force_host_platform_device_count=N, each layout in its own process, as
+benchmarks/devices.py: the library lays the chains over every device, so N devices use N cores),
+and (2) a NumPy loop over generations, each generation one vectorised `rng.multinomial` over all
+chains (conditional binomials, BTPE; one core); then the exact theory that the default run's
+`discrete_summarize` job computes (issue 17: that job within 5 s). Then, unless --no-samplers, the
 per-draw cost of the exact multinomial samplers considered for the library, inside the same
-jit(vmap(scan)) from counts to counts, to show why it draws uniform indices into the training
-multiset (the library's replace chains also skip the owner table: their state is the M symbols).
-Always exits 0.
+jit(vmap(scan)) from counts to counts on one device, to show why it draws uniform indices into the
+training multiset (the library's replace chains also skip the owner table: their state is the M
+symbols). Always exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -128,6 +134,34 @@ def summarize_row(repeats: int) -> None:
           f"run's timings/discrete_summarize.tsv has the job's time)")
 
 
+# One layout's timings of the library, in a process of its own (JAX fixes its device count at start-up).
+CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from timing import best_of
+from modelcollapse import discrete
+r, g, k, repeats = map(int, sys.argv[2:6])
+q = discrete.zipf(k, float(sys.argv[6]))
+seconds, digest = {}, {}
+for m in map(int, sys.argv[7:]):
+    run = lambda: discrete.simulate_metrics(0, probs=q, sample_size=m, generations=g, replicates=r).survivors
+    digest[m] = int(run().sum())  # compile outside the timing
+    seconds[m] = best_of(run, repeats)
+print(json.dumps({"seconds": seconds, "digest": digest}))
+"""
+
+
+def library_times(devices: int, a) -> dict:
+    """{"seconds": {M: best time}, "digest": {M: sum of survivors}} of `simulate_metrics` on `devices`
+    forced CPU devices."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    args = [os.path.dirname(os.path.abspath(__file__)), a.replicates, a.generations, a.num_symbols, a.repeats,
+            a.exponent, *a.sample_sizes]
+    out = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], env=env, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag, default in (("replicates", 200), ("generations", 100), ("num-symbols", 1000), ("repeats", 3)):
@@ -143,14 +177,18 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"work per M: R={r} chains x G={g} generations of Multinomial(M, p) over K={k} Zipf({a.exponent:g}) "
           f"symbols; best of {n} after a warm-up call\n")
-    print(f"{'M':>7}{'JAX library (s)':>17}{'NumPy loop (s)':>16}{'NumPy / JAX':>13}{'JAX us/chain-gen':>18}")
+    layouts = sorted({1, os.cpu_count() or 1})
+    jax_times = {d: library_times(d, a) for d in layouts}
+    same = len({json.dumps(t["digest"]) for t in jax_times.values()}) == 1
+    print(f"JAX: the library on 1 device and on {layouts[-1]} forced host devices (one per core; "
+          f"same chains: {same}); NumPy: one core")
+    print(f"{'M':>7}" + "".join(f"{f'JAX {d} dev (s)':>16}" for d in layouts) + f"{'NumPy (s)':>11}"
+          + "".join(f"{f'NumPy / JAX {d} dev':>19}" for d in layouts) + f"{'JAX us/chain-gen':>18}")
     for m in a.sample_sizes:
-        def run(seed=0):
-            return discrete.simulate_metrics(seed, probs=q, sample_size=m, generations=g, replicates=r).survivors
-        run()  # compile outside the timing
-        t_jax = best_of(run, n)
         t_np = best_of(lambda: numpy_chains(q, m, r, g), n)
-        print(f"{m:>7}{t_jax:>17.3f}{t_np:>16.3f}{t_np / t_jax:>13.2f}{t_jax / r / g * 1e6:>18.1f}")
+        t_jax = [jax_times[d]["seconds"][str(m)] for d in layouts]
+        print(f"{m:>7}" + "".join(f"{t:>16.3f}" for t in t_jax) + f"{t_np:>11.3f}"
+              + "".join(f"{t_np / t:>19.2f}" for t in t_jax) + f"{min(t_jax) / r / g * 1e6:>18.1f}")
     summarize_row(n)
     if a.no_samplers:
         return

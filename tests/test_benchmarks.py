@@ -24,7 +24,7 @@ RUNS = {
                  ["target JAX >= 1.80x faster than NumPy", "NumPy/JAX"]),
     "discrete": ("discrete", ["--replicates", "4", "--generations", "5", "--num-symbols", "20",
                               "--sample-sizes", "10", "50", "--repeats", "1"],
-                 ["NumPy / JAX", "discrete_summarize's exact theory"]),
+                 ["NumPy / JAX", "same chains: True", "discrete_summarize's exact theory"]),
     "gmm": ("gmm", ["--generations", "4", "--sample-size", "50", "--replicates", "4", "--sklearn-generations", "4",
                     "--default-threads-generations", "0", "--chains", "1"],
             ["JAX async, 1 chain alone", "JAX async, 4 chains vmapped", "target JAX per chain (vmapped) >= 30x"]),

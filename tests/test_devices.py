@@ -21,7 +21,7 @@ SCRIPT = r"""
 import json, sys
 import numpy as np
 import jax
-from modelcollapse import discrete, gaussian, gmm, runtime
+from modelcollapse import discrete, gaussian, gmm, regression, runtime
 from modelcollapse.regimes import Regime
 
 out = {}
@@ -37,6 +37,12 @@ put("gaussian_stats_accumulate", (g.mean, g.std))
 g = gaussian.simulate_multivariate(3, sample_size=12, generations=10, replicates=4, dim=2)
 put("gaussian_multivariate", (g.mean, g.cov, g.log_det))
 put("discrete", discrete.simulate(3, probs=np.full(10, 0.1), sample_size=30, generations=20, replicates=8))
+put("discrete_metrics", discrete.simulate_metrics(3, probs=np.full(10, 0.1), sample_size=30, generations=20,
+                                                  replicates=8))
+put("discrete_accumulate", discrete.simulate(3, probs=np.full(10, 0.1), sample_size=30, generations=20,
+                                             replicates=8, regime=Regime(name="accumulate")))
+put("family_regression", regression.simulate(regression.RegressionConfig(dim=2, sample_size=10, generations=10,
+                                                                         replicates=8), 3))
 c = gmm.simulate(3, sample_size=100, generations=4, replicates=4, snapshots=(0, 4), max_iter=50)
 put("gmm_async", (c.weights, c.means, c.covs, c.log_likelihood))
 np.savez(sys.argv[1], **out)

@@ -37,15 +37,20 @@ microseconds on a quiet machine). Slower exact samplers measured (quiet): 10 / 4
 jax.random.randint + binary search, 296 / 434 / 353 for a vectorised binary tree of
 jax.random.binomial, and 511 / 681 / 1240 for jax.random.multinomial (a scan of K sequential
 float binomials, each running both its inversion and its BTRS rejection loop until the slowest
-lane finishes); two forced host devices (half the chains on each core) were no faster on the
-busy machine. Then, on a quiet machine (three runs, median), the rare Lemire redraw went from
+lane finishes). Then, on a quiet machine (three runs, median), the rare Lemire redraw went from
 redrawing the whole block to one fresh word per row and pass, and the counts from vmapped
 bincounts to one bincount over b K bins: 4.36 / 2.02 / 0.56 -> 4.54 / 2.29 / 0.80 (37 microseconds
 per chain and generation at M = 10,000; words alone take ~15, a redraw-free index + gather ~14).
-At M = 10,000 NumPy stays faster (1.25x; goal 1.5x the other way): any index sampler costs O(M) random
-words and counts per generation, while NumPy's conditional binomials (BTPE) cost O(survivors),
-and an exact binomial in JAX needs float64 rejection tests (jax.random.binomial runs them in
-float32, so it is not used here). The other regimes index the owner table of their counts with
+On one device NumPy stays faster at M = 10,000 (1.25x; goal 1.5x the other way): any index sampler
+costs O(M) random words and counts per generation, while NumPy's conditional binomials (BTPE) cost
+O(survivors), and an exact binomial in JAX needs float64 rejection tests (jax.random.binomial runs
+them in float32, so it is not used here). So the chains use both cores: `_simulate` runs one
+program per device on its share of the chains (`runtime.per_device`, `jax.shard_map`), and with
+one forced host device per core (XLA_FLAGS=--xla_force_host_platform_device_count=2) the same
+chains take 17 microseconds per chain and generation at M = 10,000 (blocks of 10 chains: the two
+cores share the L3), against 27 when two devices were left to XLA's partitioner; NumPy / JAX =
+7.07 / 5.37 / 1.75 on two devices and 1.44 / 2.26 / 0.74 on one (three runs, median; NumPy's loop
+runs on one core). The other regimes index the owner table of their counts with
 the 64-bit `uniform_index` (its bias is below sum(c) / 2^64); the growing `accumulate` pool
 through a binary search of its cumulative counts. q itself is sampled as integer weights
 round(q 2^30) (total exactly 2^30), so a probability is off by at most 2^-31 (relative 1e-5 for
@@ -74,7 +79,7 @@ import numpy as np
 from modelcollapse import knobs, regimes
 from modelcollapse.knobs import knob
 from modelcollapse.regimes import Regime, check_pool_points, split_sizes, subsample_counts
-from modelcollapse.runtime import replicate_keys
+from modelcollapse.runtime import per_device, replicate_keys
 from modelcollapse.theory import discrete as theory
 
 __all__ = ["DiscreteConfig", "DiscreteChains", "DiscreteMetrics", "zipf", "rare_mask", "uniform_index",
@@ -488,23 +493,30 @@ def _replace_chunk(keys, weights, q32, rare_q32, *, m: int, generations: int, tr
     return rows, carry["first_zero"], _fit(carry["train"])
 
 
-# Chains per block of `_replace_chunk`: a block's [b, M] symbols and words stay in cache (measured at
-# K = 1000, 2-core CPU: b = R for M <= 1000; about 50 at M = 10,000).
-CHUNK_DRAWS = 2**19
+# Draws per block of `_replace_chunk`, so that a block's [b, M] symbols and words stay in cache.
+# Measured at K = 1000, R = 200 on the 2-core CPU (microseconds per chain and generation): at
+# M = 10,000, b = 10 / 50 took 36 / 36 on one device and 17 / 20 on two (the cores share the L3);
+# at M = 1000, b = 50, 100 and 200 all took 5.1 / 2.2 (b = 25: 6.5 / 2.4).
+CHUNK_DRAWS = 100_000
 
 
 @partial(jax.jit, static_argnames=("m", "generations", "regime", "trajectory"))
 def _simulate(keys, weights, q32, rare_q32, *, m, generations, regime, trajectory):
+    run = partial(_simulate_here, m=m, generations=generations, regime=regime, trajectory=trajectory)
+    return per_device(run)(keys, weights, q32, rare_q32)
+
+
+def _simulate_here(keys, weights, q32, rare_q32, *, m, generations, regime, trajectory):
+    """The chains of `keys` on one device (`_simulate` runs one of these per device)."""
     if regime.name == "replace" or (regime.name == "mix" and split_sizes(regime, m)[0] == 0):
         r = keys.shape[0]
-        b = min(r, max(1, CHUNK_DRAWS // m))
+        blocks = -(-r // max(1, CHUNK_DRAWS // m))
+        b = -(-r // blocks)  # the blocks as even as they can be
         pad = -r % b  # repeated chains fill the last block; each chain depends on its key alone
         keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
         n = keys.shape[0] // b
         chunk = partial(_replace_chunk, weights=weights, q32=q32, rare_q32=rare_q32, m=m,
                         generations=generations, trajectory=trajectory)
-        # Block j runs chains j, n + j, 2n + j, ...: a device's share of the replicate axis
-        # (runtime.replicate_keys) stays on that device in every block.
         out = jax.lax.map(chunk, keys.reshape(b, n).T)
         return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1).reshape(-1, *a.shape[2:])[:r], out)
     chain = partial(_chain, m=m, generations=generations, regime=regime, trajectory=trajectory)

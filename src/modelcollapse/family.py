@@ -36,7 +36,7 @@ import numpy as np
 
 from modelcollapse import regimes
 from modelcollapse.regimes import Regime, training_size
-from modelcollapse.runtime import replicate_keys
+from modelcollapse.runtime import per_device, replicate_keys
 
 
 # eq=False: a family hashes by identity, so `jit` can take it as a static argument (its `truth`
@@ -91,8 +91,8 @@ def _chain(key, *, family: Family, regime: regimes.Spec, m: int, n_original: int
 
 @partial(jax.jit, static_argnames=("family", "regime", "m", "n_original", "generations"))
 def _simulate(keys, *, family, regime, m, n_original, generations):
-    return jax.vmap(partial(_chain, family=family, regime=regime, m=m, n_original=n_original,
-                            generations=generations))(keys)
+    return per_device(jax.vmap(partial(_chain, family=family, regime=regime, m=m, n_original=n_original,
+                                       generations=generations)))(keys)
 
 
 def simulate(family: Family, seed: int, *, sample_size: int, generations: int, replicates: int,

@@ -29,7 +29,7 @@ import numpy as np
 
 from modelcollapse import knobs, metrics, regimes, theory
 from modelcollapse.knobs import knob
-from modelcollapse.runtime import replicate_keys
+from modelcollapse.runtime import per_device, replicate_keys
 from modelcollapse.theory import regimes as regime_theory
 from modelcollapse.theory import verify as verify_theory
 from modelcollapse.regimes import Regime, append, check_pool_points
@@ -362,17 +362,17 @@ def _mv_chain(key, sizes, chol0, *, m: int | None, ddof: int):
 
 @partial(jax.jit, static_argnames=("m", "generations", "regime", "ddof"))
 def _simulate_points(keys, *, m, generations, regime, ddof):
-    return jax.vmap(partial(_points_chain, m=m, generations=generations, regime=regime, ddof=ddof))(keys)
+    return per_device(jax.vmap(partial(_points_chain, m=m, generations=generations, regime=regime, ddof=ddof)))(keys)
 
 
 @partial(jax.jit, static_argnames=("regime", "ddof"))
 def _simulate_stats(keys, sizes, *, regime, ddof):
-    return jax.vmap(partial(_stats_chain, regime=regime, ddof=ddof), in_axes=(0, None))(keys, sizes)
+    return per_device(jax.vmap(partial(_stats_chain, regime=regime, ddof=ddof), in_axes=(0, None)))(keys, sizes)
 
 
 @partial(jax.jit, static_argnames=("m", "ddof"))
 def _simulate_mv(keys, sizes, chol0, *, m, ddof):
-    return jax.vmap(partial(_mv_chain, m=m, ddof=ddof), in_axes=(0, None, None))(keys, sizes, chol0)
+    return per_device(jax.vmap(partial(_mv_chain, m=m, ddof=ddof), in_axes=(0, None, None)))(keys, sizes, chol0)
 
 
 

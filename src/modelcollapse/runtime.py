@@ -116,19 +116,52 @@ def replicate_devices(replicates: int) -> int:
 def shard_replicates(x):
     """`x` [R, ...] laid over the local devices along axis 0 (a one-axis `Mesh` named 'replicates').
 
-    A jitted, vmapped chain that receives its replicate keys this way runs each device's share of the
-    chains there: XLA's partitioner carries the layout through vmap and scan, and the chains never
-    talk to each other, so nothing is exchanged until the results are read. On one device this
-    returns `x` unchanged. Results equal those of one device (tests/test_devices.py)."""
+    A jitted chain function wrapped in `per_device` that receives its replicate keys this way runs each
+    device's share of the chains there, and the chains never talk to each other, so nothing is
+    exchanged until the results are read. On one device this returns `x` unchanged. Results equal
+    those of one device (tests/test_devices.py)."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = replicate_mesh(x.shape[0])
+    if mesh is None:
+        return x
+    return jax.device_put(x, NamedSharding(mesh, PartitionSpec(REPLICATE_AXIS)))
+
+
+def replicate_mesh(replicates: int):
+    """The one-axis `Mesh` that `shard_replicates` lays `replicates` chains over; None for one device."""
     import jax
     import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from jax.sharding import Mesh
 
-    n = replicate_devices(x.shape[0])
-    if n == 1:
-        return x
-    mesh = Mesh(np.array(jax.local_devices()[:n]), (REPLICATE_AXIS,))
-    return jax.device_put(x, NamedSharding(mesh, PartitionSpec(REPLICATE_AXIS)))
+    n = replicate_devices(replicates)
+    return None if n == 1 else Mesh(np.array(jax.local_devices()[:n]), (REPLICATE_AXIS,))
+
+
+def per_device(fn):
+    """`fn(keys, *shared)` run as one program per device on that device's share of the replicate keys
+    (laid out by `replicate_keys`), with `shared` replicated and every output stacked along axis 0.
+
+    For chains that never talk to each other this is what the partitioner of a plain jitted, vmapped
+    `fn` should find, but it cannot always see it: on two forced CPU devices the discrete replace
+    chains (benchmarks/discrete.py, M = 10,000) took 27 microseconds per chain and generation through
+    the partitioner, whose redraw loop agrees across devices on every pass and whose flattened
+    bincount it cannot split by row, and 17-19 through `jax.shard_map` (37 on one device). `fn` must
+    give each chain's results from its own key alone, so that the layout does not change them."""
+    import jax
+    from jax.sharding import PartitionSpec
+
+    @functools.wraps(fn)
+    def wrapped(keys, *shared):
+        mesh = replicate_mesh(keys.shape[0])
+        if mesh is None:
+            return fn(keys, *shared)
+        specs = (PartitionSpec(REPLICATE_AXIS),) + (PartitionSpec(),) * len(shared)
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(REPLICATE_AXIS),
+                             check_vma=False)(keys, *shared)  # nothing is replicated across devices to check
+
+    return wrapped
 
 
 def replicate_keys(seed: int, replicates: int):
