@@ -144,10 +144,11 @@ def per_device(fn):
     (laid out by `replicate_keys`), with `shared` replicated and every output stacked along axis 0.
 
     For chains that never talk to each other this is what the partitioner of a plain jitted, vmapped
-    `fn` should find, but it cannot always see it: on two forced CPU devices the discrete replace
-    chains (benchmarks/discrete.py, M = 10,000) took 27 microseconds per chain and generation through
-    the partitioner, whose redraw loop agrees across devices on every pass and whose flattened
-    bincount it cannot split by row, and 17-19 through `jax.shard_map` (37 on one device). `fn` must
+    `fn` should find, but it does not always: on two forced CPU devices the discrete replace chains
+    (benchmarks/discrete.py, M = 10,000) took 27 microseconds per chain and generation through the
+    partitioner and 17-19 through `jax.shard_map` (37 on one device); their blocks of chains, a
+    redraw loop whose test spans a block and a bincount over a flattened block are what it had to
+    partition. The Gaussian chains gain the same either way (benchmarks/devices.py: 1.5x). `fn` must
     give each chain's results from its own key alone, so that the layout does not change them."""
     import jax
     from jax.sharding import PartitionSpec
