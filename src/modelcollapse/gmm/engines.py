@@ -109,6 +109,10 @@ class _Run(NamedTuple):
     snap_points: jax.Array  # [S, d, n]: replicate 0's draws at the snapshot generations
 
 
+# The fields of _Run that one Lloyd or EM iteration changes.
+STEPPED = ("params", "hard", "prev_ll", "n_iter", "converged", "ready")
+
+
 def _broadcast_rows(mask, a):
     """Broadcast a [R] mask against a [R, ...] array."""
     return mask.reshape(mask.shape + (1,) * (a.ndim - 1))
@@ -173,28 +177,29 @@ def _simulate_async(keys, truth_params, snap_gens, tol, max_iter, reg_covar, *, 
             converged=put(run.converged, jnp.zeros(slots, bool)), ready=put(run.ready, jnp.zeros(slots, bool)),
             fits=fits, snap_points=jnp.where(jnp.any(hit, 0)[:, None, None], mine, run.snap_points))
 
-    def tick(run: _Run, size: int) -> _Run:
-        """One Lloyd or EM iteration of the rows [:size] (every running chain is among them)."""
-        head = lambda a: a[:size]  # noqa: E731
-        g, params, hard = head(run.g), jax.tree.map(head, run.params), head(run.hard)
-        prev_ll, n_iter, ready = head(run.prev_ll), head(run.n_iter), head(run.ready)
-        live = (g <= g_max) & ~ready
-        new, ll = jax.vmap(_step_dn, in_axes=(0, 0, 0, None, 0))(head(run.train), head(run.w), params, reg_covar,
-                                                                  hard)
-        n_iter = n_iter + 1
-        small = jnp.abs(ll - prev_ll) < tol
-        lloyd_done = hard & (jax.vmap(_lloyd_done)(params, new) | (n_iter >= LLOYD_ITER))
-        em_done = ~hard & (small | (n_iter >= max_iter))
+    def step(run: _Run) -> _Run:
+        """One Lloyd or EM iteration of every row of `run` (finished and waiting rows keep theirs)."""
+        live = (run.g <= g_max) & ~run.ready
+        new, ll = jax.vmap(_step_dn, in_axes=(0, 0, 0, None, 0))(run.train, run.w, run.params, reg_covar, run.hard)
+        n_iter = run.n_iter + 1
+        small = jnp.abs(ll - run.prev_ll) < tol
+        lloyd_done = run.hard & (jax.vmap(_lloyd_done)(run.params, new) | (n_iter >= LLOYD_ITER))
+        em_done = ~run.hard & (small | (n_iter >= max_iter))
         keep = lambda a, b: jnp.where(_broadcast_rows(live, a), a, b)  # noqa: E731
-        back = lambda a, v: a.at[:size].set(v)  # noqa: E731
         return run._replace(
-            params=jax.tree.map(back, run.params, jax.tree.map(keep, new, params)),
-            hard=back(run.hard, hard & ~(live & lloyd_done)),
+            params=jax.tree.map(keep, new, run.params),
+            hard=run.hard & ~(live & lloyd_done),
             # Lloyd -> EM: the M-step on Lloyd's final labels is where EM starts, from a fresh count.
-            prev_ll=back(run.prev_ll, jnp.where(live & ~hard, ll, prev_ll)),
-            n_iter=back(run.n_iter, jnp.where(live, jnp.where(lloyd_done, 0, n_iter), head(run.n_iter))),
-            converged=back(run.converged, jnp.where(live & ~hard, small, head(run.converged))),
-            ready=back(run.ready, ready | (live & em_done)))
+            prev_ll=jnp.where(live & ~run.hard, ll, run.prev_ll),
+            n_iter=jnp.where(live, jnp.where(lloyd_done, 0, n_iter), run.n_iter),
+            converged=jnp.where(live & ~run.hard, small, run.converged),
+            ready=run.ready | (live & em_done))
+
+    def tick(run: _Run, size: int) -> _Run:
+        """`step` on the rows [:size] (every running chain is among them), written back in place."""
+        ticked = step(jax.tree.map(lambda a: a[:size], run._replace(state=None, fits=None, snap_points=None)))
+        return run._replace(**{name: jax.tree.map(lambda a, v: a.at[:size].set(v), getattr(run, name),
+                                                  getattr(ticked, name)) for name in STEPPED})
 
     def shrink(carry):
         """Running chains first (stably), and the next, halved, prefix."""
