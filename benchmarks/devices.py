@@ -14,10 +14,9 @@ start-up); the first call compiles, the best of the timed repeats is reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
+
+from timing import on_devices  # benchmarks/timing.py (the script's own folder is on sys.path)
 
 CHILD = r"""
 import json, sys, time
@@ -34,14 +33,6 @@ print(json.dumps({"devices": jax.local_device_count(), "seconds": min(times),
 """
 
 
-def measure(devices: int, args) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", CHILD, str(args.replicates), str(args.generations),
-                          str(args.sample_size), str(args.repeats)], env=env, capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=4096)
@@ -49,7 +40,8 @@ def main(argv=None) -> None:
     parser.add_argument("--sample-size", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    one, two = measure(1, args), measure(2, args)
+    one, two = (on_devices(n, CHILD, args.replicates, args.generations, args.sample_size, args.repeats)
+                for n in (1, 2))
     draws = args.replicates * args.generations * args.sample_size
     print(f"Gaussian chains, R = {args.replicates}, G = {args.generations}, M = {args.sample_size} "
           f"({draws / 1e6:.0f}M draws), {os.cpu_count()} CPU cores")

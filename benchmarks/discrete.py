@@ -23,14 +23,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from timing import best_of  # benchmarks/timing.py (the script's own folder is on sys.path)
+from timing import best_of, on_devices  # benchmarks/timing.py (the script's own folder is on sys.path)
 from modelcollapse import discrete
 from modelcollapse.discrete import count_symbols, draw_symbols, exact_indices, replicate_keys
 
@@ -134,32 +132,20 @@ def summarize_row(repeats: int) -> None:
           f"run's timings/discrete_summarize.tsv has the job's time)")
 
 
-# One layout's timings of the library, in a process of its own (JAX fixes its device count at start-up).
+# One layout's timings of the library (timing.on_devices runs it in a process of its own).
 CHILD = r"""
 import json, sys
-sys.path.insert(0, sys.argv[1])
 from timing import best_of
 from modelcollapse import discrete
-r, g, k, repeats = map(int, sys.argv[2:6])
-q = discrete.zipf(k, float(sys.argv[6]))
+r, g, k, repeats = map(int, sys.argv[1:5])
+q = discrete.zipf(k, float(sys.argv[5]))
 seconds, digest = {}, {}
-for m in map(int, sys.argv[7:]):
+for m in map(int, sys.argv[6:]):
     run = lambda: discrete.simulate_metrics(0, probs=q, sample_size=m, generations=g, replicates=r).survivors
     digest[m] = int(run().sum())  # compile outside the timing
     seconds[m] = best_of(run, repeats)
 print(json.dumps({"seconds": seconds, "digest": digest}))
 """
-
-
-def library_times(devices: int, a) -> dict:
-    """{"seconds": {M: best time}, "digest": {M: sum of survivors}} of `simulate_metrics` on `devices`
-    forced CPU devices."""
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    args = [os.path.dirname(os.path.abspath(__file__)), a.replicates, a.generations, a.num_symbols, a.repeats,
-            a.exponent, *a.sample_sizes]
-    out = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], env=env, capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -178,7 +164,7 @@ def main() -> None:
     print(f"work per M: R={r} chains x G={g} generations of Multinomial(M, p) over K={k} Zipf({a.exponent:g}) "
           f"symbols; best of {n} after a warm-up call\n")
     layouts = sorted({1, os.cpu_count() or 1})
-    jax_times = {d: library_times(d, a) for d in layouts}
+    jax_times = {d: on_devices(d, CHILD, r, g, k, n, a.exponent, *a.sample_sizes) for d in layouts}
     same = len({json.dumps(t["digest"]) for t in jax_times.values()}) == 1
     print(f"JAX: the library on 1 device and on {layouts[-1]} forced host devices (one per core; "
           f"same chains: {same}); NumPy: one core")
