@@ -3,7 +3,7 @@ cached against recomputed generation, and PyTorch eager on the same CPU (a repor
 
     .venv/bin/python benchmarks/lm.py [--batch-size 32 --steps-per-call 10 --vocab 2000 --context 128
                                        --layers 2 --d-model 128 --heads 4 --repeats 5] [--no-torch]
-                                      [--breakdown] [--sweep]
+                                      [--breakdown] [--profile] [--sweep]
     .venv/bin/python benchmarks/lm.py --generate [--gen-prompts 1000 --gen-batch 250 --repeats 3]
 
 Prints, measured side by side in one run: --repeats rounds that each run every timed call once, and
@@ -17,6 +17,8 @@ the best of each (noise from other processes only adds time, and a round sees it
      V d (a real matmul; the input lookup is not);
      with --sweep also steps_per_call 1 and other batch sizes; with --breakdown the forward+backward
      time of the step with GELU, attention softmax or cross-entropy replaced by cheap stand-ins;
+     with --profile the step's time by XLA op class (matmuls, layout copies, the rest) from XLA's
+     trace, beside the time its matmul FLOPs need at the peak and what 1.2x PyTorch leaves the rest;
   3. generation at batch --batch-size, greedy, from a 1-token prompt to `context` tokens, jit + scan
      for both: with the KV cache (one token per step) and recomputing the full context each step
      (a causal model on the fixed [B, context] buffer), and the ratio; both must give the same tokens;
@@ -43,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from timing import best_of  # benchmarks/timing.py (the script's own folder is on sys.path)
+from timing import best_of, op_times  # benchmarks/timing.py (the script's own folder is on sys.path)
 from modelcollapse import runtime
 from modelcollapse.lm import model as M, train as T
 
@@ -100,14 +102,19 @@ def train_call(c: M.GPTConfig, batch_size: int, steps_per_call: int):
     hyper = {k: jnp.float32(v) for k, v in dataclasses.asdict(opt).items()}
     state = [jax.tree.map(jnp.copy, params), T.make_optimizer(opt, 10_000).init(params), 0]
 
-    def call():
+    def args():
         p, o, step = state
-        p, o, losses = T._run(p, o, rest, blocks, jnp.int32(step), jnp.int32(10_000), jax.random.key(0), hyper,
-                              graphdef=graphdef, batch_size=batch_size, n=steps_per_call, dropout=False)
-        state[:] = [p, o, step + steps_per_call]
+        return (p, o, rest, blocks, jnp.int32(step), jnp.int32(10_000), jax.random.key(0), hyper)
+
+    static = dict(graphdef=graphdef, batch_size=batch_size, n=steps_per_call, dropout=False)
+
+    def call():
+        p, o, losses = T._run(*args(), **static)
+        state[:] = [p, o, state[2] + steps_per_call]
         return losses
 
     call().block_until_ready()  # compile
+    call.hlo_text = lambda: T._run.lower(*args(), **static).compile().as_text()
     return call
 
 
@@ -132,6 +139,25 @@ def breakdown(c: M.GPTConfig, batch_size: int, repeats: int) -> dict[str, float]
         jax.block_until_ready(fns[name](params))  # traced (and compiled) while the swap is in place
     jax.nn.gelu, jax.nn.softmax = gelu, softmax
     return interleaved({name: (lambda fn=fn: fn(params)) for name, fn in fns.items()}, repeats)
+
+
+def profile_report(train, steps_per_call: int, step_seconds: float, step_flops: float, peak: float,
+                   torch_seconds: float | None) -> None:
+    """--profile: the training step's time by XLA op class (timing.op_times) against the time its
+    matmul FLOPs need at the measured fp32 peak, and what the goal against PyTorch leaves for the rest."""
+    times = {k: v / steps_per_call for k, v in op_times(train, train.hlo_text(), calls=3).items()}
+    print("\nXLA trace of the training step (ms per step; each op on the thread that launched it):")
+    print(f"  {'matmuls (dots, and fusions holding one)':<44}{times['matmul'] * 1e3:>7.1f}"
+          f"  {step_flops / times['matmul'] / 1e9:.0f} GFLOP/s of 6N + 12 L T d")
+    print(f"  {'layout copies and transposes':<44}{times['layout copy'] * 1e3:>7.1f}")
+    print(f"  {'everything else':<44}{times['other'] * 1e3:>7.1f}")
+    print(f"  {'sum (timed step: ' + f'{step_seconds * 1e3:.1f})':<44}{sum(times.values()) * 1e3:>7.1f}")
+    floor = step_flops / peak
+    print(f"  the matmuls' FLOPs at the fp32 peak take {floor * 1e3:.1f} ms")
+    if torch_seconds is not None:
+        goal = torch_seconds / 1.2
+        print(f"  1.2x PyTorch eager needs {goal * 1e3:.1f} ms per step: {(goal - floor) * 1e3:.1f} ms for everything "
+              f"but matmuls even with them at the peak (now {(sum(times.values()) - times['matmul']) * 1e3:.1f})")
 
 
 def generation_calls(c: M.GPTConfig, batch_size: int) -> tuple[object, object, bool]:
@@ -274,6 +300,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--breakdown", action="store_true", help="time the step with parts swapped out")
+    p.add_argument("--profile", action="store_true",
+                   help="where the step's time goes, by XLA op class, from XLA's own trace")
     p.add_argument("--sweep", action="store_true", help="also steps_per_call 1 and batch sizes 16, 64")
     p.add_argument("--generate", action="store_true",
                    help="only lm.generate at the LM experiment's sizes (beam, greedy, sampling)")
@@ -339,6 +367,11 @@ def main() -> None:
                   f"JAX under contention (see BUSY_LOAD), so this ratio overstates JAX; rerun on an idle machine")
     elif not a.no_torch:
         print("torch not importable: PyTorch comparison skipped")
+
+    if a.profile:
+        step_flops = flops_per_token(c) * a.batch_size * c.context
+        profile_report(calls[("train",) + configs[0]], a.steps_per_call, best[("train",) + configs[0]] / a.steps_per_call,
+                       step_flops, peak, None if torch_step is None else best["torch"] / 3)
 
     if a.breakdown:
         times = breakdown(c, a.batch_size, a.repeats)

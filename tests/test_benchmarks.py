@@ -32,6 +32,9 @@ RUNS = {
             ["examples/s"]),
     "lm": ("lm", ["--batch-size", "2", "--steps-per-call", "2", "--vocab", "50", "--context", "16", "--layers", "1",
                   "--d-model", "16", "--heads", "2", "--repeats", "1", "--no-torch"], ["tokens/s", "MFU"]),
+    "lm-profile": ("lm", ["--batch-size", "2", "--steps-per-call", "2", "--vocab", "50", "--context", "16",
+                          "--layers", "1", "--d-model", "16", "--heads", "2", "--repeats", "1", "--no-torch",
+                          "--profile"], ["XLA trace of the training step", "matmuls (dots", "fp32 peak take"]),
     "lm-generate": ("lm", ["--generate", "--gen-prompts", "10", "--gen-batch", "5", "--repeats", "1"], ["tokens/s"]),
     "devices": ("devices", ["--replicates", "8", "--generations", "5", "--sample-size", "10", "--repeats", "1"],
                 ["Gaussian chains"]),
@@ -47,3 +50,25 @@ def test_benchmark_script_runs(name):
     assert out.returncode == 0, f"{script.name} {' '.join(args)} failed:\n{report[-3000:]}"
     for line in expected:
         assert line in report, f"{script.name} printed no {line!r}:\n{report[-3000:]}"
+
+
+def test_op_times_classes_a_programs_ops_and_adds_up_to_its_time():
+    """benchmarks/timing.op_times on a program of one large matmul, a transpose and an exp: the matmul
+    class holds the dot, which takes most of the time, and the classes add up to about the wall time."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import jax
+        import jax.numpy as jnp
+        from timing import best_of, op_classes, op_times
+    finally:
+        sys.path.pop(0)
+    a = jax.random.normal(jax.random.key(0), (1024, 1024))
+    program = jax.jit(lambda a: (jnp.exp(a @ a), a.T))
+    call = lambda: program(a)
+    text = program.lower(a).compile().as_text()
+    classes = op_classes(text)
+    assert {"matmul", "layout copy", "other"} <= set(classes.values()), classes
+    times = op_times(call, text, calls=3)
+    wall = best_of(call, 3)
+    assert times["matmul"] > times["other"], times
+    assert 0.5 * wall < sum(times.values()) < 2 * wall, (times, wall)
