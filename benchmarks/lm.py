@@ -114,6 +114,7 @@ def train_call(c: M.GPTConfig, batch_size: int, steps_per_call: int):
         return losses
 
     call().block_until_ready()  # compile
+    # The compiled HLO that --profile classifies: XLA compiles the same program again, only when asked.
     call.hlo_text = lambda: T._run.lower(*args(), **static).compile().as_text()
     return call
 
@@ -151,7 +152,8 @@ def profile_report(train, steps_per_call: int, step_seconds: float, step_flops: 
           f"  {step_flops / times['matmul'] / 1e9:.0f} GFLOP/s of 6N + 12 L T d")
     print(f"  {'layout copies and transposes':<44}{times['layout copy'] * 1e3:>7.1f}")
     print(f"  {'everything else':<44}{times['other'] * 1e3:>7.1f}")
-    print(f"  {'sum (timed step: ' + f'{step_seconds * 1e3:.1f})':<44}{sum(times.values()) * 1e3:>7.1f}")
+    total = f"sum (timed step: {step_seconds * 1e3:.1f})"
+    print(f"  {total:<44}{sum(times.values()) * 1e3:>7.1f}")
     floor = step_flops / peak
     print(f"  the matmuls' FLOPs at the fp32 peak take {floor * 1e3:.1f} ms")
     if torch_seconds is not None:
@@ -369,9 +371,10 @@ def main() -> None:
         print("torch not importable: PyTorch comparison skipped")
 
     if a.profile:
-        step_flops = flops_per_token(c) * a.batch_size * c.context
-        profile_report(calls[("train",) + configs[0]], a.steps_per_call, best[("train",) + configs[0]] / a.steps_per_call,
-                       step_flops, peak, None if torch_step is None else best["torch"] / 3)
+        train = ("train",) + configs[0]
+        profile_report(calls[train], a.steps_per_call, best[train] / a.steps_per_call,
+                       flops_per_token(c) * a.batch_size * c.context, peak,
+                       None if torch_step is None else best["torch"] / 3)
 
     if a.breakdown:
         times = breakdown(c, a.batch_size, a.repeats)

@@ -42,6 +42,8 @@ _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?\s([\w\-]+)\((.*)$", 
 _COMPUTATION = re.compile(r"^(%[\w.\-]+) [^\n]*\{\n(.*?)\n\}", re.M | re.S)
 # Ops whose trace event encloses the events of their bodies: counting them would count twice.
 _ENCLOSING = {"while", "conditional", "call"}
+# Arithmetic in a fusion's body makes it more than a layout copy.
+_ARITHMETIC = re.compile(r"\s(add|multiply|subtract|divide|exponential|tanh|reduce)\(")
 
 
 def op_classes(hlo_text: str) -> dict[str, str]:
@@ -57,8 +59,8 @@ def op_classes(hlo_text: str) -> dict[str, str]:
         body = bodies.get(called.group(1), "") if called else ""
         if opcode == "dot" or re.search(r"\sdot\(", body):
             classes[name] = "matmul"
-        elif opcode in ("copy", "transpose") or re.search(r"\s(copy|transpose)\(", body) and not re.search(
-                r"\s(add|multiply|subtract|divide|exponential|tanh|reduce)\(", body):
+        elif opcode in ("copy", "transpose") or (re.search(r"\s(copy|transpose)\(", body)
+                                                  and not _ARITHMETIC.search(body)):
             classes[name] = "layout copy"
         else:
             classes[name] = "other"
